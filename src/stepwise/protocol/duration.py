@@ -17,6 +17,8 @@ _UNITS_NS = {
     "d": 86400 * 1_000_000_000,
     "w": 7 * 86400 * 1_000_000_000,
 }
+# Go's time.Duration is an int64 of nanoseconds; longer durations are invalid there too.
+_MAX_NS = (1 << 63) - 1
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d|w)")
 
 
@@ -40,6 +42,8 @@ def parse_duration(text: str) -> timedelta:
         pos = match.end()
     if pos != len(s):
         raise DurationError(f"invalid duration {text!r}")
+    if total_ns > _MAX_NS:
+        raise DurationError(f"duration out of range {text!r}")
     return timedelta(microseconds=total_ns / 1000)
 
 

@@ -49,7 +49,7 @@ def parse_signature(header: str) -> tuple[int, str]:
         sig = fields["s"][0]
     except (KeyError, IndexError, ValueError) as exc:
         raise SignatureError("malformed signature header") from exc
-    if not sig:
+    if not sig or not sig.isascii():
         raise SignatureError("malformed signature header")
     return ts, sig
 
@@ -103,7 +103,10 @@ def bearer_matches(token: str, signing_key: str) -> bool:
     _, got = split_key(token.strip())
     _, secret = split_key(signing_key)
     _, hashed = split_key(hash_signing_key(signing_key))
-    return hmac.compare_digest(got, secret) or hmac.compare_digest(got, hashed)
+    token_bytes = got.encode("utf-8")  # compare bytes: str compare_digest rejects non-ASCII
+    return hmac.compare_digest(token_bytes, secret.encode("utf-8")) or hmac.compare_digest(
+        token_bytes, hashed.encode("utf-8")
+    )
 
 
 def hash_event_key(event_key: str) -> str:

@@ -1,0 +1,219 @@
+"""``stepwise dev | start | send``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import click
+import httpx
+import orjson
+
+from . import protocol
+from .server.config import ServerConfig
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+@click.group()
+@click.version_option(package_name="stepwise")
+def main() -> None:
+    """Stepwise: durable functions for Python, on the Inngest protocol."""
+
+
+def _common(fn: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option(
+            "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
+        ),
+        click.option(
+            "-p", "--port", default=protocol.DEFAULT_DEV_PORT, show_default=True, type=int
+        ),
+        click.option(
+            "-u", "--sdk-url", "sdk_urls", multiple=True, help="URL of an app to sync (repeatable)."
+        ),
+        click.option(
+            "--poll-interval",
+            default=5.0,
+            show_default=True,
+            type=float,
+            help="Seconds between app re-syncs.",
+        ),
+        click.option("--no-poll", is_flag=True, help="Do not re-sync apps periodically."),
+        click.option(
+            "--retry-interval",
+            type=float,
+            default=None,
+            help="Retry failed steps every N seconds instead of the backoff table.",
+        ),
+        click.option(
+            "--queue-workers",
+            default=100,
+            show_default=True,
+            type=int,
+            help="Steps executed at once.",
+        ),
+        click.option(
+            "--log-level",
+            default="info",
+            show_default=True,
+            type=click.Choice(["debug", "info", "warning", "error"]),
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _run(config: ServerConfig, log_level: str) -> None:
+    from .server.server import Server
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(Server(config).serve())
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@_common
+@click.option("--no-discovery", is_flag=True, help="Do not scan local ports for apps.")
+@click.option(
+    "--sqlite-path",
+    default=".stepwise/dev.db",
+    show_default=True,
+    help="Where the embedded database lives.",
+)
+def dev(
+    host: str,
+    port: int,
+    sdk_urls: tuple[str, ...],
+    poll_interval: float,
+    no_poll: bool,
+    retry_interval: float | None,
+    queue_workers: int,
+    log_level: str,
+    no_discovery: bool,
+    sqlite_path: str,
+) -> None:
+    """Run the development server on an embedded SQLite file."""
+    config = ServerConfig(
+        host=host,
+        port=port,
+        sqlite_path=sqlite_path,
+        sqlite_synchronous="NORMAL",
+        dev=True,
+        sdk_urls=sdk_urls,
+        discovery=not no_discovery,
+        poll=not no_poll,
+        poll_interval_s=poll_interval,
+        retry_interval_s=retry_interval,
+        queue_workers=queue_workers,
+    )
+    _run(config, log_level)
+
+
+@main.command()
+@_common
+@click.option(
+    "--signing-key",
+    envvar="INNGEST_SIGNING_KEY",
+    required=True,
+    help="Signs requests to apps; authenticates the API.",
+)
+@click.option(
+    "--event-key",
+    "event_keys",
+    envvar="INNGEST_EVENT_KEY",
+    multiple=True,
+    required=True,
+    help="Accepted event key (repeatable).",
+)
+@click.option("--sqlite-path", default=".stepwise/stepwise.db", show_default=True)
+def start(
+    host: str,
+    port: int,
+    sdk_urls: tuple[str, ...],
+    poll_interval: float,
+    no_poll: bool,
+    retry_interval: float | None,
+    queue_workers: int,
+    log_level: str,
+    signing_key: str,
+    event_keys: tuple[str, ...],
+    sqlite_path: str,
+) -> None:
+    """Run the server in production mode: keys required, commits survive power loss."""
+    config = ServerConfig(
+        host=host,
+        port=port,
+        sqlite_path=sqlite_path,
+        sqlite_synchronous="FULL",
+        dev=False,
+        sdk_urls=sdk_urls,
+        discovery=False,
+        poll=not no_poll,
+        poll_interval_s=poll_interval,
+        retry_interval_s=retry_interval,
+        queue_workers=queue_workers,
+        signing_key=signing_key,
+        event_keys=event_keys,
+    )
+    _run(config, log_level)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--data", default="{}", show_default=True, help="Event data as a JSON object.")
+@click.option("--id", "event_id", default=None, help="Event id (deduplicates runs for 24 h).")
+@click.option(
+    "--url",
+    default=None,
+    help="Event API origin [default: INNGEST_EVENT_API_BASE_URL or http://127.0.0.1:8288].",
+)
+@click.option("--event-key", envvar="INNGEST_EVENT_KEY", default=protocol.DEV_EVENT_KEY)
+def send(name: str, data: str, event_id: str | None, url: str | None, event_key: str) -> None:
+    """Send one event and print its id."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--data")
+    origin = (
+        url
+        or os.environ.get("INNGEST_EVENT_API_BASE_URL")
+        or os.environ.get("INNGEST_BASE_URL")
+        or "http://127.0.0.1:8288"
+    )
+    event: dict[str, object] = {"name": name, "data": payload}
+    if event_id:
+        event["id"] = event_id
+    try:
+        response = httpx.post(
+            f"{origin.rstrip('/')}/e/{event_key}",
+            content=orjson.dumps([event]),
+            headers={
+                "content-type": "application/json",
+                protocol.headers.EVENT_ID_SEED: protocol.make_seed(),
+            },
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        click.echo(f"could not reach {origin}: {exc}", err=True)
+        sys.exit(1)
+    body = response.json() if response.content else {}
+    if response.status_code != 200:
+        click.echo(f"error {response.status_code}: {body.get('error', response.text)}", err=True)
+        sys.exit(1)
+    for event_id_out in body.get("ids", []):
+        click.echo(event_id_out)
+
+
+__all__ = ["main"]

@@ -1,0 +1,116 @@
+"""``POST /e/{key}``: validate every event, then store all of them and their runs in one commit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...errors import ApiError
+from ...protocol import events as ev
+from ...protocol import headers as h
+from ..store.records import EventRecord
+from .responses import JSONResponse, read_json
+from .state import ServerState
+
+# Event timestamps outside these bounds are refused (milliseconds, 1980..2100).
+_MIN_TS = 315532800000
+_MAX_TS = 4102444800000
+
+
+class EventError(ApiError):
+    def to_body(self) -> dict[str, Any]:
+        return {"ids": [], **super().to_body()}
+
+
+def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, Any]:
+    where = f"event {index}"
+    if not isinstance(raw, dict):
+        raise EventError(400, "invalid_event", f"{where}: an event must be a JSON object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise EventError(400, "missing_event_name", f"{where}: 'name' must be a non-empty string")
+    if len(name) > ev.MAX_EVENT_NAME_LENGTH:
+        raise EventError(
+            400,
+            "event_name_too_long",
+            f"{where}: 'name' is longer than {ev.MAX_EVENT_NAME_LENGTH} characters",
+        )
+    if name.startswith(ev.RESERVED_PREFIX):
+        raise EventError(
+            400, "reserved_event_name", f"{where}: event name {name!r} is reserved for internal use"
+        )
+    data = raw.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EventError(400, "invalid_event_data", f"{where}: 'data' must be an object")
+    data = {k: v for k, v in data.items() if k != "_inngest"}
+    user = raw.get("user")
+    if user is None:
+        user = {}
+    if not isinstance(user, dict):
+        raise EventError(400, "invalid_event_user", f"{where}: 'user' must be an object")
+    event_id = raw.get("id")
+    if event_id is not None and not isinstance(event_id, str):
+        raise EventError(400, "invalid_event_id", f"{where}: 'id' must be a string")
+    ts = raw.get("ts")
+    if ts is None or ts == 0:
+        ts = now
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        raise EventError(400, "invalid_event_ts", f"{where}: 'ts' must be a number of milliseconds")
+    ts = int(ts)
+    if not _MIN_TS <= ts <= _MAX_TS:
+        raise EventError(
+            400, "invalid_event_ts", f"{where}: 'ts' must be milliseconds between 1980 and 2100"
+        )
+    v = raw.get("v")
+    if v is not None and not isinstance(v, str):
+        raise EventError(400, "invalid_event_version", f"{where}: 'v' must be a string")
+    event = {"name": name, "data": data, "user": user, "id": event_id or None, "ts": ts, "v": v}
+    size = len(orjson.dumps(event))
+    if size > max_bytes:
+        raise EventError(
+            413,
+            "event_too_large",
+            f"{where}: {size} bytes is over the {max_bytes}-byte limit per event",
+        )
+    return event
+
+
+async def send_events(request: Request) -> Response:
+    state: ServerState = request.app.state.stepwise
+    config = state.config
+    key = request.path_params.get("key", "")
+    if config.event_keys and key not in config.event_keys:
+        raise EventError(401, "event_key_not_found", "Event key not found")
+    body = await read_json(request, max_bytes=config.max_request_bytes)
+    items = body if isinstance(body, list) else [body]
+    if len(items) > config.max_events_per_request:
+        raise EventError(
+            413,
+            "too_many_events",
+            f"{len(items)} events is over the limit of {config.max_events_per_request} per request",
+        )
+    now = int(time.time() * 1000)
+    valid = [_validate(item, i, now, config.max_event_bytes) for i, item in enumerate(items)]
+    ids = state.engine.new_event_ids(request.headers.get(h.EVENT_ID_SEED), len(valid))
+    records = [
+        EventRecord(
+            internal_id=internal,
+            id=e["id"] or internal,
+            name=e["name"],
+            data=e["data"],
+            user=e["user"],
+            ts=e["ts"],
+            v=e["v"],
+            received_at=now,
+        )
+        for internal, e in zip(ids, valid, strict=True)
+    ]
+    if records:
+        await state.engine.ingest(records)
+    return JSONResponse({"ids": ids, "status": 200})

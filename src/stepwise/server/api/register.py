@@ -1,0 +1,143 @@
+"""``POST /fn/register``: an app syncs its functions (out-of-band sync)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from croniter import croniter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...errors import ApiError
+from ...protocol import headers as h
+from ..expr import ExpressionError, check
+from .auth import require_signing_key
+from .responses import JSONResponse, read_json
+from .state import ServerState
+
+MAX_TRIGGERS = 10
+MAX_REGISTER_BYTES = 16 * 1024 * 1024
+
+
+def _bad(message: str, code: str = "invalid_app") -> ApiError:
+    return ApiError(400, code, message)
+
+
+def _lower_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    # The Python SDK sends "appname" and "deploy_type"; Go servers match keys without case.
+    return {k.lower().replace("_", ""): v for k, v in raw.items()}
+
+
+def _check_url(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _bad(f"{where} must be a non-empty URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        raise _bad(f"{where} is not an absolute http(s) URL: {value!r}")
+    return value
+
+
+def validate_function(raw: object, index: int) -> dict[str, Any]:
+    where = f"functions[{index}]"
+    if not isinstance(raw, dict):
+        raise _bad(f"{where} must be an object", "invalid_function")
+    fn_id = raw.get("id")
+    if not isinstance(fn_id, str) or not fn_id:
+        raise _bad(f"{where}.id must be a non-empty string", "invalid_function")
+    triggers = raw.get("triggers")
+    if triggers is None:
+        triggers = []
+    if not isinstance(triggers, list):
+        raise _bad(f"{where}.triggers must be a list", "invalid_function")
+    if len(triggers) > MAX_TRIGGERS:
+        raise _bad(
+            f"function {fn_id!r} has {len(triggers)} triggers; the limit is {MAX_TRIGGERS}",
+            "too_many_triggers",
+        )
+    for t_index, trigger in enumerate(triggers):
+        t_where = f"function {fn_id!r} trigger {t_index}"
+        if not isinstance(trigger, dict):
+            raise _bad(f"{t_where} must be an object", "invalid_trigger")
+        event, cron = trigger.get("event"), trigger.get("cron")
+        if event:
+            if not isinstance(event, str):
+                raise _bad(f"{t_where}: event must be a string", "invalid_trigger")
+            expression = trigger.get("expression")
+            if expression:
+                if not isinstance(expression, str):
+                    raise _bad(f"{t_where}: expression must be a string", "invalid_trigger")
+                try:
+                    check(expression)
+                except ExpressionError as exc:
+                    raise _bad(f"{t_where}: {exc}", "invalid_expression") from exc
+        elif cron:
+            if not isinstance(cron, str):
+                raise _bad(f"{t_where}: cron must be a string", "invalid_trigger")
+            text = (
+                cron.split(" ", 1)[1]
+                if cron.startswith(("TZ=", "CRON_TZ=")) and " " in cron
+                else cron
+            )
+            if not croniter.is_valid(text):
+                raise _bad(f"{t_where}: invalid cron expression {cron!r}", "invalid_cron")
+        else:
+            raise _bad(f"{t_where} needs an 'event' or a 'cron'", "invalid_trigger")
+    steps = raw.get("steps")
+    if not isinstance(steps, dict) or not steps:
+        raise _bad(f"function {fn_id!r} has no steps", "invalid_function")
+    step = steps.get("step") or next(iter(steps.values()))
+    if not isinstance(step, dict) or not isinstance(step.get("runtime"), dict):
+        raise _bad(f"function {fn_id!r}: steps.step.runtime is required", "invalid_function")
+    _check_url(step["runtime"].get("url"), f"function {fn_id!r} runtime url")
+    config = dict(raw)
+    config["triggers"] = triggers
+    config["steps"] = {"step": step}
+    return config
+
+
+async def register(request: Request) -> Response:
+    state: ServerState = request.app.state.stepwise
+    require_signing_key(request)
+    expected = request.headers.get(h.EXPECTED_SERVER_KIND)
+    if expected and expected != state.config.server_kind:
+        raise ApiError(
+            400,
+            "server_kind_mismatch",
+            f"Expected server kind {expected}, got {state.config.server_kind}",
+        )
+    body = await read_json(request, max_bytes=MAX_REGISTER_BYTES)
+    if not isinstance(body, dict):
+        raise _bad("register body must be a JSON object")
+    fields = _lower_keys(body)
+    url = _check_url(fields.get("url"), "url")
+    app_name = fields.get("appname")
+    if not isinstance(app_name, str) or not app_name.strip():
+        raise _bad("appName is required")
+    functions_raw = fields.get("functions") or []
+    if not isinstance(functions_raw, list):
+        raise _bad("functions must be a list")
+    functions = [validate_function(f, i) for i, f in enumerate(functions_raw)]
+    seen: set[str] = set()
+    for fn in functions:
+        if fn["id"] in seen:
+            raise _bad(f"function id {fn['id']!r} appears twice", "duplicate_function")
+        seen.add(fn["id"])
+    sdk = fields.get("sdk") if isinstance(fields.get("sdk"), str) else ""
+    framework = fields.get("framework") if isinstance(fields.get("framework"), str) else ""
+    checksum_source = orjson.dumps(
+        {"url": url, "app": app_name, "functions": functions}, option=orjson.OPT_SORT_KEYS
+    )
+    app, modified = await state.engine.sync_app(
+        name=app_name,
+        url=url,
+        sdk=str(sdk),
+        framework=str(framework),
+        functions=functions,
+        checksum_source=checksum_source,
+    )
+    return JSONResponse(
+        {"ok": True, "modified": modified, "app_id": app.id, "sync_id": str(uuid.uuid4())}
+    )

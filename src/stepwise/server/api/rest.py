@@ -1,0 +1,198 @@
+"""REST v1 (``/v1/events``, ``/v1/runs``), the SDK's state API (``/v0/runs``), health and ``/dev``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ... import __version__
+from ...errors import ApiError
+from ...protocol import is_ulid
+from ..store.records import EventRecord, RunRecord
+from .auth import require_signing_key
+from .responses import JSONResponse
+from .state import ServerState
+
+MAX_LIMIT = 100
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _wrap(data: Any) -> JSONResponse:
+    return JSONResponse(
+        {
+            "data": data,
+            "metadata": {"fetched_at": _iso(int(time.time() * 1000)), "cached_until": None},
+        }
+    )
+
+
+def event_json(e: EventRecord) -> dict[str, Any]:
+    return {
+        "internal_id": e.internal_id,
+        "id": e.id,
+        "name": e.name,
+        "data": e.data,
+        "user": e.user,
+        "ts": e.ts,
+        "v": e.v,
+        "received_at": _iso(e.received_at),
+    }
+
+
+def run_json(r: RunRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "run_id": r.id,
+        "run_started_at": _iso(r.started_at or r.created_at),
+        "function_id": r.function_id,
+        "function_slug": r.function_slug,
+        "function_version": 1,
+        "environment_id": "00000000-0000-4000-b000-000000000000",
+        "event_id": r.event_ids[0] if r.event_ids else None,
+        "batch_id": None,
+        "original_run_id": None,
+        "cron": r.cron,
+        "status": r.status.value,
+        "ended_at": _iso(r.ended_at),
+    }
+    if r.status.terminal:
+        out["output"] = r.output
+    return out
+
+
+def _state(request: Request) -> ServerState:
+    require_signing_key(request)
+    state: ServerState = request.app.state.stepwise
+    return state
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_parameter", f"query parameter {name!r} must be an integer"
+        ) from None
+
+
+def _time_param(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, "invalid_parameter", f"query parameter {name!r} must be an RFC 3339 time"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def _ulid_param(request: Request, name: str, what: str) -> str:
+    value = str(request.path_params[name])
+    if not is_ulid(value):
+        raise ApiError(400, "invalid_id", f"{value!r} is not a valid {what} id (a ULID)")
+    return value.upper()
+
+
+async def list_events(request: Request) -> Response:
+    state = _state(request)
+    limit = _int_param(request, "limit") or 20
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
+    events = await state.engine.store.list_events(
+        limit=limit,
+        cursor=request.query_params.get("cursor") or None,
+        name=request.query_params.get("name") or None,
+        received_after=_time_param(request, "received_after"),
+        received_before=_time_param(request, "received_before"),
+    )
+    response = _wrap([event_json(e) for e in events])
+    if len(events) == limit:
+        response.headers["x-next-cursor"] = events[-1].internal_id
+    return response
+
+
+async def get_event(request: Request) -> Response:
+    state = _state(request)
+    event = await state.engine.store.get_event(_ulid_param(request, "event_id", "event"))
+    if event is None:
+        raise ApiError(404, "event_not_found", "event not found")
+    return _wrap(event_json(event))
+
+
+async def event_runs(request: Request) -> Response:
+    state = _state(request)
+    event_id = _ulid_param(request, "event_id", "event")
+    if await state.engine.store.get_event(event_id) is None:
+        raise ApiError(404, "event_not_found", "event not found")
+    runs = await state.engine.store.runs_for_event(event_id)
+    return _wrap([run_json(r) for r in runs])
+
+
+async def get_run(request: Request) -> Response:
+    state = _state(request)
+    run = await state.engine.store.get_run(_ulid_param(request, "run_id", "run"))
+    if run is None:
+        raise ApiError(404, "run_not_found", "run not found")
+    return _wrap(run_json(run))
+
+
+async def run_batch(request: Request) -> Response:
+    state = _state(request)
+    run_state = await state.engine.store.load_run_state(_ulid_param(request, "run_id", "run"))
+    if run_state is None:
+        raise ApiError(404, "run_not_found", "run not found")
+    return JSONResponse([e.to_wire() for e in run_state.events])
+
+
+async def run_actions(request: Request) -> Response:
+    state = _state(request)
+    run_state = await state.engine.store.load_run_state(_ulid_param(request, "run_id", "run"))
+    if run_state is None:
+        raise ApiError(404, "run_not_found", "run not found")
+    return JSONResponse({s.step_id: s.memo for s in run_state.steps})
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def dev_info(request: Request) -> Response:
+    state: ServerState = request.app.state.stepwise
+    if not state.config.dev:
+        raise ApiError(404, "not_found", "not found")
+    functions = [
+        {"id": spec.slug, "name": spec.record.name, "url": spec.url}
+        for spec in state.engine.registry.all()
+    ]
+    return JSONResponse(
+        {
+            "version": __version__,
+            "authed": False,
+            "startOpts": {"dev": True, "sdkURLs": list(state.config.sdk_urls)},
+            "functions": functions,
+            "handlers": [],
+            "isSingleNodeService": True,
+            "isMissingSigningKey": False,
+            "isMissingEventKeys": False,
+            "features": {},
+        }
+    )

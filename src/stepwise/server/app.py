@@ -1,0 +1,86 @@
+"""Builds the server's ASGI application from its routers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import ApiError
+from ..protocol import headers as h
+from .api import events, register, rest
+from .api.responses import JSONResponse, error_response
+from .api.state import ServerState
+
+log = logging.getLogger("stepwise.api")
+
+
+class ServerKindHeader:
+    """Every response says which kind of server answered (SDKs read it to detect dev mode)."""
+
+    def __init__(self, app: ASGIApp, kind: str) -> None:
+        self.app = app
+        self.header = (h.SERVER_KIND.encode(), kind.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": exc.detail, "code": code, "status": exc.status_code}, status_code=exc.status_code
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"error": "internal server error", "code": "internal", "status": 500}, status_code=500
+    )
+
+
+def build_app(state: ServerState) -> Any:
+    routes = [
+        Route("/e/{key}", events.send_events, methods=["POST"]),
+        Route("/fn/register", register.register, methods=["POST"]),
+        Route("/health", rest.health, methods=["GET"]),
+        Route("/dev", rest.dev_info, methods=["GET"]),
+        Route("/v1/events", rest.list_events, methods=["GET"]),
+        Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),
+        Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
+        Route("/v1/runs/{run_id}", rest.get_run, methods=["GET"]),
+        Route("/v0/runs/{run_id}/batch", rest.run_batch, methods=["GET"]),
+        Route("/v0/runs/{run_id}/actions", rest.run_actions, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.stepwise = state
+    return ServerKindHeader(app, state.config.server_kind)

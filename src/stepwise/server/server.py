@@ -1,0 +1,134 @@
+"""One server process: the engine, the HTTP API under uvicorn, and app syncing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+import httpx
+import uvicorn
+
+from ..protocol import headers as h
+from .api.state import ServerState
+from .app import build_app
+from .config import ServerConfig
+from .engine.engine import Engine
+from .store.sqlite.store import SqliteStore
+
+log = logging.getLogger("stepwise.server")
+
+# Where the dev server looks for apps on 127.0.0.1, as the reference dev server does.
+DISCOVERY_PORTS = (
+    80,
+    443,
+    *range(3000, 3011),
+    4321,
+    5000,
+    5173,
+    8000,
+    8080,
+    8081,
+    8888,
+    *range(8910, 8916),
+    8787,
+)
+DISCOVERY_PATHS = (
+    "/api/inngest",
+    "/x/inngest",
+    "/.netlify/functions/inngest",
+    "/.redwood/functions/inngest",
+)
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        store = SqliteStore(config.sqlite_path, synchronous=config.sqlite_synchronous)
+        self.engine = Engine(
+            store,
+            signing_key=config.signing_key,
+            server_kind=config.server_kind,
+            retry_interval_s=config.retry_interval_s,
+            concurrency=config.queue_workers,
+            call_timeout_s=config.call_timeout_s,
+        )
+        self.app = build_app(ServerState(config=config, engine=self.engine))
+        self._known_urls: set[str] = set(config.sdk_urls)
+
+    async def serve(self) -> None:
+        await self.engine.start()
+        uv = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=self.config.host,
+                port=self.config.port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+        )
+        syncer = asyncio.create_task(self._sync_apps(uv))
+        try:
+            await uv.serve()
+        finally:
+            syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncer
+            await self.engine.stop()
+
+    async def _sync_apps(self, uv: uvicorn.Server) -> None:
+        while not uv.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.05)
+        log.info(
+            "stepwise %s server listening on http://%s:%d",
+            self.config.server_kind,
+            self.config.host,
+            self.config.port,
+        )
+        async with httpx.AsyncClient(timeout=2.0) as probe:
+            while True:
+                for app in await self.engine.store.list_apps():
+                    self._known_urls.add(app.url)
+                for url in sorted(self._known_urls):
+                    await self._ping(url)
+                if self.config.discovery and not self._known_urls:
+                    await self._discover(probe)
+                # Without polling, keep retrying only until an app has synced.
+                if not self.config.poll and await self.engine.store.list_apps():
+                    return
+                await asyncio.sleep(self.config.poll_interval_s)
+
+    async def _ping(self, url: str) -> None:
+        try:
+            response = await self.engine.driver.ping(url)
+        except httpx.HTTPError as exc:
+            log.debug("could not reach app at %s: %s", url, exc)
+            return
+        if response.status_code >= 400:
+            log.warning(
+                "app at %s answered the sync request with HTTP %d: %s",
+                url,
+                response.status_code,
+                response.text[:300],
+            )
+
+    async def _discover(self, client: httpx.AsyncClient) -> None:
+        ports = list(DISCOVERY_PORTS)
+        if os.environ.get("PORT", "").isdigit():
+            ports.append(int(os.environ["PORT"]))
+        for port in ports:
+            if port == self.config.port:
+                continue
+            for path in DISCOVERY_PATHS:
+                url = f"http://127.0.0.1:{port}{path}"
+                try:
+                    response = await client.get(url)
+                except httpx.HTTPError:
+                    break  # nothing listens on this port
+                if h.SDK in response.headers:
+                    log.info("discovered an app at %s", url)
+                    self._known_urls.add(url)
+                    await self._ping(url)
+                    return

@@ -1,0 +1,77 @@
+"""The storage boundary: domain operations, not SQL. Every backend implements ``Store``."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .records import (
+    AppRecord,
+    EventRecord,
+    FunctionRecord,
+    Ingest,
+    Job,
+    RunRecord,
+    RunState,
+    Transition,
+)
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Create or migrate the schema and start background writers."""
+
+    async def close(self) -> None: ...
+
+    async def recover_leases(self, now: int) -> int:
+        """Make every leased job due now (used at start by a single-node backend)."""
+
+    # ---- apps and functions -------------------------------------------------
+    async def sync_app(
+        self, app: AppRecord, functions: list[FunctionRecord], cron_jobs: list[tuple[str, int, str]]
+    ) -> tuple[AppRecord, bool]:
+        """Upsert an app and replace its function set; return (stored app, modified).
+
+        ``cron_jobs`` is the full set of (function slug, first run_at, cron expression)
+        the app needs; cron jobs of this app's functions, old or new, not in it are removed.
+        """
+
+    async def list_functions(self) -> list[FunctionRecord]: ...
+
+    async def list_apps(self) -> list[AppRecord]: ...
+
+    # ---- events and runs ----------------------------------------------------
+    async def ingest(self, batch: Ingest) -> list[str]:
+        """Store events and create runs (skipping seen idempotency keys); return run ids created."""
+
+    async def get_event(self, internal_id: str) -> EventRecord | None: ...
+
+    async def list_events(
+        self,
+        *,
+        limit: int,
+        cursor: str | None,
+        name: str | None,
+        received_after: int | None,
+        received_before: int | None,
+    ) -> list[EventRecord]: ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def runs_for_event(self, internal_id: str) -> list[RunRecord]: ...
+
+    async def load_run_state(self, run_id: str) -> RunState | None: ...
+
+    async def list_steps(self, run_id: str) -> list[tuple[str, Any]]: ...
+
+    # ---- queue ----------------------------------------------------------------
+    async def lease_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:
+        """Lease up to ``limit`` jobs due at ``now``; a lease expires after ``lease_ms``."""
+
+    async def next_due_at(self) -> int | None:
+        """When the earliest job falls due (leased jobs count at their lease expiry)."""
+
+    async def commit(self, transition: Transition) -> None:
+        """Apply one job's outcome atomically; raise ``LeaseLost`` if the lease is gone."""
+
+    async def commit_many(self, transitions: list[Transition]) -> list[BaseException | None]:
+        """Apply several independent transitions; each succeeds or fails on its own."""
