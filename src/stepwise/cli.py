@@ -72,6 +72,7 @@ def _common(fn: click.decorators.FC) -> click.decorators.FC:
 def _run(config: ServerConfig, log_level: str) -> None:
     from .server.server import Server
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

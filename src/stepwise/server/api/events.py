@@ -87,7 +87,10 @@ async def send_events(request: Request) -> Response:
     key = request.path_params.get("key", "")
     if config.event_keys and key not in config.event_keys:
         raise EventError(401, "event_key_not_found", "Event key not found")
-    body = await read_json(request, max_bytes=config.max_request_bytes)
+    try:
+        body = await read_json(request, max_bytes=config.max_request_bytes)
+    except ApiError as exc:
+        raise EventError(exc.status, exc.code, exc.message) from exc
     items = body if isinstance(body, list) else [body]
     if len(items) > config.max_events_per_request:
         raise EventError(

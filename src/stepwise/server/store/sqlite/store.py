@@ -53,7 +53,13 @@ def _migrations() -> list[tuple[int, str]]:
     for entry in folder.iterdir():
         name = entry.name
         if name.endswith(".sql"):
-            found.append((int(name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+            # Comment lines go first: they may hold semicolons, and statements are split on them.
+            text = "\n".join(
+                line
+                for line in entry.read_text(encoding="utf-8").splitlines()
+                if not line.lstrip().startswith("--")
+            )
+            found.append((int(name.split("_", 1)[0]), text))
     return sorted(found)
 
 

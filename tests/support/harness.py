@@ -1,0 +1,208 @@
+"""Real processes for integration tests: a Stepwise server and app servers, on free ports.
+
+Nothing here is mocked: the server is ``python -m stepwise dev`` on a real SQLite file,
+apps are real HTTP servers, and tests talk to both over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = REPO / "tests" / "integration" / "apps"
+TERMINAL = {"Completed", "Failed", "Cancelled", "Skipped"}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(
+    check: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except Exception as exc:  # the thing we wait for may not be up yet
+            last_error = exc
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what}"
+        + (f" (last error: {last_error})" if last_error else "")
+    )
+
+
+class Process:
+    def __init__(self, args: list[str], *, env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """``kill -9``: no cleanup, no flush, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class ServerProcess(Process):
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        sdk_urls: list[str],
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.db = tmp / "stepwise.db"
+        args = [
+            sys.executable,
+            "-m",
+            "stepwise",
+            "dev",
+            "--port",
+            str(self.port),
+            "--no-discovery",
+            "--sqlite-path",
+            str(self.db),
+            "--poll-interval",
+            "1",
+        ]
+        for url in sdk_urls:
+            args += ["-u", url]
+        args += extra_args or []
+        super().__init__(args, env=_child_env(), log_path=tmp / f"server-{self.port}.log")
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def start_and_wait(self, timeout: float = 20) -> None:
+        self.start()
+        wait_until(
+            lambda: self.http.get("/health").status_code == 200,
+            timeout=timeout,
+            what="server health",
+        )
+
+    def wait_for_functions(self, count: int, timeout: float = 20) -> None:
+        wait_until(
+            lambda: len(self.http.get("/dev").json()["functions"]) >= count,
+            timeout=timeout,
+            what=f"{count} synced functions",
+        )
+
+    def send(self, name: str, data: dict[str, Any] | None = None, **fields: Any) -> str:
+        body = [{"name": name, "data": data or {}, **fields}]
+        r = self.http.post(
+            "/e/test-key", content=json.dumps(body), headers={"content-type": "application/json"}
+        )
+        r.raise_for_status()
+        ids: list[str] = r.json()["ids"]
+        return ids[0]
+
+    def runs(self, event_id: str) -> list[dict[str, Any]]:
+        r = self.http.get(f"/v1/events/{event_id}/runs")
+        r.raise_for_status()
+        data: list[dict[str, Any]] = r.json()["data"]
+        return data
+
+    def wait_for_run(self, event_id: str, timeout: float = 30) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            runs = self.runs(event_id)
+            if runs and runs[0]["status"] in TERMINAL:
+                return runs[0]
+            return None
+
+        result: dict[str, Any] = wait_until(done, timeout=timeout, what=f"run of event {event_id}")
+        return result
+
+    def stop(self) -> None:
+        super().stop()
+
+    def close(self) -> None:
+        self.stop()
+        self.http.close()
+
+
+class AppProcess(Process):
+    """An app server: ``tests/integration/apps/<module>.py`` listening on ``PORT``."""
+
+    def __init__(
+        self, tmp: Path, module: str, *, server_url: str, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.ledger = tmp / f"{module}-{self.port}.ledger"
+        env = _child_env(
+            {
+                "PORT": str(self.port),
+                "STEPWISE_TEST_SERVER": server_url,
+                "STEPWISE_TEST_LEDGER": str(self.ledger),
+                **(extra_env or {}),
+            }
+        )
+        super().__init__(
+            [sys.executable, str(APPS / f"{module}.py")],
+            env=env,
+            log_path=tmp / f"{module}-{self.port}.log",
+        )
+        self.url = f"http://127.0.0.1:{self.port}/api/inngest"
+
+    def start_and_wait(self, timeout: float = 20) -> None:
+        self.start()
+        wait_until(
+            lambda: httpx.get(self.url, timeout=2).status_code == 200,
+            timeout=timeout,
+            what=f"app {self.args[-1]}",
+        )
+
+    def executions(self) -> list[dict[str, Any]]:
+        """Every step execution the app recorded: one JSON object a line."""
+        if not self.ledger.exists():
+            return []
+        return [json.loads(line) for line in self.ledger.read_text().splitlines() if line.strip()]
