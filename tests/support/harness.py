@@ -186,11 +186,11 @@ class AppProcess(Process):
                 **(extra_env or {}),
             }
         )
-        super().__init__(
-            [sys.executable, str(APPS / f"{module}.py")],
-            env=env,
-            log_path=tmp / f"{module}-{self.port}.log",
-        )
+        # A module ending in .mjs is a Node.js app of the JS interop peer.
+        command = [sys.executable, str(APPS / f"{module}.py")]
+        if module.endswith(".mjs"):
+            command = ["node", str(REPO / "tests" / "interop" / "js" / module)]
+        super().__init__(command, env=env, log_path=tmp / f"{module}-{self.port}.log")
         self.url = f"http://127.0.0.1:{self.port}/api/inngest"
 
     def start_and_wait(self, timeout: float = 20) -> None:

@@ -1,0 +1,27 @@
+"""The SDK: client, functions, step tools, and the framework-agnostic serve handler."""
+
+from .client import RetryPolicy, Stepwise
+from .context import Context, SyncContext
+from .event import Event
+from .execution import StepInterrupt
+from .function import Function, FunctionOptions
+from .handler import ServeHandler, ServeResponse
+from .step import Step, SyncStep
+from .triggers import TriggerCron, TriggerEvent
+
+__all__ = [
+    "Context",
+    "Event",
+    "Function",
+    "FunctionOptions",
+    "RetryPolicy",
+    "ServeHandler",
+    "ServeResponse",
+    "Step",
+    "StepInterrupt",
+    "Stepwise",
+    "SyncContext",
+    "SyncStep",
+    "TriggerCron",
+    "TriggerEvent",
+]

@@ -1,0 +1,268 @@
+"""The client: an app's identity and keys, its functions, and the HTTP calls it makes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+import httpx
+
+from ..errors import ConfigError, SendEventError
+from ..protocol import dumps, hash_signing_key, headers, loads, make_seed
+from .config import ClientConfig, resolve_config
+from .context import Context, SyncContext
+from .event import EventLike, events_for_sending
+from .function import Function, FunctionOptions
+from .identity import SDK_HEADER_VALUE
+from .triggers import Trigger, normalize_triggers
+
+_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How event sends retry on transport errors and 5xx: jittered exponential backoff."""
+
+    attempts: int = 5
+    base_delay: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.base_delay < 0:
+            raise ConfigError("a retry policy needs at least one attempt and a delay >= 0")
+
+    def delay(self, failed_attempt: int) -> float:
+        return self.base_delay * (2.0**failed_attempt) * (0.5 + random.random())
+
+
+class FunctionDecorator:
+    """Turns a handler into a ``Function``; ``async def`` gets ``Context``, ``def`` gets ``SyncContext``."""
+
+    def __init__(
+        self, client: Stepwise, fn_id: str, triggers: tuple[Trigger, ...], options: FunctionOptions
+    ) -> None:
+        self._client = client
+        self._fn_id = fn_id
+        self._triggers = triggers
+        self._options = options
+
+    @overload
+    def __call__(self, handler: Callable[[Context], Awaitable[Any]]) -> Function: ...
+
+    @overload
+    def __call__(self, handler: Callable[[SyncContext], Any]) -> Function: ...
+
+    def __call__(self, handler: Callable[[Any], Any]) -> Function:
+        return Function(
+            app_id=self._client.app_id,
+            fn_id=self._fn_id,
+            triggers=self._triggers,
+            options=self._options,
+            handler=handler,
+        )
+
+
+class Stepwise:
+    """An app's client. Unset arguments come from ``INNGEST_*`` environment variables.
+
+    Mode: ``is_production=None`` reads ``INNGEST_DEV`` ("1"/"true"/a URL => dev,
+    "0"/"false" => production); without it, production only if a signing key is set.
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        *,
+        event_key: str | None = None,
+        signing_key: str | None = None,
+        signing_key_fallback: str | None = None,
+        is_production: bool | None = None,
+        api_base_url: str | None = None,
+        event_api_base_url: str | None = None,
+        env: str | None = None,
+        logger: logging.Logger | None = None,
+        transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,
+    ) -> None:
+        if not app_id:
+            raise ConfigError("app_id must not be empty")
+        self.config: ClientConfig = resolve_config(
+            app_id=app_id,
+            event_key=event_key,
+            signing_key=signing_key,
+            signing_key_fallback=signing_key_fallback,
+            is_production=is_production,
+            api_base_url=api_base_url,
+            event_api_base_url=event_api_base_url,
+            env=env,
+        )
+        self.logger = logger or logging.getLogger("stepwise")
+        # ``transport`` exists so tests (and embedders) can route HTTP without sockets;
+        # an ``httpx.MockTransport`` serves both the async and the sync paths.
+        self._transport = transport
+        self._ssl_context: ssl.SSLContext | None = None
+        self.send_retry = RetryPolicy()
+
+    @property
+    def app_id(self) -> str:
+        return self.config.app_id
+
+    @property
+    def is_production(self) -> bool:
+        return self.config.is_production
+
+    # -- functions -------------------------------------------------------------------
+
+    def create_function(
+        self,
+        *,
+        fn_id: str,
+        trigger: Trigger | list[Trigger] | tuple[Trigger, ...],
+        retries: int | None = None,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> FunctionDecorator:
+        """Decorate a handler to make it a durable function with ID ``<app_id>-<fn_id>``."""
+        options = FunctionOptions(name=name, description=description, retries=retries)
+        return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options)
+
+    # -- HTTP plumbing -----------------------------------------------------------------
+
+    def base_headers(self) -> dict[str, str]:
+        out = {
+            "content-type": "application/json",
+            headers.SDK: SDK_HEADER_VALUE,
+            headers.USER_AGENT: SDK_HEADER_VALUE,
+        }
+        if self.config.env:
+            out[headers.ENV] = self.config.env
+        return out
+
+    def _verify(self) -> ssl.SSLContext:
+        # Building an SSL context loads the CA bundle (milliseconds); do it once.
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
+
+    def async_http(self) -> httpx.AsyncClient:
+        transport = (
+            self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
+        )
+        if transport is not None:
+            return httpx.AsyncClient(transport=transport, timeout=_TIMEOUT)
+        return httpx.AsyncClient(verify=self._verify(), timeout=_TIMEOUT)
+
+    def sync_http(self) -> httpx.Client:
+        transport = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
+        if transport is not None:
+            return httpx.Client(transport=transport, timeout=_TIMEOUT)
+        return httpx.Client(verify=self._verify(), timeout=_TIMEOUT)
+
+    async def api_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        extra_headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Call the server API with Bearer auth, retrying once with the fallback key on 401/403."""
+        url = self.config.api_base_url + path
+        request_headers = {**self.base_headers(), **(extra_headers or {})}
+        content = None if body is None else dumps(body)
+        keys: list[str | None] = list(self.config.signing_keys) or [None]
+        async with self.async_http() as http:
+            response: httpx.Response | None = None
+            for key in keys:
+                if key is not None:
+                    request_headers[headers.AUTHORIZATION] = f"Bearer {hash_signing_key(key)}"
+                response = await http.request(
+                    method, url, content=content, headers=request_headers, params=params
+                )
+                if response.status_code not in (401, 403):
+                    break
+            assert response is not None
+            return response
+
+    # -- events ------------------------------------------------------------------------
+
+    async def send(self, events: EventLike | Sequence[EventLike]) -> list[str]:
+        """Send one event or many; returns the IDs the server assigned, in order."""
+        url, body, request_headers = self._prepare_send(events)
+        policy = self.send_retry
+        async with self.async_http() as http:
+            for attempt in range(policy.attempts):
+                try:
+                    outcome = _send_outcome(
+                        await http.post(url, content=body, headers=request_headers)
+                    )
+                except httpx.TransportError as exc:
+                    outcome = f"event API unreachable: {exc}"
+                if isinstance(outcome, list):
+                    return outcome
+                if attempt + 1 < policy.attempts:
+                    await asyncio.sleep(policy.delay(attempt))
+        raise SendEventError(outcome)
+
+    def send_sync(self, events: EventLike | Sequence[EventLike]) -> list[str]:
+        """``send`` for code without an event loop (and ``def`` handlers)."""
+        url, body, request_headers = self._prepare_send(events)
+        policy = self.send_retry
+        with self.sync_http() as http:
+            for attempt in range(policy.attempts):
+                try:
+                    outcome = _send_outcome(http.post(url, content=body, headers=request_headers))
+                except httpx.TransportError as exc:
+                    outcome = f"event API unreachable: {exc}"
+                if isinstance(outcome, list):
+                    return outcome
+                if attempt + 1 < policy.attempts:
+                    time.sleep(policy.delay(attempt))
+        raise SendEventError(outcome)
+
+    def _prepare_send(
+        self, events: EventLike | Sequence[EventLike]
+    ) -> tuple[str, bytes, dict[str, str]]:
+        key = self.config.event_key
+        if not key:
+            raise ConfigError("no event key: pass event_key or set INNGEST_EVENT_KEY")
+        url = f"{self.config.event_api_base_url}/e/{key}"
+        # One seed for every attempt, so the server derives the same event IDs on a retry.
+        request_headers = {**self.base_headers(), headers.EVENT_ID_SEED: make_seed()}
+        return url, dumps(events_for_sending(events)), request_headers
+
+
+def _message_of(response: httpx.Response) -> str:
+    try:
+        body = loads(response.content)
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict):
+        for key in ("error", "message"):
+            if isinstance(body.get(key), str) and body[key]:
+                return str(body[key])
+    return response.text[:500]
+
+
+def _send_outcome(response: httpx.Response) -> list[str] | str:
+    """The event IDs, or (for a 5xx, worth retrying) why the send failed; raises on 4xx."""
+    if response.status_code >= 500:
+        return f"event API answered {response.status_code}: {_message_of(response)}"
+    if response.status_code >= 400:
+        raise SendEventError(
+            f"event API refused the events ({response.status_code}): {_message_of(response)}"
+        )
+    try:
+        body = loads(response.content)
+    except ValueError as exc:
+        raise SendEventError("event API answered with a body that is not JSON") from exc
+    # Servers report failures in the body's ``status`` too; trust it over the HTTP code.
+    if not isinstance(body, dict) or body.get("status", 200) != 200:
+        raise SendEventError(f"event API refused the events: {_message_of(response)}")
+    ids = body.get("ids")
+    return [str(i) for i in ids] if isinstance(ids, list) else []

@@ -1,0 +1,83 @@
+"""The event a function receives and an application sends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event. ``ts`` is milliseconds since the epoch; the SDK fills it when sending."""
+
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    ts: int | None = None
+    user: dict[str, Any] | None = None
+    v: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: object) -> Event:
+        """Build from an event object as a server delivers it; tolerant of odd types."""
+        if not isinstance(raw, Mapping):
+            return cls(name="", data={})
+        name = raw.get("name")
+        data = raw.get("data")
+        event_id = raw.get("id")
+        ts = raw.get("ts")
+        user = raw.get("user")
+        v = raw.get("v")
+        return cls(
+            name=name if isinstance(name, str) else "",
+            data=dict(data) if isinstance(data, Mapping) else {},
+            id=event_id if isinstance(event_id, str) and event_id else None,
+            ts=int(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None,
+            user=dict(user) if isinstance(user, Mapping) else None,
+            v=v if isinstance(v, str) else None,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "data": self.data}
+        if self.id:
+            out["id"] = self.id
+        if self.ts is not None:
+            out["ts"] = self.ts
+        if self.user is not None:
+            out["user"] = self.user
+        if self.v is not None:
+            out["v"] = self.v
+        return out
+
+
+EventLike = Event | Mapping[str, Any]
+
+
+def events_for_sending(events: EventLike | Sequence[EventLike]) -> list[dict[str, Any]]:
+    """Normalize what ``send`` accepts into the JSON array the event API takes.
+
+    Fills ``ts`` (now) and ``data`` (``{}``) when missing and drops an empty ``id``,
+    as the official SDKs do, so the server sees the same shapes from every SDK.
+    """
+    items: Sequence[EventLike] = [events] if isinstance(events, Event | Mapping) else events
+    now_ms = int(time.time() * 1000)
+    out: list[dict[str, Any]] = []
+    for item in items:
+        wire = item.to_wire() if isinstance(item, Event) else dict(item)
+        name = wire.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("every event needs a non-empty string name")
+        if wire.get("data") is None:
+            wire["data"] = {}
+        if not wire.get("id"):
+            wire.pop("id", None)
+        if not wire.get("ts"):
+            wire["ts"] = now_ms
+        out.append(wire)
+    if not out:
+        raise ConfigError("no events to send")
+    return out

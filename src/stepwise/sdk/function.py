@@ -1,0 +1,124 @@
+"""A durable function: its handler, triggers and options, and the config it syncs."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from ..errors import ConfigError
+from ..protocol import DEFAULT_RETRIES, MAX_RETRIES
+from .triggers import Trigger
+
+if TYPE_CHECKING:
+    from .context import Context, SyncContext
+
+AsyncHandler = Callable[["Context"], Awaitable[Any]]
+SyncHandler = Callable[["SyncContext"], Any]
+
+# Flow-control options travel in the function config under these keys. Each is None
+# until ``create_function`` learns to accept it; the builder already emits any that is set.
+_FLOW_CONTROL_WIRE_KEYS = {
+    "concurrency": "concurrency",
+    "throttle": "throttle",
+    "rate_limit": "rateLimit",
+    "debounce": "debounce",
+    "batch_events": "batchEvents",
+    "priority": "priority",
+    "singleton": "singleton",
+    "idempotency": "idempotency",
+    "cancel_on": "cancel",
+    "timeouts": "timeouts",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionOptions:
+    """Options of one function, in Python names; ``None`` means "server default"."""
+
+    name: str | None = None
+    description: str | None = None
+    retries: int | None = None
+    concurrency: Any = None
+    throttle: Any = None
+    rate_limit: Any = None
+    debounce: Any = None
+    batch_events: Any = None
+    priority: Any = None
+    singleton: Any = None
+    idempotency: Any = None
+    cancel_on: Any = None
+    timeouts: Any = None
+
+    def __post_init__(self) -> None:
+        if self.retries is not None and not (0 <= self.retries <= MAX_RETRIES):
+            raise ConfigError(f"retries must be between 0 and {MAX_RETRIES}")
+
+
+class Function:
+    """A function registered on a client; pass it to an adapter's ``serve`` to expose it."""
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        fn_id: str,
+        triggers: tuple[Trigger, ...],
+        options: FunctionOptions,
+        handler: AsyncHandler | SyncHandler,
+    ) -> None:
+        if not fn_id:
+            raise ConfigError("fn_id must not be empty")
+        self.app_id = app_id
+        self.fn_id = fn_id
+        self.triggers = triggers
+        self.options = options
+        self.handler = handler
+        # Callable objects count too: an ``async def __call__`` must be awaited, not threaded.
+        call_method = None if inspect.isfunction(handler) else type(handler).__call__
+        self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            call_method
+        )
+
+    @property
+    def id(self) -> str:
+        """The composite ID servers know the function by: ``<app_id>-<fn_id>``."""
+        return f"{self.app_id}-{self.fn_id}"
+
+    @property
+    def name(self) -> str:
+        return self.options.name or self.fn_id
+
+    @property
+    def max_attempts(self) -> int:
+        retries = self.options.retries
+        return (DEFAULT_RETRIES if retries is None else retries) + 1
+
+    def get_config(self, serve_url: str) -> dict[str, Any]:
+        """The function config object of the register payload (reference §2.2 item 4)."""
+        query = urlencode({"fnId": self.id, "stepId": "step"})
+        step: dict[str, Any] = {
+            "id": "step",
+            "name": "step",
+            "runtime": {"type": "http", "url": f"{serve_url}?{query}"},
+        }
+        if self.options.retries is not None:
+            # "attempts" is the number of retries, despite its name.
+            step["retries"] = {"attempts": self.options.retries}
+        config: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "triggers": [t.to_wire() for t in self.triggers],
+            "steps": {"step": step},
+        }
+        for option in fields(self.options):
+            wire_key = _FLOW_CONTROL_WIRE_KEYS.get(option.name)
+            value = getattr(self.options, option.name)
+            if wire_key is not None and value is not None:
+                config[wire_key] = value
+        return config
+
+    def __repr__(self) -> str:
+        return f"Function(id={self.id!r})"

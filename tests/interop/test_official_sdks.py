@@ -1,0 +1,74 @@
+"""The official Inngest SDKs (PyPI ``inngest``, npm ``inngest``) run their functions on our server unchanged.
+
+Both apps declare the same two functions, so one set of assertions checks both peers.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.harness import REPO, AppProcess, ServerProcess, free_port
+
+JS_DIR = REPO / "tests" / "interop" / "js"
+
+PEERS = [
+    pytest.param(("official_py", "official-py"), id="python-sdk"),
+    pytest.param(("app.mjs", "official-js"), id="js-sdk"),
+]
+
+
+@pytest.fixture(params=PEERS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[ServerProcess, AppProcess, str]]:
+    module, app_id = request.param
+    if module.endswith(".mjs") and not (JS_DIR / "node_modules" / "inngest").is_dir():
+        # `make test` installs it (npm ci); a missing install is a broken setup, not a skip.
+        pytest.fail(f"the JS SDK is not installed: run `npm ci --prefix {JS_DIR}`")
+    assert shutil.which("node"), "Node.js is required for the JS interop tests"
+    port = free_port()
+    app = AppProcess(tmp_path, module, server_url=f"http://127.0.0.1:{port}")
+    server = ServerProcess(
+        tmp_path, port=port, sdk_urls=[app.url], extra_args=["--retry-interval", "1"]
+    )
+    try:
+        app.start_and_wait()
+        server.start_and_wait()
+        server.wait_for_functions(2)
+        yield server, app, app_id
+    finally:
+        app.stop()
+        server.close()
+
+
+def test_steps_sleep_retry_and_send_event(stack: tuple[ServerProcess, AppProcess, str]) -> None:
+    server, app, _ = stack
+    event_id = server.send("interop/three", {"n": 21, "fail_second_once": True})
+    run = server.wait_for_run(event_id, timeout=30)
+    assert run["status"] == "Completed", server.log() + app.log()
+    assert run["output"] == {"a": 21, "b": 42, "sent": 1}
+
+    steps = [(e["step"], e["attempt"]) for e in app.executions() if e["run_id"] == run["run_id"]]
+    # "first" ran once and never again; "second" failed on attempt 0 and succeeded on attempt 1.
+    assert [s for s in steps if s[0] == "first"] == [("first", 0)]
+    assert [s for s in steps if s[0] == "second"] == [("second", 0), ("second", 1)]
+
+    announced = server.http.get("/v1/events", params={"name": "interop/announced"}).json()["data"]
+    assert [e["data"] for e in announced] == [{"b": 42}]
+
+
+def test_non_retriable_error_fails_the_run(stack: tuple[ServerProcess, AppProcess, str]) -> None:
+    server, app, app_id = stack
+    event_id = server.send("interop/fail")
+    run = server.wait_for_run(event_id, timeout=20)
+    assert run["status"] == "Failed", server.log() + app.log()
+    assert run["output"]["message"] == "no way"
+    failed = server.http.get("/v1/events", params={"name": "inngest/function.failed"}).json()[
+        "data"
+    ]
+    assert failed and failed[0]["data"]["run_id"] == run["run_id"]
+    assert failed[0]["data"]["function_id"] == f"{app_id}-fails"
