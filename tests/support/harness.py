@@ -206,3 +206,44 @@ class AppProcess(Process):
         if not self.ledger.exists():
             return []
         return [json.loads(line) for line in self.ledger.read_text().splitlines() if line.strip()]
+
+
+class Stack:
+    """A server and one app that know each other's URLs, started together, stopped together."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        module: str,
+        *,
+        server_args: list[str] | None = None,
+        app_env: dict[str, str] | None = None,
+        functions: int = 1,
+    ) -> None:
+        port = free_port()
+        self.app = AppProcess(tmp, module, server_url=f"http://127.0.0.1:{port}", extra_env=app_env)
+        self.server = ServerProcess(tmp, port=port, sdk_urls=[self.app.url], extra_args=server_args)
+        self.functions = functions
+
+    def __enter__(self) -> Stack:
+        try:
+            self.app.start_and_wait()
+            self.server.start_and_wait()
+            self.server.wait_for_functions(self.functions)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.app.stop()
+        self.server.close()
+
+    def steps_of(self, run_id: str) -> list[tuple[str, int]]:
+        return [(e["step"], e["attempt"]) for e in self.app.executions() if e["run_id"] == run_id]
+
+    def logs(self) -> str:
+        return f"--- server ---\n{self.server.log()}\n--- app ---\n{self.app.log()}"
