@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
+JS_PEER := tests/interop/js
+JS_STAMP := $(JS_PEER)/node_modules/.installed
 
 .PHONY: demo test lint typecheck unit integration bench clean
 
@@ -18,6 +20,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# The official JS SDK, a test peer for the interop tests (exact versions from the lockfile).
+$(JS_STAMP): $(JS_PEER)/package.json $(JS_PEER)/package-lock.json
+	npm ci --prefix $(JS_PEER) --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py
 
@@ -31,11 +38,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(JS_STAMP) lint typecheck
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/three_step.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS_PEER)/node_modules

@@ -55,6 +55,10 @@ def test_a_failing_step_is_retried_and_succeeded_steps_never_run_again(stack: St
     assert run["output"] == "ok on attempt 2"
     steps = stack.steps_of(run["run_id"])
     assert steps == [("stable", 0), ("flaky", 0), ("flaky", 1), ("flaky", 2)]
+    history = stack.server.http.get(f"/v1/runs/{run['run_id']}/history").json()["data"]
+    errored = [h for h in history if h["kind"] == "StepErrored"]
+    assert [(h["name"], h["attempt"]) for h in errored] == [("flaky", 0), ("flaky", 1)]
+    assert errored[0]["error"]["message"] == "failure on attempt 0"
     times = [
         e["t"]
         for e in stack.app.executions()
@@ -126,6 +130,18 @@ def test_get_run_reports_status_and_output(stack: Stack) -> None:
     assert body["data"]["output"] == {"a": 2, "b": 4, "c": "done"}
     assert body["data"]["event_id"] == event_id
     assert "fetched_at" in body["metadata"]
+    history = stack.server.http.get(f"/v1/runs/{run['run_id']}/history").json()["data"]
+    kinds = [(h["kind"], h["name"]) for h in history]
+    assert kinds == [
+        ("RunStarted", None),
+        ("StepCompleted", "a"),
+        ("SleepStarted", "nap"),
+        ("SleepEnded", "nap"),
+        ("StepCompleted", "b"),
+        ("StepCompleted", "c"),
+        ("RunCompleted", None),
+    ]
+    assert [h.get("output") for h in history if h["kind"] == "StepCompleted"] == [2, 4, "done"]
     event = stack.server.http.get(f"/v1/events/{event_id}").json()["data"]
     assert event["name"] == "test/three" and event["data"] == {"n": 1}
 

@@ -71,6 +71,7 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", rest.get_run, methods=["GET"]),
+        Route("/v1/runs/{run_id}/history", rest.run_history, methods=["GET"]),
         Route("/v0/runs/{run_id}/batch", rest.run_batch, methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", rest.run_actions, methods=["GET"]),
     ]

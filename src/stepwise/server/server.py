@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 
+import aiohttp
 import httpx
 import uvicorn
 
@@ -102,16 +103,16 @@ class Server:
 
     async def _ping(self, url: str) -> None:
         try:
-            response = await self.engine.driver.ping(url)
-        except httpx.HTTPError as exc:
+            status, text = await self.engine.driver.ping(url)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.debug("could not reach app at %s: %s", url, exc)
             return
-        if response.status_code >= 400:
+        if status >= 400:
             log.warning(
                 "app at %s answered the sync request with HTTP %d: %s",
                 url,
-                response.status_code,
-                response.text[:300],
+                status,
+                text[:300],
             )
 
     async def _discover(self, client: httpx.AsyncClient) -> None:

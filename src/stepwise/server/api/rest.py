@@ -12,7 +12,7 @@ from starlette.responses import Response
 from ... import __version__
 from ...errors import ApiError
 from ...protocol import is_ulid
-from ..store.records import EventRecord, RunRecord
+from ..store.records import EventRecord, HistoryKind, RunRecord
 from .auth import require_signing_key
 from .responses import JSONResponse
 from .state import ServerState
@@ -153,6 +153,34 @@ async def get_run(request: Request) -> Response:
     if run is None:
         raise ApiError(404, "run_not_found", "run not found")
     return _wrap(run_json(run))
+
+
+async def run_history(request: Request) -> Response:
+    """What happened in a run, oldest first; completed steps carry their output."""
+    state = _state(request)
+    run_id = _ulid_param(request, "run_id", "run")
+    store = state.engine.store
+    if await store.get_run(run_id) is None:
+        raise ApiError(404, "run_not_found", "run not found")
+    memos = dict(await store.list_steps(run_id))
+    entries = []
+    for entry in await store.run_history(run_id):
+        item: dict[str, Any] = {
+            "kind": entry.kind.value,
+            "at": _iso(entry.at),
+            "step_id": entry.step_id,
+            "name": entry.name,
+            "attempt": entry.attempt,
+        }
+        if entry.data is not None:
+            item.update(entry.data)
+        if entry.kind is HistoryKind.STEP_COMPLETED and entry.step_id in memos:
+            memo = memos[entry.step_id]
+            item["output"] = (
+                memo.get("data") if isinstance(memo, dict) and set(memo) == {"data"} else memo
+            )
+        entries.append(item)
+    return _wrap(entries)
 
 
 async def run_batch(request: Request) -> Response:

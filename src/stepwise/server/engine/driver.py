@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ... import protocol
 from ...protocol import headers as h
@@ -16,7 +18,7 @@ from ..store.records import RunState
 @dataclass(frozen=True, slots=True)
 class SdkReply:
     status: int  # 0 when the request never got an answer
-    headers: httpx.Headers
+    headers: Mapping[str, str]  # case-insensitive
     body: Any  # parsed JSON, or None
     raw: bytes
     transport_error: str | None = None
@@ -66,26 +68,42 @@ def build_call_body(
 
 
 class Driver:
+    """Outbound HTTP to apps, on one pooled aiohttp session (keep-alive, no per-call setup)."""
+
     def __init__(
         self, *, signing_key: str | None, server_kind: str, timeout_s: float, max_connections: int
     ) -> None:
         self.signing_key = signing_key
         self.server_kind = server_kind
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            follow_redirects=False,
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created lazily: an aiohttp session belongs to the running event loop.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, keepalive_timeout=30
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def call(
         self, url: str, body: dict[str, Any], *, run_id: str, step_id: str, request_version: int
     ) -> SdkReply:
-        payload = protocol.canonical_json(body)
+        # SDKs re-canonicalize before checking a signature, so only a signed body needs the
+        # (slower) canonical form; byte-for-byte it is what we sign.
+        payload = protocol.canonical_json(body) if self.signing_key else protocol.dumps(body)
         headers = {
             "content-type": "application/json",
             h.RUN_ID: run_id,
@@ -96,26 +114,29 @@ class Driver:
         if self.signing_key:
             headers[h.SIGNATURE] = protocol.sign(payload, self.signing_key)
         try:
-            response = await self._client.post(
-                target_url(url, step_id), content=payload, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            return SdkReply(
-                0, httpx.Headers(), None, b"", transport_error=f"{type(exc).__name__}: {exc}"
-            )
-        raw = response.content
-        reply = SdkReply(response.status_code, response.headers, _parse_json(raw), raw)
+            async with self._client().post(
+                target_url(url, step_id), data=payload, headers=headers, allow_redirects=False
+            ) as response:
+                raw = await response.read()
+                status, reply_headers = response.status, response.headers
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return SdkReply(0, CIMultiDictProxy(CIMultiDict()), None, b"", transport_error=message)
+        reply = SdkReply(status, reply_headers, _parse_json(raw), raw)
         if reply.status == 201:
             return _unwrap_stream(reply)
         return reply
 
-    async def ping(self, url: str) -> httpx.Response:
-        """Ask an app to sync itself (the PUT the dev server sends)."""
+    async def ping(self, url: str) -> tuple[int, str]:
+        """Ask an app to sync itself (the PUT the dev server sends); returns (status, body)."""
         body = protocol.canonical_json({"url": url})
         headers = {"content-type": "application/json", h.SERVER_KIND: self.server_kind}
         if self.signing_key:
             headers[h.SIGNATURE] = protocol.sign(body, self.signing_key)
-        return await self._client.put(url, content=body, headers=headers, timeout=30.0)
+        async with self._client().put(
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+        ) as response:
+            return response.status, await response.text(errors="replace")
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -134,10 +155,10 @@ def _unwrap_stream(reply: SdkReply) -> SdkReply:
         return SdkReply(
             0, reply.headers, None, reply.raw, transport_error="malformed streamed response"
         )
-    merged = httpx.Headers(reply.headers)
+    merged: CIMultiDict[str] = CIMultiDict(reply.headers)
     for k, v in (final.get("headers") or {}).items():
         merged[str(k)] = str(v)
     inner = final.get("body")
     raw = inner.encode() if isinstance(inner, str) else protocol.dumps(inner)
     body = _parse_json(raw) if isinstance(inner, str) else inner
-    return SdkReply(final["status"], merged, body, raw)
+    return SdkReply(final["status"], CIMultiDictProxy(merged), body, raw)

@@ -21,6 +21,8 @@ from ...protocol import events as ev
 from ...protocol import headers as h
 from ..store.records import (
     EventRecord,
+    HistoryEntry,
+    HistoryKind,
     Ingest,
     Job,
     JobKind,
@@ -58,14 +60,38 @@ def now_ms() -> int:
 
 
 @dataclass
-class _Plan:
-    """What a 206 response asks for, accumulated op by op."""
+class _Outcome:
+    """What one job's execution changes, accumulated, then frozen into a ``Transition``."""
 
+    job: Job
+    run_id: str
+    now: int
+    run_fields: dict[str, Any] = field(default_factory=dict)
     memos: list[tuple[str, Any]] = field(default_factory=list)
     jobs: list[NewJob] = field(default_factory=list)
-    discovery: bool = False
-    retry_at: int | None = None
-    complete: tuple[Any] | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    def note(
+        self,
+        kind: HistoryKind,
+        step_id: str | None = None,
+        name: str | None = None,
+        attempt: int | None = None,
+        data: Any = None,
+    ) -> None:
+        self.history.append(HistoryEntry(kind, self.now, step_id, name, attempt, data))
+
+    def transition(self, **extra: Any) -> Transition:
+        return Transition(
+            job_id=self.job.id,
+            lease=self.job.lease,
+            run_id=self.run_id,
+            memos=self.memos,
+            new_jobs=self.jobs,
+            run_update=RunUpdate(**self.run_fields) if self.run_fields else None,
+            history=self.history,
+            **extra,
+        )
 
 
 class Executor:
@@ -89,12 +115,15 @@ class Executor:
             return Transition(job_id=job.id, lease=job.lease, run_id=job.run_id)
         if job.kind is JobKind.WAKE:
             # The sleep is over: its memo is null, and the job becomes the next discovery call.
+            now = now_ms()
+            name = (job.payload or {}).get("name")
             return Transition(
                 job_id=job.id,
                 lease=job.lease,
                 run_id=job.run_id,
                 memos=[(job.step_id, None)],
-                become_call_at=now_ms(),
+                become_call_at=now,
+                history=[HistoryEntry(HistoryKind.SLEEP_ENDED, now, job.step_id, name)],
                 run_update=RunUpdate(force_step_plan=False) if state.run.force_step_plan else None,
             )
         spec = self.registry.get(state.run.function_slug)
@@ -103,7 +132,7 @@ class Executor:
                 "name": "Error",
                 "message": f"could not find function with ID: {state.run.function_slug}",
             }
-            return self._finish(job, state, now_ms(), error=error)
+            return self._finish(_Outcome(job, state.run.id, now_ms()), state, error=error)
         body = build_call_body(
             state,
             step_id=job.step_id,
@@ -125,91 +154,100 @@ class Executor:
         self, job: Job, state: RunState, spec: FunctionSpec, reply: SdkReply, now: int
     ) -> Transition:
         run = state.run
-        update: dict[str, Any] = {}
+        out = _Outcome(job, run.id, now)
         if run.status is RunStatus.SCHEDULED:
-            update.update(status=RunStatus.RUNNING, started_at=now)
+            out.run_fields.update(status=RunStatus.RUNNING, started_at=now)
+            out.note(HistoryKind.RUN_STARTED)
         version = reply.header(h.REQ_VERSION)
         if run.request_version == -1 and version is not None and version.lstrip("-").isdigit():
-            update["request_version"] = int(version)
+            out.run_fields["request_version"] = int(version)
 
         if reply.transport_error is not None:
             error = {
                 "name": "Error",
                 "message": f"could not reach the app: {reply.transport_error}",
             }
-            return self._fail_attempt(
-                job, state, spec, now, error, no_retry=False, retry_after=None, update=update
-            )
+            return self._fail_attempt(out, state, spec, error, no_retry=False, retry_after=None)
         if 200 <= reply.status < 300 and not reply.from_sdk:
-            error = {
-                "name": "Error",
-                "message": "the response did not come from an Inngest SDK (no X-Inngest-SDK header)",
-            }
+            message = "the response did not come from an Inngest SDK (no X-Inngest-SDK header)"
             return self._fail_attempt(
-                job, state, spec, now, error, no_retry=False, retry_after=None, update=update
+                out,
+                state,
+                spec,
+                {"name": "Error", "message": message},
+                no_retry=False,
+                retry_after=None,
             )
         no_retry = (reply.header(h.NO_RETRY) or "").strip().lower() == "true"
         retry_after = _parse_retry_after(reply.header(h.RETRY_AFTER), now)
 
         if reply.status == 200:
-            return self._finish(job, state, now, output=(reply.body,), update=update)
+            return self._finish(out, state, output=(reply.body,))
         if reply.status == 206:
             try:
                 ops = protocol.parse_ops(reply.body)
             except OpParseError as exc:
                 error = {"name": "Error", "message": f"unreadable response from the SDK: {exc}"}
-                return self._fail_attempt(
-                    job, state, spec, now, error, no_retry=False, retry_after=None, update=update
-                )
-            return self._apply_ops(job, state, spec, ops, now, no_retry, retry_after, update)
-        error = WireError.from_wire(
-            reply.body if reply.body is not None else reply.raw.decode("utf-8", "replace")
-        ).to_wire()
-        if not reply.from_sdk:
-            error = {
-                "name": "Error",
-                "message": f"the app answered HTTP {reply.status}: {reply.raw[:500].decode('utf-8', 'replace')}",
-            }
+                return self._fail_attempt(out, state, spec, error, no_retry=False, retry_after=None)
+            return self._apply_ops(out, state, spec, ops, no_retry, retry_after)
+        if reply.from_sdk:
+            raw = reply.body if reply.body is not None else reply.raw.decode("utf-8", "replace")
+            error = WireError.from_wire(raw).to_wire()
+        else:
+            text = reply.raw[:500].decode("utf-8", "replace")
+            error = {"name": "Error", "message": f"the app answered HTTP {reply.status}: {text}"}
         return self._fail_attempt(
-            job, state, spec, now, error, no_retry=no_retry, retry_after=retry_after, update=update
+            out, state, spec, error, no_retry=no_retry, retry_after=retry_after
         )
 
     def _apply_ops(
         self,
-        job: Job,
+        out: _Outcome,
         state: RunState,
         spec: FunctionSpec,
         ops: list[GeneratorOp],
-        now: int,
         no_retry: bool,
         retry_after: int | None,
-        update: dict[str, Any],
     ) -> Transition:
-        run_id = state.run.id
-        plan = _Plan()
+        job, run_id, now = out.job, out.run_id, out.now
+        discovery = False
+        retry_at: int | None = None
+        complete: tuple[Any] | None = None
         real_ops = [op for op in ops if op.op is not Opcode.NONE]
         if len(real_ops) > 1 and not state.run.force_step_plan:
             # Parallel steps: from now on every step must be planned, not run inline.
-            update["force_step_plan"] = True
+            out.run_fields["force_step_plan"] = True
         for op in real_ops:
+            name = _step_name(op)
             if op.op in (Opcode.STEP_RUN, Opcode.STEP):
-                plan.memos.append(
+                out.memos.append(
                     (op.id, {"data": op.data} if op.op is Opcode.STEP_RUN else op.data)
                 )
-                plan.discovery = True
+                out.note(HistoryKind.STEP_COMPLETED, op.id, name, job.attempt)
+                discovery = True
             elif op.op is Opcode.STEP_ERROR:
                 error = WireError.from_wire(op.error).to_wire()
                 if not no_retry and job.attempt + 1 < spec.max_attempts:
-                    delay_at = now + retry_delay_ms(job.attempt, self.retry_interval_s)
-                    plan.retry_at = retry_after if retry_after is not None else delay_at
+                    backoff = now + retry_delay_ms(job.attempt, self.retry_interval_s)
+                    retry_at = retry_after if retry_after is not None else backoff
+                    out.note(
+                        HistoryKind.STEP_ERRORED,
+                        op.id,
+                        name,
+                        job.attempt,
+                        {"error": error, "retry_at": retry_at},
+                    )
                 else:
-                    plan.memos.append((op.id, {"error": error}))
-                    plan.discovery = True
+                    out.memos.append((op.id, {"error": error}))
+                    out.note(HistoryKind.STEP_FAILED, op.id, name, job.attempt, {"error": error})
+                    discovery = True
             elif op.op is Opcode.STEP_FAILED:
-                plan.memos.append((op.id, {"error": WireError.from_wire(op.error).to_wire()}))
-                plan.discovery = True
+                error = WireError.from_wire(op.error).to_wire()
+                out.memos.append((op.id, {"error": error}))
+                out.note(HistoryKind.STEP_FAILED, op.id, name, job.attempt, {"error": error})
+                discovery = True
             elif op.op is Opcode.STEP_PLANNED:
-                plan.jobs.append(
+                out.jobs.append(
                     NewJob(
                         run_id=run_id,
                         kind=JobKind.CALL,
@@ -218,131 +256,101 @@ class Executor:
                         key=f"step:{run_id}:{op.id}",
                     )
                 )
+                out.note(HistoryKind.STEP_PLANNED, op.id, name)
             elif op.op is Opcode.SLEEP:
                 wake = _sleep_until(op, now)
                 if wake is None:
-                    plan.memos.append(
-                        (
-                            op.id,
-                            {
-                                "error": {
-                                    "name": "Error",
-                                    "message": f"invalid sleep duration {op.name!r}",
-                                }
-                            },
-                        )
-                    )
-                    plan.discovery = True
+                    error = {"name": "Error", "message": f"invalid sleep duration {op.name!r}"}
+                    out.memos.append((op.id, {"error": error}))
+                    out.note(HistoryKind.STEP_FAILED, op.id, name, None, {"error": error})
+                    discovery = True
                 else:
-                    plan.jobs.append(
+                    out.jobs.append(
                         NewJob(
                             run_id=run_id,
                             kind=JobKind.WAKE,
                             run_at=wake,
                             step_id=op.id,
                             key=f"wake:{run_id}:{op.id}",
+                            payload={"name": name},
                         )
                     )
+                    out.note(HistoryKind.SLEEP_STARTED, op.id, name, None, {"until": _iso_ms(wake)})
             elif op.op is Opcode.RUN_COMPLETE:
-                plan.complete = (op.data,)
+                complete = (op.data,)
             elif op.op is Opcode.DISCOVERY_REQUEST:
-                plan.discovery = True
+                discovery = True
             elif op.op in _UNSUPPORTED_OPS:
-                message = f"{op.op.value} is not supported by this server yet"
-                plan.memos.append(
-                    (op.id, {"error": {"name": "NotSupportedError", "message": message}})
-                )
-                plan.discovery = True
-        if plan.complete is not None:
-            return self._finish(
-                job, state, now, output=plan.complete, update=update, memos=plan.memos
-            )
-        if plan.retry_at is not None and not plan.memos and not plan.jobs:
-            return Transition(
-                job_id=job.id,
-                lease=job.lease,
-                run_id=run_id,
-                retry_at=plan.retry_at,
-                run_update=_update(update),
-            )
-        if plan.discovery:
-            plan.jobs.append(
+                error = {
+                    "name": "NotSupportedError",
+                    "message": f"{op.op.value} is not supported by this server yet",
+                }
+                out.memos.append((op.id, {"error": error}))
+                out.note(HistoryKind.STEP_FAILED, op.id, name, None, {"error": error})
+                discovery = True
+        if complete is not None:
+            return self._finish(out, state, output=complete)
+        if retry_at is not None and not out.memos and not out.jobs:
+            return out.transition(retry_at=retry_at)
+        if discovery:
+            out.jobs.append(
                 NewJob(run_id=run_id, kind=JobKind.CALL, run_at=now, key=f"discovery:{run_id}")
             )
-        return Transition(
-            job_id=job.id,
-            lease=job.lease,
-            run_id=run_id,
-            memos=plan.memos,
-            new_jobs=plan.jobs,
-            run_update=_update(update),
-        )
+        return out.transition()
 
     def _fail_attempt(
         self,
-        job: Job,
+        out: _Outcome,
         state: RunState,
         spec: FunctionSpec,
-        now: int,
         error: dict[str, Any],
         *,
         no_retry: bool,
         retry_after: int | None,
-        update: dict[str, Any],
     ) -> Transition:
+        job, now = out.job, out.now
         if not no_retry and job.attempt + 1 < spec.max_attempts:
-            at = (
-                retry_after
-                if retry_after is not None
-                else now + retry_delay_ms(job.attempt, self.retry_interval_s)
-            )
+            backoff = now + retry_delay_ms(job.attempt, self.retry_interval_s)
+            at = retry_after if retry_after is not None else backoff
             log.info(
                 "run %s attempt %d failed, retrying: %s",
                 state.run.id,
                 job.attempt,
                 error.get("message"),
             )
-            return Transition(
-                job_id=job.id,
-                lease=job.lease,
-                run_id=state.run.id,
-                retry_at=at,
-                run_update=_update(update),
+            out.note(
+                HistoryKind.ATTEMPT_FAILED,
+                None,
+                None,
+                job.attempt,
+                {"error": error, "retry_at": at},
             )
-        return self._finish(job, state, now, error=error, update=update)
+            return out.transition(retry_at=at)
+        return self._finish(out, state, error=error)
 
     # ---- ends of runs ------------------------------------------------------------
     def _finish(
         self,
-        job: Job,
+        out: _Outcome,
         state: RunState,
-        now: int,
         *,
         output: tuple[Any] | None = None,
         error: dict[str, Any] | None = None,
-        update: dict[str, Any] | None = None,
-        memos: list[tuple[str, Any]] | None = None,
     ) -> Transition:
-        fields = dict(update or {})
+        now = out.now
+        fields = out.run_fields
         if error is not None:
             error = _standard_error(error)
             fields.update(status=RunStatus.FAILED, error=error, output=error, has_output=True)
+            out.note(HistoryKind.RUN_FAILED, None, None, out.job.attempt, {"error": error})
         else:
-            fields.update(
-                status=RunStatus.COMPLETED, output=output[0] if output else None, has_output=True
-            )
+            result = output[0] if output else None
+            fields.update(status=RunStatus.COMPLETED, output=result, has_output=True)
+            out.note(HistoryKind.RUN_COMPLETED)
         fields["ended_at"] = now
         fields.setdefault("started_at", now)
         events = self._finish_events(state.run, state.events, now, output=output, error=error)
-        return Transition(
-            job_id=job.id,
-            lease=job.lease,
-            run_id=state.run.id,
-            memos=memos or [],
-            run_update=_update(fields),
-            clear_run_jobs=True,
-            ingest=self.scheduler.plan(events, now),
-        )
+        return out.transition(clear_run_jobs=True, ingest=self.scheduler.plan(events, now))
 
     def _finish_events(
         self,
@@ -441,8 +449,17 @@ def next_cron_ms(expr: str, after_ms: int) -> int:
     return int(nxt.timestamp() * 1000)
 
 
-def _update(fields: dict[str, Any]) -> RunUpdate | None:
-    return RunUpdate(**fields) if fields else None
+def _step_name(op: GeneratorOp) -> str | None:
+    """The user's name for a step: display name, else its raw id, else the op's name."""
+    if op.display_name:
+        return op.display_name
+    if op.userland and isinstance(op.userland.get("id"), str):
+        return str(op.userland["id"])
+    return op.name
+
+
+def _iso_ms(ms: int) -> str:
+    return protocol.to_iso(datetime.fromtimestamp(ms / 1000, UTC))
 
 
 def _standard_error(error: dict[str, Any]) -> dict[str, Any]:

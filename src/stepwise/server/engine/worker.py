@@ -38,7 +38,6 @@ class Worker:
         self.lease_ms = lease_ms
         self.on_committed = on_committed
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -66,21 +65,22 @@ class Worker:
     async def _loop(self) -> None:
         while not self._stopping:
             free = self.concurrency - len(self._inflight)
-            if free <= 0:
-                await self._slots.acquire()
-                self._slots.release()
-                continue
             self._wake.clear()
+            if free <= 0:
+                # Every slot is busy; a finishing job sets the wake event. Nothing can finish
+                # between the check and the clear above: no await separates them.
+                await self._wake.wait()
+                continue
             now = int(time.time() * 1000)
             try:
-                jobs = await self.store.lease_due_jobs(now, free, self.lease_ms)
+                work = await self.store.lease_due_work(now, free, self.lease_ms)
             except Exception:
                 log.exception("leasing jobs failed")
                 await asyncio.sleep(0.5)
                 continue
-            for job in jobs:
-                self._spawn(job)
-            if len(jobs) == free:
+            for job, state in work:
+                self._spawn(job, state)
+            if len(work) == free:
                 continue  # there may be more due right now
             try:
                 next_due = await self.store.next_due_at()
@@ -96,8 +96,8 @@ class Worker:
                 except TimeoutError:
                     pass
 
-    def _spawn(self, job: Job) -> None:
-        task = asyncio.create_task(self._run(job))
+    def _spawn(self, job: Job, state: RunState | None) -> None:
+        task = asyncio.create_task(self._run(job, state))
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
@@ -105,9 +105,8 @@ class Worker:
         self._inflight.discard(task)
         self._wake.set()
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, state: RunState | None) -> None:
         try:
-            state = await self.store.load_run_state(job.run_id) if job.run_id else None
             transition = await self.execute(job, state)
             await self.store.commit(transition)
         except LeaseLost:

@@ -8,6 +8,7 @@ from .records import (
     AppRecord,
     EventRecord,
     FunctionRecord,
+    HistoryEntry,
     Ingest,
     Job,
     RunRecord,
@@ -63,9 +64,17 @@ class Store(Protocol):
 
     async def list_steps(self, run_id: str) -> list[tuple[str, Any]]: ...
 
+    async def run_history(self, run_id: str) -> list[HistoryEntry]:
+        """What happened in a run, oldest first."""
+
     # ---- queue ----------------------------------------------------------------
     async def lease_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:
         """Lease up to ``limit`` jobs due at ``now``; a lease expires after ``lease_ms``."""
+
+    async def lease_due_work(
+        self, now: int, limit: int, lease_ms: int
+    ) -> list[tuple[Job, RunState | None]]:
+        """``lease_due_jobs`` plus each job's run state, read in the same transaction."""
 
     async def next_due_at(self) -> int | None:
         """When the earliest job falls due (leased jobs count at their lease expiry)."""

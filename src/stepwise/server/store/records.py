@@ -157,6 +157,29 @@ class RunUpdate:
     ended_at: int | None = None
 
 
+class HistoryKind(enum.StrEnum):
+    RUN_STARTED = "RunStarted"
+    STEP_COMPLETED = "StepCompleted"
+    STEP_ERRORED = "StepErrored"  # an attempt failed; it will be retried
+    STEP_FAILED = "StepFailed"  # no attempts left (or not retriable)
+    STEP_PLANNED = "StepPlanned"
+    SLEEP_STARTED = "SleepStarted"
+    SLEEP_ENDED = "SleepEnded"
+    ATTEMPT_FAILED = "AttemptFailed"  # the function request itself failed
+    RUN_COMPLETED = "RunCompleted"
+    RUN_FAILED = "RunFailed"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    kind: HistoryKind
+    at: int
+    step_id: str | None = None
+    name: str | None = None
+    attempt: int | None = None
+    data: Any = None
+
+
 @dataclass(frozen=True, slots=True)
 class Ingest:
     """Events to store and the runs they start, written together."""
@@ -183,6 +206,7 @@ class Transition:
     become_call_at: int | None = None  # a wake job turning into a discovery call
     ingest: Ingest | None = None
     clear_run_jobs: bool = False  # the run ended: drop its other pending jobs
+    history: list[HistoryEntry] = field(default_factory=list)
 
 
 class LeaseLost(Exception):

@@ -7,7 +7,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any, TypeVar
@@ -18,6 +18,8 @@ from ..records import (
     AppRecord,
     EventRecord,
     FunctionRecord,
+    HistoryEntry,
+    HistoryKind,
     Ingest,
     Job,
     JobKind,
@@ -154,17 +156,19 @@ class SqliteStore:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-        current = row[0] or 0
         for version, sql in _migrations():
-            if version <= current:
-                continue
+            # The version is read under the write lock: two processes opening a new file
+            # at once must not both apply the same migration.
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                row = conn.execute(
+                    "SELECT coalesce(max(version), 0) FROM schema_version"
+                ).fetchone()
+                if version > row[0]:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -291,10 +295,11 @@ class SqliteStore:
             # schedule it had; schedules the app no longer declares are dropped.
             wanted = {_cron_key(slug, expr): (slug, at, expr) for slug, at, expr in cron_jobs}
             ours = old_slugs | {fn.slug for fn in functions}
-            for (key,) in conn.execute(
-                "SELECT key FROM jobs WHERE kind = ?", (JobKind.CRON.value,)
+            for key, payload in conn.execute(
+                "SELECT key, payload FROM jobs WHERE kind = ?", (JobKind.CRON.value,)
             ).fetchall():
-                if key.split(":", 2)[1] in ours and key not in wanted:
+                # The slug comes from the payload: a function id may itself contain ":".
+                if (_load(payload) or {}).get("function_slug") in ours and key not in wanted:
                     conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
             for key, (slug, at, expr) in wanted.items():
                 _insert_job(
@@ -417,35 +422,37 @@ class SqliteStore:
 
         return await self._read(op)
 
+    async def run_history(self, run_id: str) -> list[HistoryEntry]:
+        def op(conn: sqlite3.Connection) -> list[HistoryEntry]:
+            rows = conn.execute(
+                "SELECT kind, at, step_id, name, attempt, data FROM history WHERE run_id = ? ORDER BY id",
+                (run_id,),
+            ).fetchall()
+            return [
+                HistoryEntry(
+                    kind=HistoryKind(r[0]),
+                    at=r[1],
+                    step_id=r[2],
+                    name=r[3],
+                    attempt=r[4],
+                    data=_load(r[5]),
+                )
+                for r in rows
+            ]
+
+        return await self._read(op)
+
     # ---- queue ----------------------------------------------------------------
     async def lease_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:
-        def op(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_at <= ? ORDER BY run_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            jobs = []
-            for row in rows:
-                lease = secrets.token_hex(8)
-                conn.execute(
-                    "UPDATE jobs SET lease = ?, run_at = ? WHERE id = ?",
-                    (lease, now + lease_ms, row[0]),
-                )
-                job = _job_from_row(row)
-                jobs.append(
-                    Job(
-                        id=job.id,
-                        run_id=job.run_id,
-                        kind=job.kind,
-                        step_id=job.step_id,
-                        attempt=job.attempt,
-                        run_at=job.run_at,
-                        lease=lease,
-                        key=job.key,
-                        payload=job.payload,
-                    )
-                )
-            return jobs
+        return await self._writer.run(lambda conn: _lease(conn, now, limit, lease_ms))
+
+    async def lease_due_work(
+        self, now: int, limit: int, lease_ms: int
+    ) -> list[tuple[Job, RunState | None]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[Job, RunState | None]]:
+            jobs = _lease(conn, now, limit, lease_ms)
+            states = _load_run_states(conn, [j.run_id for j in jobs if j.run_id])
+            return [(job, states.get(job.run_id) if job.run_id else None) for job in jobs]
 
         return await self._writer.run(op)
 
@@ -477,27 +484,71 @@ def _cron_key(slug: str, expr: str) -> str:
     return f"cron:{slug}:{expr}"
 
 
-def _load_run_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
-    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-    if row is None:
-        return None
-    run = _run_from_row(row)
-    ids = list(run.event_ids)
-    placeholders = ",".join("?" * len(ids))
-    by_id = {
-        r[0]: _event_from_row(r)
-        for r in conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE internal_id IN ({placeholders})", ids
+def _lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[Job]:
+    rows = conn.execute(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_at <= ? ORDER BY run_at LIMIT ?", (now, limit)
+    ).fetchall()
+    jobs = []
+    updates = []
+    for row in rows:
+        lease = secrets.token_hex(8)
+        updates.append((lease, now + lease_ms, row[0]))
+        job = _job_from_row(row)
+        jobs.append(
+            Job(
+                id=job.id,
+                run_id=job.run_id,
+                kind=job.kind,
+                step_id=job.step_id,
+                attempt=job.attempt,
+                run_at=job.run_at,  # the time it was due, not its lease expiry
+                lease=lease,
+                key=job.key,
+                payload=job.payload,
+            )
         )
+    conn.executemany("UPDATE jobs SET lease = ?, run_at = ? WHERE id = ?", updates)
+    return jobs
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load_run_states(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, RunState]:
+    """Several runs' state in three queries, however many runs."""
+    runs: dict[str, RunRecord] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({marks})", chunk):
+            runs[row[0]] = _run_from_row(row)
+    event_ids = sorted({e for run in runs.values() for e in run.event_ids})
+    events: dict[str, EventRecord] = {}
+    for chunk in _chunks(event_ids):
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE internal_id IN ({marks})", chunk
+        ):
+            events[row[0]] = _event_from_row(row)
+    steps: dict[str, list[StepMemo]] = {run_id: [] for run_id in runs}
+    for chunk in _chunks(list(runs)):
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT run_id, step_id, seq, memo FROM steps WHERE run_id IN ({marks}) ORDER BY run_id, seq",
+            chunk,
+        ):
+            steps[row[0]].append(StepMemo(step_id=row[1], seq=row[2], memo=_load(row[3])))
+    return {
+        run_id: RunState(
+            run=run, events=[events[e] for e in run.event_ids if e in events], steps=steps[run_id]
+        )
+        for run_id, run in runs.items()
     }
-    events = [by_id[i] for i in ids if i in by_id]
-    steps = [
-        StepMemo(step_id=r[0], seq=r[1], memo=_load(r[2]))
-        for r in conn.execute(
-            "SELECT step_id, seq, memo FROM steps WHERE run_id = ? ORDER BY seq", (run_id,)
-        )
-    ]
-    return RunState(run=run, events=events, steps=steps)
+
+
+def _load_run_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
+    return _load_run_states(conn, [run_id]).get(run_id)
 
 
 def _insert_job(conn: sqlite3.Connection, job: NewJob) -> None:
@@ -610,6 +661,22 @@ def _apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
         conn.execute("DELETE FROM jobs WHERE run_id = ? AND id != ?", (t.run_id, t.job_id))
     for job in t.new_jobs:
         _insert_job(conn, job)
+    if t.history and t.run_id is not None:
+        conn.executemany(
+            "INSERT INTO history (run_id, at, kind, step_id, name, attempt, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    t.run_id,
+                    h.at,
+                    h.kind.value,
+                    h.step_id,
+                    h.name,
+                    h.attempt,
+                    None if h.data is None else _dump(h.data),
+                )
+                for h in t.history
+            ],
+        )
     if t.ingest is not None:
         _apply_ingest(conn, t.ingest)
 

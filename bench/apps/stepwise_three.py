@@ -1,0 +1,27 @@
+"""The benchmark's 3-step function, served by the Stepwise SDK."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+import stepwise
+from stepwise.adapters.starlette import app as stepwise_app
+
+client = stepwise.Stepwise(app_id="bench", is_production=False)
+
+
+@client.create_function(fn_id="three-steps", trigger=stepwise.TriggerEvent(event="bench/three"))
+async def three_steps(ctx: stepwise.Context) -> int:
+    a = await ctx.step.run("a", lambda: 1)
+    b = await ctx.step.run("b", lambda: a + 1)
+    return await ctx.step.run("c", lambda: b + 1)
+
+
+app = stepwise_app(client, [three_steps])
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning", access_log=False
+    )

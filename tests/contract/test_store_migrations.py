@@ -1,0 +1,72 @@
+"""Migrating an empty database gives exactly the canonical schema, and migrating is idempotent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import Backend, Make
+
+# The canonical schema every backend must expose: tables and their columns, in order.
+EXPECTED_SCHEMA: dict[str, list[str]] = {
+    "schema_version": ["version"],
+    "apps": ["id", "name", "url", "sdk", "framework", "checksum", "created_at", "updated_at"],
+    "functions": ["id", "app_id", "slug", "name", "config", "url", "created_at"],
+    "events": ["internal_id", "id", "name", "data", "user", "ts", "v", "received_at"],
+    "runs": [
+        "id",
+        "function_id",
+        "function_slug",
+        "event_id",
+        "event_ids",
+        "status",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "output",
+        "error",
+        "request_version",
+        "force_step_plan",
+        "cron",
+    ],
+    "steps": ["run_id", "step_id", "seq", "memo"],
+    "jobs": ["id", "key", "run_id", "kind", "step_id", "attempt", "run_at", "lease", "payload"],
+    "idempotency": ["function_id", "key", "run_id", "expires_at"],
+    "history": ["id", "run_id", "at", "kind", "step_id", "name", "attempt", "data"],
+}
+EXPECTED_VERSIONS = [1, 2]
+
+
+async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(
+    backend: Backend,
+) -> None:
+    store = backend.new_store()
+    await store.open()
+    try:
+        assert backend.schema() == EXPECTED_SCHEMA
+        assert backend.schema_versions() == EXPECTED_VERSIONS
+    finally:
+        await store.close()
+
+
+async def test_reopening_a_migrated_database_changes_nothing(backend: Backend, make: Make) -> None:
+    app = make.app()
+    fn = make.function(app, "fulfil")
+    first = backend.new_store()
+    await first.open()
+    try:
+        await first.sync_app(app, [fn], [])
+    finally:
+        await first.close()
+
+    for _ in range(2):
+        again = backend.new_store()
+        await again.open()
+        try:
+            assert await again.list_apps() == [app]
+            assert await again.list_functions() == [fn]
+        finally:
+            await again.close()
+
+    assert backend.schema_versions() == EXPECTED_VERSIONS
+    assert backend.schema() == EXPECTED_SCHEMA
