@@ -15,9 +15,15 @@ from support.harness import REPO, AppProcess, ServerProcess, free_port
 
 JS_DIR = REPO / "tests" / "interop" / "js"
 
+SIGNING_KEY = "signkey-prod-" + "5e" * 32
+
+# Each official SDK in dev mode, and in production mode against `stepwise start`: there the
+# server signs every request and the SDK verifies it, and the SDK syncs with a hashed key.
 PEERS = [
-    pytest.param(("official_py", "official-py"), id="python-sdk"),
-    pytest.param(("app.mjs", "official-js"), id="js-sdk"),
+    pytest.param(("official_py", "official-py", False), id="python-sdk-dev"),
+    pytest.param(("app.mjs", "official-js", False), id="js-sdk-dev"),
+    pytest.param(("official_py", "official-py", True), id="python-sdk-production"),
+    pytest.param(("app.mjs", "official-js", True), id="js-sdk-production"),
 ]
 
 
@@ -25,16 +31,19 @@ PEERS = [
 def stack(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[ServerProcess, AppProcess, str]]:
-    module, app_id = request.param
+    module, app_id, production = request.param
     if module.endswith(".mjs") and not (JS_DIR / "node_modules" / "inngest").is_dir():
         # `make test` installs it (npm ci); a missing install is a broken setup, not a skip.
         pytest.fail(f"the JS SDK is not installed: run `npm ci --prefix {JS_DIR}`")
     assert shutil.which("node"), "Node.js is required for the JS interop tests"
     port = free_port()
-    app = AppProcess(tmp_path, module, server_url=f"http://127.0.0.1:{port}")
+    app_env = {"STEPWISE_TEST_SIGNING_KEY": SIGNING_KEY} if production else None
+    app = AppProcess(tmp_path, module, server_url=f"http://127.0.0.1:{port}", extra_env=app_env)
     server = ServerProcess(
         tmp_path, port=port, sdk_urls=[app.url], extra_args=["--retry-interval", "1"]
     )
+    if production:
+        server.production(signing_key=SIGNING_KEY, event_key="test-event-key")
     try:
         app.start_and_wait()
         server.start_and_wait()

@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from stepwise.protocol import hash_signing_key
+
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "tests" / "integration" / "apps"
 TERMINAL = {"Completed", "Failed", "Cancelled", "Skipped"}
@@ -121,6 +123,15 @@ class ServerProcess(Process):
         super().__init__(args, env=_child_env(), log_path=tmp / f"server-{self.port}.log")
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=10)
+        self.event_key = "test-key"
+
+    def production(self, *, signing_key: str, event_key: str) -> None:
+        """Run as ``stepwise start``: keys required, API calls need the signing key."""
+        self.args[self.args.index("dev")] = "start"
+        self.args.remove("--no-discovery")
+        self.args += ["--signing-key", signing_key, "--event-key", event_key]
+        self.event_key = event_key
+        self.http.headers["authorization"] = f"Bearer {hash_signing_key(signing_key)}"
 
     def start_and_wait(self, timeout: float = 20) -> None:
         self.start()
@@ -131,16 +142,18 @@ class ServerProcess(Process):
         )
 
     def wait_for_functions(self, count: int, timeout: float = 20) -> None:
-        wait_until(
-            lambda: len(self.http.get("/dev").json()["functions"]) >= count,
-            timeout=timeout,
-            what=f"{count} synced functions",
-        )
+        def synced() -> bool:
+            apps = self.http.get("/v1/apps").json()["data"]
+            return sum(len(app["functions"]) for app in apps) >= count
+
+        wait_until(synced, timeout=timeout, what=f"{count} synced functions")
 
     def send(self, name: str, data: dict[str, Any] | None = None, **fields: Any) -> str:
         body = [{"name": name, "data": data or {}, **fields}]
         r = self.http.post(
-            "/e/test-key", content=json.dumps(body), headers={"content-type": "application/json"}
+            f"/e/{self.event_key}",
+            content=json.dumps(body),
+            headers={"content-type": "application/json"},
         )
         r.raise_for_status()
         ids: list[str] = r.json()["ids"]
@@ -195,8 +208,9 @@ class AppProcess(Process):
 
     def start_and_wait(self, timeout: float = 20) -> None:
         self.start()
+        # Any HTTP answer means the app is up: in production mode an unsigned GET gets a 401.
         wait_until(
-            lambda: httpx.get(self.url, timeout=2).status_code == 200,
+            lambda: httpx.get(self.url, timeout=2).status_code in (200, 401),
             timeout=timeout,
             what=f"app {self.args[-1]}",
         )

@@ -72,6 +72,8 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", rest.get_run, methods=["GET"]),
         Route("/v1/runs/{run_id}/history", rest.run_history, methods=["GET"]),
+        Route("/v1/apps", rest.list_apps, methods=["GET"]),
+        Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),
         Route("/v0/runs/{run_id}/batch", rest.run_batch, methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", rest.run_actions, methods=["GET"]),
     ]

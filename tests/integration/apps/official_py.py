@@ -14,9 +14,13 @@ from fastapi import FastAPI
 SERVER = os.environ["STEPWISE_TEST_SERVER"]
 LEDGER = os.environ["STEPWISE_TEST_LEDGER"]
 
+SIGNING_KEY = os.environ.get("STEPWISE_TEST_SIGNING_KEY")
+
 client = inngest.Inngest(
     app_id="official-py",
-    is_production=False,
+    is_production=bool(SIGNING_KEY),
+    signing_key=SIGNING_KEY,
+    event_key="test-event-key",
     api_base_url=SERVER,
     event_api_base_url=SERVER,
 )

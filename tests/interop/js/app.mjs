@@ -7,7 +7,10 @@ import { serve } from "inngest/node";
 const server = process.env.STEPWISE_TEST_SERVER;
 const ledger = process.env.STEPWISE_TEST_LEDGER;
 
-const inngest = new Inngest({ id: "official-js", isDev: true, baseUrl: server });
+const signingKey = process.env.STEPWISE_TEST_SIGNING_KEY;
+const inngest = signingKey
+  ? new Inngest({ id: "official-js", isDev: false, signingKey, eventKey: "test-event-key", baseUrl: server })
+  : new Inngest({ id: "official-js", isDev: true, baseUrl: server });
 
 const record = (runId, step, attempt) =>
   fs.appendFileSync(ledger, JSON.stringify({ run_id: runId, step, attempt }) + "\n");

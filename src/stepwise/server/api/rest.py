@@ -12,6 +12,7 @@ from starlette.responses import Response
 from ... import __version__
 from ...errors import ApiError
 from ...protocol import is_ulid
+from ..engine.registry import FunctionSpec
 from ..store.records import EventRecord, HistoryKind, RunRecord
 from .auth import require_signing_key
 from .responses import JSONResponse
@@ -197,6 +198,51 @@ async def run_actions(request: Request) -> Response:
     if run_state is None:
         raise ApiError(404, "run_not_found", "run not found")
     return JSONResponse({s.step_id: s.memo for s in run_state.steps})
+
+
+def function_json(spec: FunctionSpec) -> dict[str, Any]:
+    config = spec.record.config
+    return {
+        "id": spec.id,
+        "slug": spec.slug,
+        "name": spec.record.name,
+        "app_id": spec.record.app_id,
+        "triggers": config.get("triggers", []),
+        "url": spec.url,
+        "max_attempts": spec.max_attempts,
+        "created_at": _iso(spec.record.created_at),
+    }
+
+
+async def list_apps(request: Request) -> Response:
+    """Every synced app with its functions."""
+    state = _state(request)
+    specs = state.engine.registry.all()
+    apps = []
+    for app in await state.engine.store.list_apps():
+        apps.append(
+            {
+                "id": app.id,
+                "name": app.name,
+                "url": app.url,
+                "sdk": app.sdk,
+                "framework": app.framework,
+                "synced_at": _iso(app.updated_at),
+                "functions": [function_json(s) for s in specs if s.record.app_id == app.id],
+            }
+        )
+    return _wrap(apps)
+
+
+async def app_functions(request: Request) -> Response:
+    state = _state(request)
+    name = str(request.path_params["app_name"])
+    app = next((a for a in await state.engine.store.list_apps() if a.name == name), None)
+    if app is None:
+        raise ApiError(404, "app_not_found", f"no app named {name!r} has synced")
+    return _wrap(
+        [function_json(s) for s in state.engine.registry.all() if s.record.app_id == app.id]
+    )
 
 
 async def health(request: Request) -> Response:

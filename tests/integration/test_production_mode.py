@@ -1,0 +1,70 @@
+"""``stepwise start``: requests to apps are signed, the SDK verifies them, every API needs a key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stepwise.protocol import sign
+from support.harness import Stack
+
+SIGNING_KEY = "signkey-prod-" + "3c" * 32
+EVENT_KEY = "test-event-key"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(
+        tmp_path_factory.mktemp("production"),
+        "durable_app",
+        app_env={"STEPWISE_TEST_SIGNING_KEY": SIGNING_KEY},
+        server_args=["--retry-interval", "1"],
+        functions=8,
+    )
+    s.server.production(signing_key=SIGNING_KEY, event_key=EVENT_KEY)
+    with s:
+        yield s
+
+
+def test_signed_runs_complete_end_to_end(stack: Stack) -> None:
+    event_id = stack.server.send("test/three", {"n": 1})
+    run = stack.server.wait_for_run(event_id)
+    assert run["status"] == "Completed", stack.logs()
+    assert run["output"] == {"a": 2, "b": 4, "c": "done"}
+
+
+def test_send_event_step_uses_the_event_key(stack: Stack) -> None:
+    event_id = stack.server.send("test/sync")
+    run = stack.server.wait_for_run(event_id)
+    assert run["status"] == "Completed", stack.logs()
+    assert run["output"] == {"value": 42, "sent": 1}
+
+
+def test_the_app_refuses_unsigned_and_forged_calls(stack: Stack) -> None:
+    body = json.dumps(
+        {"event": {"name": "test/three", "data": {"n": 1}}, "steps": {}, "ctx": {"run_id": "x"}}
+    ).encode()
+    url = f"{stack.app.url}?fnId=durable-three-steps&stepId=step"
+    unsigned = httpx.post(url, content=body)
+    assert unsigned.status_code == 401
+    forged = httpx.post(
+        url, content=body, headers={"x-inngest-signature": sign(body, "signkey-prod-" + "00" * 32)}
+    )
+    assert forged.status_code == 401
+
+
+def test_the_server_refuses_events_with_a_wrong_key(stack: Stack) -> None:
+    response = stack.server.http.post("/e/wrong", content=b'{"name": "test/three"}')
+    assert response.status_code == 401
+    assert response.json()["code"] == "event_key_not_found"
+
+
+def test_api_needs_the_signing_key(stack: Stack, tmp_path: Path) -> None:
+    anonymous = httpx.get(f"{stack.server.url}/v1/events")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["code"] == "unauthorized"
+    assert stack.server.http.get("/v1/events").status_code == 200
