@@ -176,6 +176,7 @@ def test_server_kind_mismatch_is_refused(server: ServerProcess) -> None:
         ("/v1/events?received_after=yesterday", 400, "invalid_parameter"),
         ("/v0/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV/actions", 404, "run_not_found"),
         ("/no/such/path", 404, "not_found"),
+        ("/v1/apps/no-such-app/functions", 404, "app_not_found"),
     ],
 )
 def test_bad_rest_requests(server: ServerProcess, path: str, status: int, code: str) -> None:

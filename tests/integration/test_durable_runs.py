@@ -187,3 +187,72 @@ def test_retry_after_is_honoured_and_backoff_table_applies_otherwise(
     flaky_runs = stack.server.runs(flaky)
     assert flaky_runs and flaky_runs[0]["status"] == "Running"
     assert stack.steps_of(flaky_runs[0]["run_id"]) == [("stable", 0), ("flaky", 0)]
+
+
+def test_calls_for_unknown_functions_get_a_clear_error(stack: Stack) -> None:
+    import httpx
+
+    body = json.dumps({"event": {"name": "x", "data": {}}, "steps": {}, "ctx": {"run_id": "r"}})
+    response = httpx.post(
+        f"{stack.app.url}?fnId=durable-no-such-function&stepId=step", content=body
+    )
+    assert response.status_code == 404
+    assert response.json()["code"] == "function_not_found"
+    missing = httpx.post(f"{stack.app.url}?stepId=step", content=body)
+    assert missing.status_code == 400
+    assert missing.json()["code"] == "missing_fn_id"
+
+
+@pytest.fixture
+def unpolled_stack(tmp_path: Path) -> Iterator[Stack]:
+    # No re-sync polling: the app must not put a removed function back during the test.
+    with Stack(
+        tmp_path,
+        "durable_app",
+        server_args=["--no-poll", "--retry-interval", "1"],
+        functions=DURABLE_FUNCTIONS,
+    ) as s:
+        yield s
+
+
+def test_a_run_whose_function_disappeared_fails_with_a_clear_error(unpolled_stack: Stack) -> None:
+    stack = unpolled_stack
+    # The app syncs again without "slow" while a run of it sleeps: the run ends Failed.
+    event_id = stack.server.send("test/slow", {"step_seconds": 0.01, "sleep": "2s"})
+    wait_until(lambda: stack.server.runs(event_id), timeout=10, what="the run")
+    run_id = stack.server.runs(event_id)[0]["run_id"]
+    wait_until(
+        lambda: any(
+            h["kind"] == "SleepStarted"
+            for h in stack.server.http.get(f"/v1/runs/{run_id}/history").json()["data"]
+        ),
+        timeout=10,
+        what="the sleep",
+    )
+    functions = [
+        f for app in stack.server.http.get("/v1/apps").json()["data"] for f in app["functions"]
+    ]
+    runtime = {"type": "http"}
+    config = {
+        "url": stack.app.url,
+        "appName": "durable",
+        "sdk": "py:v0.1.0",
+        "v": "0.1",
+        "framework": "test",
+        "functions": [
+            {
+                "id": f["slug"],
+                "name": f["name"],
+                "triggers": f["triggers"],
+                "steps": {
+                    "step": {"id": "step", "name": "step", "runtime": {**runtime, "url": f["url"]}}
+                },
+            }
+            for f in functions
+            if f["slug"] != "durable-slow"
+        ],
+    }
+    stack.server.http.post("/fn/register", json=config).raise_for_status()
+    run = stack.server.wait_for_run(event_id, timeout=20)
+    assert run["status"] == "Failed", stack.logs()
+    assert "could not find function with ID: durable-slow" in run["output"]["message"]
