@@ -47,6 +47,8 @@ def validate_function(raw: object, index: int) -> dict[str, Any]:
     fn_id = raw.get("id")
     if not isinstance(fn_id, str) or not fn_id:
         raise _bad(f"{where}.id must be a non-empty string", "invalid_function")
+    if raw.get("name") is not None and not isinstance(raw.get("name"), str):
+        raise _bad(f"{where}.name must be a string", "invalid_function")
     triggers = raw.get("triggers")
     if triggers is None:
         triggers = []

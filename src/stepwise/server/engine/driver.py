@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,6 +33,7 @@ class SdkReply:
         return value
 
 
+@lru_cache(maxsize=16384)
 def target_url(base: str, step_id: str) -> str:
     """The function's URL with ``stepId`` set to the step to run (``step`` = discovery)."""
     parts = urlsplit(base)

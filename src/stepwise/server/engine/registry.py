@@ -45,7 +45,7 @@ class FunctionSpec:
 def retries_of(config: dict[str, Any]) -> int:
     """Retries (not attempts) from a function config: the step's, else the function's."""
     step = (config.get("steps") or {}).get("step") or {}
-    retries = (step.get("retries") or {}).get("attempts")
+    retries = r.get("attempts") if isinstance(r := step.get("retries"), dict) else None
     if retries is None:
         retries = config.get("retries")
     if not isinstance(retries, int) or isinstance(retries, bool):
