@@ -103,33 +103,9 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     show_default=True,
     help="Where the embedded database lives.",
 )
-def dev(
-    host: str,
-    port: int,
-    sdk_urls: tuple[str, ...],
-    poll_interval: float,
-    no_poll: bool,
-    retry_interval: float | None,
-    queue_workers: int,
-    log_level: str,
-    no_discovery: bool,
-    sqlite_path: str,
-) -> None:
+def dev(no_discovery: bool, **common: Any) -> None:
     """Run the development server on an embedded SQLite file."""
-    config = ServerConfig(
-        host=host,
-        port=port,
-        sqlite_path=sqlite_path,
-        sqlite_synchronous="NORMAL",
-        dev=True,
-        sdk_urls=sdk_urls,
-        discovery=not no_discovery,
-        poll=not no_poll,
-        poll_interval_s=poll_interval,
-        retry_interval_s=retry_interval,
-        queue_workers=queue_workers,
-    )
-    _run(config, log_level)
+    _serve(common, sqlite_synchronous="NORMAL", dev=True, discovery=not no_discovery)
 
 
 @main.command()
@@ -149,36 +125,32 @@ def dev(
     help="Accepted event key (repeatable).",
 )
 @click.option("--sqlite-path", default=".stepwise/stepwise.db", show_default=True)
-def start(
-    host: str,
-    port: int,
-    sdk_urls: tuple[str, ...],
-    poll_interval: float,
-    no_poll: bool,
-    retry_interval: float | None,
-    queue_workers: int,
-    log_level: str,
-    signing_key: str,
-    event_keys: tuple[str, ...],
-    sqlite_path: str,
-) -> None:
+def start(signing_key: str, event_keys: tuple[str, ...], **common: Any) -> None:
     """Run the server in production mode: keys required, commits survive power loss."""
-    config = ServerConfig(
-        host=host,
-        port=port,
-        sqlite_path=sqlite_path,
+    _serve(
+        common,
         sqlite_synchronous="FULL",
         dev=False,
-        sdk_urls=sdk_urls,
         discovery=False,
-        poll=not no_poll,
-        poll_interval_s=poll_interval,
-        retry_interval_s=retry_interval,
-        queue_workers=queue_workers,
         signing_key=signing_key,
         event_keys=event_keys,
     )
-    _run(config, log_level)
+
+
+def _serve(common: dict[str, Any], **mode: Any) -> None:
+    """Build the config from the options both commands share, then run the server."""
+    config = ServerConfig(
+        host=common["host"],
+        port=common["port"],
+        sqlite_path=common["sqlite_path"],
+        sdk_urls=common["sdk_urls"],
+        poll=not common["no_poll"],
+        poll_interval_s=common["poll_interval"],
+        retry_interval_s=common["retry_interval"],
+        queue_workers=common["queue_workers"],
+        **mode,
+    )
+    _run(config, common["log_level"])
 
 
 @main.command()

@@ -101,6 +101,7 @@ class ServerProcess(Process):
         sdk_urls: list[str],
         port: int | None = None,
         extra_args: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.db = tmp / "stepwise.db"
@@ -120,7 +121,7 @@ class ServerProcess(Process):
         for url in sdk_urls:
             args += ["-u", url]
         args += extra_args or []
-        super().__init__(args, env=_child_env(), log_path=tmp / f"server-{self.port}.log")
+        super().__init__(args, env=_child_env(extra_env), log_path=tmp / f"server-{self.port}.log")
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=10)
         self.event_key = "test-key"

@@ -219,28 +219,20 @@ class Execution:
         run_id, attempt = self.request.run_id, self.request.attempt
         handler = self.function.handler
         try:
+            fields: dict[str, Any] = {
+                "event": events[0],
+                "events": events,
+                "run_id": run_id,
+                "attempt": attempt,
+                "max_attempts": self.max_attempts,
+                "logger": self.logger,
+            }
             if self.function.is_async:
-                ctx = Context(
-                    event=events[0],
-                    events=events,
-                    run_id=run_id,
-                    attempt=attempt,
-                    max_attempts=self.max_attempts,
-                    logger=self.logger,
-                    step=Step(self),
-                )
+                ctx = Context(**fields, step=Step(self))
                 output = await cast("AsyncHandler", handler)(ctx)
             else:
-                sync_ctx = SyncContext(
-                    event=events[0],
-                    events=events,
-                    run_id=run_id,
-                    attempt=attempt,
-                    max_attempts=self.max_attempts,
-                    logger=self.logger,
-                    step=SyncStep(self),
-                )
                 # A def handler may block; run it off the event loop.
+                sync_ctx = SyncContext(**fields, step=SyncStep(self))
                 output = await anyio.to_thread.run_sync(cast("SyncHandler", handler), sync_ctx)
         except StepInterrupt:
             return self._ops_result()
