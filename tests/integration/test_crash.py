@@ -148,3 +148,61 @@ def test_kill_of_the_app_during_steps(stack: Stack) -> None:
     assert_all_complete_without_rerunning_committed_steps(
         stack, event_ids, [(crash_time, committed)]
     )
+
+
+def test_kill_during_event_ingest(stack: Stack) -> None:
+    """Events sent while the server dies: every acknowledged event gets exactly one run.
+
+    The sender retries a failed request with the same ``x-inngest-event-id-seed``, as the
+    SDKs do, so a request that committed before the crash but was never answered is stored
+    once, not twice.
+    """
+    import threading
+
+    import httpx
+
+    from stepwise.protocol import make_seed
+
+    acked: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def sender() -> None:
+        client = httpx.Client(timeout=5)
+        while not stop.is_set() and len(acked) < 1000:
+            seed = make_seed()
+            body = [{"name": "test/catches", "data": {}} for _ in range(5)]
+            while not stop.is_set():
+                try:
+                    r = client.post(
+                        f"{stack.server.url}/e/k",
+                        json=body,
+                        headers={"x-inngest-event-id-seed": seed},
+                    )
+                except httpx.HTTPError as exc:
+                    failures.append(type(exc).__name__)
+                    time.sleep(0.05)
+                    continue
+                if r.status_code == 200:
+                    acked.extend(r.json()["ids"])
+                    break
+        client.close()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    crashes: list[tuple[float, dict[str, set[str]]]] = []
+    try:
+        for pause in (0.3, 0.5):
+            time.sleep(pause)
+            kill_and_restart(stack, crashes, down_for=0.3)
+        wait_until(lambda: len(acked) >= 1000, timeout=60, what="1000 acknowledged events")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert failures, "no request failed: the server never died while events were being sent"
+    assert len(set(acked)) == len(acked)
+    for event_id in acked:
+        runs = stack.server.runs(event_id)
+        assert len(runs) == 1, f"event {event_id} has {len(runs)} runs"
+    for event_id in acked:
+        assert stack.server.wait_for_run(event_id, timeout=60)["status"] == "Completed"
