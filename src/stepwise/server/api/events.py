@@ -58,9 +58,11 @@ def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, An
     if event_id is not None and not isinstance(event_id, str):
         raise EventError(400, "invalid_event_id", f"{where}: 'id' must be a string")
     ts = raw.get("ts")
+    if isinstance(ts, bool) or (ts is not None and not isinstance(ts, int | float)):
+        raise EventError(400, "invalid_event_ts", f"{where}: 'ts' must be a number of milliseconds")
     if ts is None or ts == 0:
         ts = now
-    if isinstance(ts, bool) or not isinstance(ts, int | float):
+    if not isinstance(ts, int | float):
         raise EventError(400, "invalid_event_ts", f"{where}: 'ts' must be a number of milliseconds")
     ts = int(ts)
     if not _MIN_TS <= ts <= _MAX_TS:

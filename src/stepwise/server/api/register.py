@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from croniter import croniter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import ApiError
 from ...protocol import headers as h
+from ..engine.executor import next_cron_ms
 from ..expr import ExpressionError, check
 from .auth import require_signing_key
 from .responses import JSONResponse, read_json
@@ -34,7 +35,10 @@ def _lower_keys(raw: dict[str, Any]) -> dict[str, Any]:
 def _check_url(value: object, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise _bad(f"{where} must be a non-empty URL")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise _bad(f"{where} is not a valid URL: {value!r}") from None
     if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
         raise _bad(f"{where} is not an absolute http(s) URL: {value!r}")
     return value
@@ -78,13 +82,12 @@ def validate_function(raw: object, index: int) -> dict[str, Any]:
         elif cron:
             if not isinstance(cron, str):
                 raise _bad(f"{t_where}: cron must be a string", "invalid_trigger")
-            text = (
-                cron.split(" ", 1)[1]
-                if cron.startswith(("TZ=", "CRON_TZ=")) and " " in cron
-                else cron
-            )
-            if not croniter.is_valid(text):
-                raise _bad(f"{t_where}: invalid cron expression {cron!r}", "invalid_cron")
+            # Schedule it once: some expressions parse but never fire (Feb 31) or name
+            # an unknown time zone, and those must be refused here, not fail later.
+            try:
+                next_cron_ms(cron, int(time.time() * 1000))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise _bad(f"{t_where}: invalid cron expression {cron!r}", "invalid_cron") from exc
         else:
             raise _bad(f"{t_where} needs an 'event' or a 'cron'", "invalid_trigger")
     steps = raw.get("steps")

@@ -39,6 +39,28 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
     if not body.strip():
         raise ApiError(400, "empty_body", "request body is empty; expected JSON")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise ApiError(
+            400, "json_too_deep", f"request body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """True if containers nest more than ``limit`` deep (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

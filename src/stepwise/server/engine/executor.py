@@ -55,6 +55,9 @@ _UNSUPPORTED_OPS = {
 }
 
 
+_FINISH_EVENTS = {ev.FUNCTION_FINISHED, ev.FUNCTION_FAILED, ev.FUNCTION_CANCELLED}
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -349,6 +352,11 @@ class Executor:
             out.note(HistoryKind.RUN_COMPLETED)
         fields["ended_at"] = now
         fields.setdefault("started_at", now)
+        # A run started by a finish event does not report its own finish: the reference
+        # does not re-report these recursively, and it keeps such runs from looping.
+        trigger = state.events[0].name if state.events else ""
+        if trigger in _FINISH_EVENTS:
+            return out.transition(clear_run_jobs=True)
         events = self._finish_events(state.run, state.events, now, output=output, error=error)
         return out.transition(clear_run_jobs=True, ingest=self.scheduler.plan(events, now))
 
@@ -444,6 +452,8 @@ def next_cron_ms(expr: str, after_ms: int) -> int:
         from zoneinfo import ZoneInfo
 
         tz = ZoneInfo(zone.split("=", 1)[1])
+    if not croniter.is_valid(text.strip()):
+        raise ValueError(f"invalid cron expression {expr!r}")
     base = datetime.fromtimestamp(after_ms / 1000, tz)
     nxt = croniter(text.strip(), base).get_next(datetime)
     return int(nxt.timestamp() * 1000)

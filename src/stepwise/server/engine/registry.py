@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...protocol import DEFAULT_RETRIES, MAX_RETRIES
+from ...protocol.events import RESERVED_PREFIX
 from ..store.records import FunctionRecord
 
 
@@ -99,7 +100,12 @@ class Registry:
     def triggered_by(self, event_name: str) -> list[tuple[FunctionSpec, EventTrigger]]:
         """Every (function, trigger) whose event pattern matches ``event_name``."""
         found = list(self._by_event.get(event_name, ()))
+        internal = event_name.startswith(RESERVED_PREFIX)
         for pattern, spec, trigger in self._wildcards:
+            # "*" or "app/*" means the app's own events; internal events need an
+            # explicit "inngest/..." pattern, or a catch-all would trigger on its own finish.
+            if internal and not pattern.startswith(RESERVED_PREFIX):
+                continue
             if fnmatch.fnmatchcase(event_name, pattern):
                 found.append((spec, trigger))
         return found
