@@ -28,13 +28,38 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "request_version",
         "force_step_plan",
         "cron",
+        "correlation_id",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
     "jobs": ["id", "key", "run_id", "kind", "step_id", "attempt", "run_at", "lease", "payload"],
     "idempotency": ["function_id", "key", "run_id", "expires_at"],
     "history": ["id", "run_id", "at", "kind", "step_id", "name", "attempt", "data"],
+    "pauses": [
+        "id",
+        "key",
+        "run_id",
+        "step_id",
+        "kind",
+        "event_name",
+        "expression",
+        "index_path",
+        "index_value",
+        "signal",
+        "expires_at",
+        "created_at",
+        "data",
+    ],
+    "cancellations": [
+        "id",
+        "app_id",
+        "function_slug",
+        "started_after",
+        "started_before",
+        "expression",
+        "created_at",
+    ],
 }
-EXPECTED_VERSIONS = [1, 2]
+EXPECTED_VERSIONS = [1, 2, 3]
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ApiError
 from ..protocol import headers as h
-from .api import events, register, rest
+from .api import control, events, register, rest
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
 
@@ -71,6 +71,13 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", rest.get_run, methods=["GET"]),
+        Route("/v1/runs/{run_id}", control.cancel_run, methods=["DELETE"]),
+        Route("/v1/cancellations", control.create_cancellation, methods=["POST"]),
+        Route("/v1/cancellations", control.list_cancellations, methods=["GET"]),
+        Route(
+            "/v1/cancellations/{cancellation_id}", control.delete_cancellation, methods=["DELETE"]
+        ),
+        Route("/v1/signals", control.send_signal, methods=["POST"]),
         Route("/v1/runs/{run_id}/history", rest.run_history, methods=["GET"]),
         Route("/v1/apps", rest.list_apps, methods=["GET"]),
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),

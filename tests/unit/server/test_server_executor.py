@@ -413,9 +413,9 @@ def test_empty_206_does_nothing() -> None:
     assert handle([]) == base()
 
 
-@pytest.mark.parametrize("op", ["WaitForEvent", "waitforevent", "InvokeFunction", "AIGateway"])
+@pytest.mark.parametrize("op", ["AIGateway", "aigateway", "DeferAdd"])
 def test_unsupported_op_memoizes_not_supported_error(op: str) -> None:
-    ops = [{"op": op, "id": "w1", "name": "app/approved", "opts": {"timeout": "1h"}}]
+    ops = [{"op": op, "id": "w1", "name": "x", "opts": {}}]
     t = handle(ops)
     [(step_id, memo)] = t.memos
     assert step_id == "w1"
@@ -425,19 +425,29 @@ def test_unsupported_op_memoizes_not_supported_error(op: str) -> None:
     assert t.run_update is None and t.retry_at is None
 
 
-def test_wait_for_event_error_exactly() -> None:
-    ops = [{"op": "WaitForEvent", "id": "w1", "name": "app/approved"}]
-    error = {
-        "name": "NotSupportedError",
-        "message": "WaitForEvent is not supported by this server yet",
-    }
-    assert handle(ops) == base(
-        memos=[("w1", {"error": error})],
-        new_jobs=[DISCOVERY],
-        history=[
-            HistoryEntry(HistoryKind.STEP_FAILED, NOW, "w1", "app/approved", None, {"error": error})
-        ],
+def test_wait_for_event_writes_an_indexed_pause_and_its_timeout() -> None:
+    ops = [
+        {
+            "op": "WaitForEvent",
+            "id": "w1",
+            "name": "app/approved",
+            "displayName": "approval",
+            "opts": {"timeout": "1h", "if": "async.data.user_id == event.data.user_id"},
+        }
+    ]
+    t = handle(ops)
+    assert t.memos == [] and t.fan_in is None
+    [pause] = t.new_pauses
+    assert (
+        pause.kind.value == "wait" and pause.event_name == "app/approved" and pause.step_id == "w1"
     )
+    # The trigger's user_id (42) is interpolated: only the incoming event is left to check.
+    assert pause.expression is not None and "event." not in pause.expression
+    assert pause.index_path == "data.user_id"
+    assert pause.expires_at == NOW + 3_600_000
+    [timeout] = t.new_jobs
+    assert timeout.run_at == NOW + 3_600_000 and timeout.payload == {"pause": pause.key}
+    assert [h.kind for h in t.history] == [HistoryKind.WAIT_STARTED]
 
 
 # ---- errors of the whole request --------------------------------------------------

@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import ApiError
+from ...protocol import DurationError, parse_duration, parse_timestamp
 from ...protocol import headers as h
-from ..engine.executor import next_cron_ms
+from ..engine.cron import next_cron_ms
 from ..expr import ExpressionError, check
 from .auth import require_signing_key
 from .responses import JSONResponse, read_json
@@ -90,6 +91,7 @@ def validate_function(raw: object, index: int) -> dict[str, Any]:
                 raise _bad(f"{t_where}: invalid cron expression {cron!r}", "invalid_cron") from exc
         else:
             raise _bad(f"{t_where} needs an 'event' or a 'cron'", "invalid_trigger")
+    _validate_cancel_and_timeouts(raw, fn_id)
     steps = raw.get("steps")
     if not isinstance(steps, dict) or not steps:
         raise _bad(f"function {fn_id!r} has no steps", "invalid_function")
@@ -101,6 +103,58 @@ def validate_function(raw: object, index: int) -> dict[str, Any]:
     config["triggers"] = triggers
     config["steps"] = {"step": step}
     return config
+
+
+MAX_CANCELS = 5
+
+
+def _duration(value: object, where: str, code: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise _bad(f"{where} must be a duration string such as '1h'", code)
+    try:
+        parse_duration(value)
+    except DurationError:
+        try:
+            parse_timestamp(value)  # a timeout may also be an RFC 3339 time
+        except DurationError:
+            raise _bad(f"{where} is not a valid duration: {value!r}", code) from None
+
+
+def _validate_cancel_and_timeouts(raw: dict[str, Any], fn_id: str) -> None:
+    cancels = raw.get("cancel")
+    if cancels is not None:
+        if not isinstance(cancels, list):
+            raise _bad(f"function {fn_id!r}: cancel must be a list", "invalid_cancel")
+        if len(cancels) > MAX_CANCELS:
+            raise _bad(
+                f"function {fn_id!r} has {len(cancels)} cancel triggers; the limit is {MAX_CANCELS}",
+                "invalid_cancel",
+            )
+        for i, cancel in enumerate(cancels):
+            where = f"function {fn_id!r} cancel {i}"
+            if (
+                not isinstance(cancel, dict)
+                or not isinstance(cancel.get("event"), str)
+                or not cancel["event"]
+            ):
+                raise _bad(f"{where} needs an 'event' name", "invalid_cancel")
+            condition = cancel.get("if")
+            if condition is not None:
+                if not isinstance(condition, str):
+                    raise _bad(f"{where}: 'if' must be a string", "invalid_cancel")
+                try:
+                    check(condition)
+                except ExpressionError as exc:
+                    raise _bad(f"{where}: {exc}", "invalid_expression") from exc
+            _duration(cancel.get("timeout"), f"{where} timeout", "invalid_cancel")
+    timeouts = raw.get("timeouts")
+    if timeouts is not None:
+        if not isinstance(timeouts, dict):
+            raise _bad(f"function {fn_id!r}: timeouts must be an object", "invalid_timeouts")
+        for key in ("start", "finish"):
+            _duration(timeouts.get(key), f"function {fn_id!r} timeouts.{key}", "invalid_timeouts")
 
 
 async def register(request: Request) -> Response:

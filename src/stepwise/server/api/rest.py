@@ -21,7 +21,7 @@ from .state import ServerState
 MAX_LIMIT = 100
 
 
-def _iso(ms: int | None) -> str | None:
+def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
     return (
@@ -31,11 +31,11 @@ def _iso(ms: int | None) -> str | None:
     )
 
 
-def _wrap(data: Any) -> JSONResponse:
+def wrap(data: Any) -> JSONResponse:
     return JSONResponse(
         {
             "data": data,
-            "metadata": {"fetched_at": _iso(int(time.time() * 1000)), "cached_until": None},
+            "metadata": {"fetched_at": iso(int(time.time() * 1000)), "cached_until": None},
         }
     )
 
@@ -49,14 +49,14 @@ def event_json(e: EventRecord) -> dict[str, Any]:
         "user": e.user,
         "ts": e.ts,
         "v": e.v,
-        "received_at": _iso(e.received_at),
+        "received_at": iso(e.received_at),
     }
 
 
 def run_json(r: RunRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
         "run_id": r.id,
-        "run_started_at": _iso(r.started_at or r.created_at),
+        "run_started_at": iso(r.started_at or r.created_at),
         "function_id": r.function_id,
         "function_slug": r.function_slug,
         "function_version": 1,
@@ -66,7 +66,7 @@ def run_json(r: RunRecord) -> dict[str, Any]:
         "original_run_id": None,
         "cron": r.cron,
         "status": r.status.value,
-        "ended_at": _iso(r.ended_at),
+        "ended_at": iso(r.ended_at),
     }
     if r.status.terminal:
         out["output"] = r.output
@@ -125,7 +125,7 @@ async def list_events(request: Request) -> Response:
         received_after=_time_param(request, "received_after"),
         received_before=_time_param(request, "received_before"),
     )
-    response = _wrap([event_json(e) for e in events])
+    response = wrap([event_json(e) for e in events])
     if len(events) == limit:
         response.headers["x-next-cursor"] = events[-1].internal_id
     return response
@@ -136,7 +136,7 @@ async def get_event(request: Request) -> Response:
     event = await state.engine.store.get_event(_ulid_param(request, "event_id", "event"))
     if event is None:
         raise ApiError(404, "event_not_found", "event not found")
-    return _wrap(event_json(event))
+    return wrap(event_json(event))
 
 
 async def event_runs(request: Request) -> Response:
@@ -145,7 +145,7 @@ async def event_runs(request: Request) -> Response:
     if await state.engine.store.get_event(event_id) is None:
         raise ApiError(404, "event_not_found", "event not found")
     runs = await state.engine.store.runs_for_event(event_id)
-    return _wrap([run_json(r) for r in runs])
+    return wrap([run_json(r) for r in runs])
 
 
 async def get_run(request: Request) -> Response:
@@ -153,7 +153,7 @@ async def get_run(request: Request) -> Response:
     run = await state.engine.store.get_run(_ulid_param(request, "run_id", "run"))
     if run is None:
         raise ApiError(404, "run_not_found", "run not found")
-    return _wrap(run_json(run))
+    return wrap(run_json(run))
 
 
 async def run_history(request: Request) -> Response:
@@ -168,7 +168,7 @@ async def run_history(request: Request) -> Response:
     for entry in await store.run_history(run_id):
         item: dict[str, Any] = {
             "kind": entry.kind.value,
-            "at": _iso(entry.at),
+            "at": iso(entry.at),
             "step_id": entry.step_id,
             "name": entry.name,
             "attempt": entry.attempt,
@@ -181,7 +181,7 @@ async def run_history(request: Request) -> Response:
                 memo.get("data") if isinstance(memo, dict) and set(memo) == {"data"} else memo
             )
         entries.append(item)
-    return _wrap(entries)
+    return wrap(entries)
 
 
 async def run_batch(request: Request) -> Response:
@@ -210,7 +210,7 @@ def function_json(spec: FunctionSpec) -> dict[str, Any]:
         "triggers": config.get("triggers", []),
         "url": spec.url,
         "max_attempts": spec.max_attempts,
-        "created_at": _iso(spec.record.created_at),
+        "created_at": iso(spec.record.created_at),
     }
 
 
@@ -227,11 +227,11 @@ async def list_apps(request: Request) -> Response:
                 "url": app.url,
                 "sdk": app.sdk,
                 "framework": app.framework,
-                "synced_at": _iso(app.updated_at),
+                "synced_at": iso(app.updated_at),
                 "functions": [function_json(s) for s in specs if s.record.app_id == app.id],
             }
         )
-    return _wrap(apps)
+    return wrap(apps)
 
 
 async def app_functions(request: Request) -> Response:
@@ -240,7 +240,7 @@ async def app_functions(request: Request) -> Response:
     app = next((a for a in await state.engine.store.list_apps() if a.name == name), None)
     if app is None:
         raise ApiError(404, "app_not_found", f"no app named {name!r} has synced")
-    return _wrap(
+    return wrap(
         [function_json(s) for s in state.engine.registry.all() if s.record.app_id == app.id]
     )
 

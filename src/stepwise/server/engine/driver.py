@@ -42,11 +42,16 @@ def target_url(base: str, step_id: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+# Past this much stored state the body carries none of it: the SDK fetches it from /v0.
+USE_API_BYTES = 4 * 1024 * 1024 - 1024
+
+
 def build_call_body(
     state: RunState, *, step_id: str, attempt: int, max_attempts: int, force_step_plan: bool
 ) -> dict[str, Any]:
     events = [e.to_wire() for e in state.events]
     stack = [s.step_id for s in state.steps]
+    use_api = state.state_bytes > USE_API_BYTES
     ctx: dict[str, Any] = {
         # Empty on purpose: the JS SDK switches to checkpointing when it sees a function id.
         "fn_id": "",
@@ -57,15 +62,16 @@ def build_call_body(
         "max_attempts": max_attempts,
         "stack": {"stack": stack, "current": len(stack)},
         "disable_immediate_execution": force_step_plan,
-        "use_api": False,
+        "use_api": use_api,
     }
     return {
         "event": events[0] if events else {},
-        "events": events,
-        "steps": {s.step_id: s.memo for s in state.steps},
+        "events": [] if use_api else events,
+        "steps": {} if use_api else {s.step_id: s.memo for s in state.steps},
         "ctx": ctx,
         "version": state.run.request_version,
-        "use_api": False,
+        # Both places: the Python SDK reads this one, the JS SDK reads ctx.use_api.
+        "use_api": use_api,
     }
 
 
@@ -128,6 +134,31 @@ class Driver:
         if reply.status == 201:
             return _unwrap_stream(reply)
         return reply
+
+    async def fetch(self, opts: dict[str, Any]) -> dict[str, Any]:
+        """Make a ``step.fetch`` request for a run; any status is an answer.
+
+        Returns the memo data the protocol defines: ``{url, headers, body, status_code}``
+        with repeated headers joined by commas. Raises on transport errors.
+        """
+        url = opts.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"step.fetch needs an http(s) url, got {url!r}")
+        method = str(opts.get("method") or "GET").upper()
+        headers = {str(k): str(v) for k, v in (opts.get("headers") or {}).items()}
+        body = opts.get("body")
+        data = body.encode() if isinstance(body, str) else None
+        async with self._client().request(method, url, data=data, headers=headers) as response:
+            text = (await response.read()).decode("utf-8", "replace")
+            joined: dict[str, str] = {}
+            for key, value in response.headers.items():
+                joined[key] = f"{joined[key]},{value}" if key in joined else value
+            return {
+                "url": str(response.url),
+                "headers": joined,
+                "body": text,
+                "status_code": response.status,
+            }
 
     async def ping(self, url: str) -> tuple[int, str]:
         """Ask an app to sync itself (the PUT the dev server sends); returns (status, body)."""

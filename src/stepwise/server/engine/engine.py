@@ -9,9 +9,20 @@ from typing import Any
 
 from ... import protocol
 from ..store.base import Store
-from ..store.records import AppRecord, EventRecord, FunctionRecord, Transition
+from ..store.records import (
+    AppRecord,
+    CancellationRecord,
+    EventRecord,
+    FunctionRecord,
+    JobKind,
+    NewJob,
+    RunStatus,
+    Transition,
+)
+from . import lifecycle, pauses
+from .cron import next_cron_ms
 from .driver import Driver
-from .executor import Executor, next_cron_ms, now_ms
+from .executor import Executor, now_ms
 from .registry import Registry, spec_from_record
 from .scheduler import Scheduler
 from .worker import Worker
@@ -44,6 +55,7 @@ class Engine:
             scheduler=self.scheduler,
             driver=self.driver,
             retry_interval_s=retry_interval_s,
+            store=store,
         )
         # A job's lease outlives the longest SDK call, so a slow step is never run twice.
         self.worker = Worker(
@@ -125,6 +137,66 @@ class Engine:
         self.registry.replace_all(await self.store.list_functions())
         self.worker.notify()
         return stored, modified
+
+    async def cancel_run(self, run_id: str) -> RunStatus | None:
+        """Cancel a run if it is active; its status afterwards (None if there is no such run)."""
+        states = await self.store.load_run_states([run_id])
+        state = states.get(run_id)
+        if state is None:
+            return None
+        if not state.run.status.terminal:
+            change = lifecycle.cancel_change(
+                state, self.scheduler, now_ms(), "cancelled through the API"
+            )
+            await self.store.apply_changes([change])
+            self.worker.notify()
+        run = await self.store.get_run(run_id)
+        return run.status if run is not None else None
+
+    async def send_signal(self, signal: str, data: Any) -> str | None:
+        """Resume the run waiting for ``signal``; its run id, or None if nobody waits."""
+        for _ in range(3):  # a waiter may be replaced between the read and the write
+            pause = await self.store.pause_for_signal(signal)
+            if pause is None:
+                return None
+            change = pauses.resume(
+                pause, {"data": {"signal": signal, "data": data}}, now_ms(), timed_out=False
+            )
+            [applied] = await self.store.apply_changes([change])
+            if applied:
+                self.worker.notify()
+                return pause.run_id
+        return None
+
+    async def create_cancellation(
+        self,
+        *,
+        app_id: str,
+        function_slug: str,
+        started_before: int,
+        started_after: int | None,
+        expression: str | None,
+    ) -> CancellationRecord:
+        now = now_ms()
+        record = CancellationRecord(
+            id=protocol.new_ulid(now),
+            app_id=app_id,
+            function_slug=function_slug,
+            started_before=started_before,
+            started_after=started_after,
+            expression=expression,
+            created_at=now,
+        )
+        job = NewJob(
+            run_id=None,
+            kind=JobKind.CANCEL_BULK,
+            run_at=now,
+            key=f"cancel_bulk:{record.id}",
+            payload={"cancellation_id": record.id, "after": ""},
+        )
+        await self.store.create_cancellation(record, job)
+        self.worker.notify()
+        return record
 
     @staticmethod
     def new_event_ids(seed: str | None, count: int) -> list[str]:

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from croniter import croniter
-
 from ... import protocol
 from ...protocol import GeneratorOp, Opcode, OpParseError, WireError
 from ...protocol import events as ev
@@ -27,35 +25,36 @@ from ..store.records import (
     Job,
     JobKind,
     NewJob,
-    RunRecord,
+    NewPause,
+    Pause,
+    RunChange,
     RunState,
     RunStatus,
     RunUpdate,
     Transition,
 )
+from . import lifecycle, pauses
 from .backoff import clamp_retry_after, retry_delay_ms
+from .cron import next_cron_ms
 from .driver import Driver, SdkReply, build_call_body
 from .registry import FunctionSpec, Registry
 from .scheduler import Scheduler
+from .system_jobs import SystemJobs
 
 log = logging.getLogger("stepwise.executor")
 
 MAX_SLEEP = timedelta(days=366)
+MAX_STEPS = 1000  # steps per run
+MAX_STEP_OUTPUT = 4 * 1024 * 1024  # bytes of one step's output
+MAX_RUN_STATE = 32 * 1024 * 1024  # bytes of all of a run's step results
 
-# Ops that later issues implement; until then a step using one fails with a clear error.
+# Ops this server does not carry out; a step using one fails with a clear error.
 _UNSUPPORTED_OPS = {
-    Opcode.WAIT_FOR_EVENT,
-    Opcode.INVOKE_FUNCTION,
     Opcode.AI_GATEWAY,
-    Opcode.GATEWAY,
-    Opcode.WAIT_FOR_SIGNAL,
     Opcode.DEFER_ADD,
     Opcode.DEFER_ABORT,
     Opcode.SYNC_RUN_COMPLETE,
 }
-
-
-_FINISH_EVENTS = {ev.FUNCTION_FINISHED, ev.FUNCTION_FAILED, ev.FUNCTION_CANCELLED}
 
 
 def now_ms() -> int:
@@ -73,6 +72,9 @@ class _Outcome:
     memos: list[tuple[str, Any]] = field(default_factory=list)
     jobs: list[NewJob] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
+    pauses: list[NewPause] = field(default_factory=list)
+    changes: list[RunChange] = field(default_factory=list)
+    fan_in: NewJob | None = None
 
     def note(
         self,
@@ -93,6 +95,9 @@ class _Outcome:
             new_jobs=self.jobs,
             run_update=RunUpdate(**self.run_fields) if self.run_fields else None,
             history=self.history,
+            new_pauses=self.pauses,
+            run_changes=self.changes,
+            fan_in=self.fan_in,
             **extra,
         )
 
@@ -105,37 +110,52 @@ class Executor:
         scheduler: Scheduler,
         driver: Driver,
         retry_interval_s: float | None = None,
+        store: Any = None,
     ) -> None:
         self.registry = registry
         self.scheduler = scheduler
         self.driver = driver
+        self.store = store
         self.retry_interval_s = retry_interval_s
+        self.jobs = SystemJobs(
+            store=store,
+            registry=registry,
+            scheduler=scheduler,
+            driver=driver,
+            retry_interval_s=retry_interval_s,
+        )
 
     async def execute(self, job: Job, state: RunState | None) -> Transition:
+        now = now_ms()
         if job.kind is JobKind.CRON:
-            return self._cron_tick(job, now_ms())
+            return self.jobs.cron_tick(job, now)
+        if job.kind is JobKind.MATCH:
+            return await self.jobs.match(job, now)
+        if job.kind is JobKind.PAUSE_TIMEOUT:
+            return await self.jobs.pause_timeout(job, now)
+        if job.kind is JobKind.CANCEL_BULK:
+            return await self.jobs.cancel_bulk(job, now)
         if state is None or state.run.status.terminal:
             return Transition(job_id=job.id, lease=job.lease, run_id=job.run_id)
         if job.kind is JobKind.WAKE:
-            # The sleep is over: its memo is null, and the job becomes the next discovery call.
-            now = now_ms()
-            name = (job.payload or {}).get("name")
-            return Transition(
-                job_id=job.id,
-                lease=job.lease,
-                run_id=job.run_id,
-                memos=[(job.step_id, None)],
-                become_call_at=now,
-                history=[HistoryEntry(HistoryKind.SLEEP_ENDED, now, job.step_id, name)],
-                run_update=RunUpdate(force_step_plan=False) if state.run.force_step_plan else None,
-            )
+            return self.jobs.wake(job, state, now)
+        if job.kind is JobKind.RUN_TIMEOUT:
+            return self.jobs.run_timeout(job, state, now)
         spec = self.registry.get(state.run.function_slug)
         if spec is None:
             error = {
                 "name": "Error",
                 "message": f"could not find function with ID: {state.run.function_slug}",
             }
-            return self._finish(_Outcome(job, state.run.id, now_ms()), state, error=error)
+            return self._finish(_Outcome(job, state.run.id, now), state, error=error)
+        if job.kind is JobKind.GATEWAY:
+            return await self.jobs.gateway(job, state, spec.max_attempts, now)
+        if state.state_bytes > MAX_RUN_STATE:
+            error = {
+                "name": "StateTooLargeError",
+                "message": f"the run's step results take {state.state_bytes} bytes, over the {MAX_RUN_STATE}-byte limit",
+            }
+            return self._finish(_Outcome(job, state.run.id, now), state, error=error)
         body = build_call_body(
             state,
             step_id=job.step_id,
@@ -150,17 +170,50 @@ class Executor:
             step_id=job.step_id,
             request_version=state.run.request_version,
         )
-        return self.handle_reply(job, state, spec, reply, now_ms())
+        # A new signal wait may collide with another run's: look the owner up first.
+        owners: dict[str, Pause] = {}
+        if self.store is not None and reply.status == 206 and b"WaitForSignal" in reply.raw:
+            for op in _ops_or_empty(reply.body):
+                signal = (op.opts or {}).get("signal")
+                if op.op is Opcode.WAIT_FOR_SIGNAL and isinstance(signal, str):
+                    owner = await self.store.pause_for_signal(signal)
+                    if owner is not None and owner.run_id != state.run.id:
+                        owners[signal] = owner
+        return self.handle_reply(job, state, spec, reply, now_ms(), signal_owners=owners)
 
     # ---- replies ---------------------------------------------------------------
     def handle_reply(
-        self, job: Job, state: RunState, spec: FunctionSpec, reply: SdkReply, now: int
+        self,
+        job: Job,
+        state: RunState,
+        spec: FunctionSpec,
+        reply: SdkReply,
+        now: int,
+        *,
+        signal_owners: dict[str, Pause] | None = None,
     ) -> Transition:
         run = state.run
         out = _Outcome(job, run.id, now)
-        if run.status is RunStatus.SCHEDULED:
+        # The run has started once its app answered; an unreachable app has not started it.
+        if run.status is RunStatus.SCHEDULED and reply.transport_error is None and reply.from_sdk:
             out.run_fields.update(status=RunStatus.RUNNING, started_at=now)
             out.note(HistoryKind.RUN_STARTED)
+            finish = (spec.record.config.get("timeouts") or {}).get("finish")
+            if isinstance(finish, str) and finish:
+                try:
+                    at = now + int(protocol.parse_duration(finish).total_seconds() * 1000)
+                except protocol.DurationError:
+                    log.warning("function %s has an invalid finish timeout %r", spec.slug, finish)
+                else:
+                    out.jobs.append(
+                        NewJob(
+                            run_id=run.id,
+                            kind=JobKind.RUN_TIMEOUT,
+                            run_at=at,
+                            key=f"timeout:finish:{run.id}",
+                            payload={"which": "finish", "timeout": finish},
+                        )
+                    )
         version = reply.header(h.REQ_VERSION)
         if run.request_version == -1 and version is not None and version.lstrip("-").isdigit():
             out.run_fields["request_version"] = int(version)
@@ -192,7 +245,9 @@ class Executor:
             except OpParseError as exc:
                 error = {"name": "Error", "message": f"unreadable response from the SDK: {exc}"}
                 return self._fail_attempt(out, state, spec, error, no_retry=False, retry_after=None)
-            return self._apply_ops(out, state, spec, ops, no_retry, retry_after)
+            return self._apply_ops(
+                out, state, spec, ops, no_retry, retry_after, signal_owners or {}, len(reply.raw)
+            )
         if reply.from_sdk:
             raw = reply.body if reply.body is not None else reply.raw.decode("utf-8", "replace")
             error = WireError.from_wire(raw).to_wire()
@@ -211,18 +266,52 @@ class Executor:
         ops: list[GeneratorOp],
         no_retry: bool,
         retry_after: int | None,
+        signal_owners: dict[str, Pause],
+        body_bytes: int,
     ) -> Transition:
         job, run_id, now = out.job, out.run_id, out.now
         discovery = False
         retry_at: int | None = None
         complete: tuple[Any] | None = None
         real_ops = [op for op in ops if op.op is not Opcode.NONE]
+        new_steps = sum(1 for op in real_ops if op.id not in {m.step_id for m in state.steps})
+        if len(state.steps) + new_steps > MAX_STEPS:
+            error = {
+                "name": "StepLimitExceededError",
+                "message": f"the run has more than {MAX_STEPS} steps",
+            }
+            return self._finish(out, state, error=error)
         if len(real_ops) > 1 and not state.run.force_step_plan:
             # Parallel steps: from now on every step must be planned, not run inline.
             out.run_fields["force_step_plan"] = True
-        for op in real_ops:
+        trigger = state.events[0].to_wire() if state.events else {}
+        # Waits first, as the reference orders them: their pauses exist before anything resumes.
+        for op in sorted(real_ops, key=lambda o: o.op is not Opcode.WAIT_FOR_EVENT):
             name = _step_name(op)
+
+            # Only a step.run result has an attempt: other ops fail before anything runs.
+            attempt = job.attempt if op.op in (Opcode.STEP_ERROR, Opcode.STEP_FAILED) else None
+
+            def fail_step(
+                error: dict[str, Any],
+                op: GeneratorOp = op,
+                name: str | None = name,
+                attempt: int | None = attempt,
+            ) -> None:
+                nonlocal discovery
+                out.memos.append((op.id, {"error": error}))
+                out.note(HistoryKind.STEP_FAILED, op.id, name, attempt, {"error": error})
+                discovery = True
+
             if op.op in (Opcode.STEP_RUN, Opcode.STEP):
+                if body_bytes > MAX_STEP_OUTPUT and len(protocol.dumps(op.data)) > MAX_STEP_OUTPUT:
+                    fail_step(
+                        {
+                            "name": "OutputTooLargeError",
+                            "message": f"step output is over {MAX_STEP_OUTPUT} bytes",
+                        }
+                    )
+                    continue
                 out.memos.append(
                     (op.id, {"data": op.data} if op.op is Opcode.STEP_RUN else op.data)
                 )
@@ -241,15 +330,11 @@ class Executor:
                         {"error": error, "retry_at": retry_at},
                     )
                 else:
-                    out.memos.append((op.id, {"error": error}))
-                    out.note(HistoryKind.STEP_FAILED, op.id, name, job.attempt, {"error": error})
-                    discovery = True
+                    fail_step(error)
             elif op.op is Opcode.STEP_FAILED:
-                error = WireError.from_wire(op.error).to_wire()
-                out.memos.append((op.id, {"error": error}))
-                out.note(HistoryKind.STEP_FAILED, op.id, name, job.attempt, {"error": error})
-                discovery = True
+                fail_step(WireError.from_wire(op.error).to_wire())
             elif op.op is Opcode.STEP_PLANNED:
+                race = (op.opts or {}).get("parallelMode") == "race"
                 out.jobs.append(
                     NewJob(
                         run_id=run_id,
@@ -257,16 +342,14 @@ class Executor:
                         run_at=now,
                         step_id=op.id,
                         key=f"step:{run_id}:{op.id}",
+                        payload={"race": True} if race else None,
                     )
                 )
                 out.note(HistoryKind.STEP_PLANNED, op.id, name)
             elif op.op is Opcode.SLEEP:
                 wake = _sleep_until(op, now)
                 if wake is None:
-                    error = {"name": "Error", "message": f"invalid sleep duration {op.name!r}"}
-                    out.memos.append((op.id, {"error": error}))
-                    out.note(HistoryKind.STEP_FAILED, op.id, name, None, {"error": error})
-                    discovery = True
+                    fail_step({"name": "Error", "message": f"invalid sleep duration {op.name!r}"})
                 else:
                     out.jobs.append(
                         NewJob(
@@ -279,27 +362,145 @@ class Executor:
                         )
                     )
                     out.note(HistoryKind.SLEEP_STARTED, op.id, name, None, {"until": _iso_ms(wake)})
+            elif op.op is Opcode.WAIT_FOR_EVENT:
+                try:
+                    planned = pauses.wait_for_event(run_id, op, name, trigger, now)
+                except pauses.PauseError as exc:
+                    fail_step({"name": "Error", "message": f"cannot wait for an event: {exc}"})
+                    continue
+                self._add_pause(out, planned, HistoryKind.WAIT_STARTED, op, name)
+            elif op.op is Opcode.WAIT_FOR_SIGNAL:
+                try:
+                    planned = pauses.wait_for_signal(run_id, op, name, now)
+                except pauses.PauseError as exc:
+                    fail_step({"name": "Error", "message": f"cannot wait for a signal: {exc}"})
+                    continue
+                signal = planned.pause.signal or ""
+                owner = signal_owners.get(signal)
+                if owner is not None:
+                    if (planned.pause.data or {}).get("conflict") == "fail":
+                        fail_step(
+                            {
+                                "name": "SignalConflictError",
+                                "message": f"another run already waits for signal {signal!r}",
+                            }
+                        )
+                        continue
+                    # "replace": the run that waited before stops waiting, as if it timed out.
+                    out.changes.append(pauses.resume(owner, None, now, timed_out=True))
+                self._add_pause(out, planned, HistoryKind.WAIT_STARTED, op, name)
+            elif op.op is Opcode.INVOKE_FUNCTION:
+                invoke_error = self._invoke(out, state, op, name)
+                if invoke_error is not None:
+                    fail_step(invoke_error)
+            elif op.op is Opcode.GATEWAY:
+                out.jobs.append(
+                    NewJob(
+                        run_id=run_id,
+                        kind=JobKind.GATEWAY,
+                        run_at=now,
+                        step_id=op.id,
+                        key=f"gateway:{run_id}:{op.id}",
+                        payload={"opts": op.opts or {}, "name": name},
+                    )
+                )
+                out.note(HistoryKind.STEP_PLANNED, op.id, name)
             elif op.op is Opcode.RUN_COMPLETE:
                 complete = (op.data,)
             elif op.op is Opcode.DISCOVERY_REQUEST:
                 discovery = True
             elif op.op in _UNSUPPORTED_OPS:
-                error = {
-                    "name": "NotSupportedError",
-                    "message": f"{op.op.value} is not supported by this server yet",
-                }
-                out.memos.append((op.id, {"error": error}))
-                out.note(HistoryKind.STEP_FAILED, op.id, name, None, {"error": error})
-                discovery = True
+                fail_step(
+                    {
+                        "name": "NotSupportedError",
+                        "message": f"{op.op.value} is not supported by this server",
+                    }
+                )
         if complete is not None:
             return self._finish(out, state, output=complete)
-        if retry_at is not None and not out.memos and not out.jobs:
+        if retry_at is not None and not out.memos and not out.jobs and not out.pauses:
             return out.transition(retry_at=retry_at)
         if discovery:
-            out.jobs.append(
-                NewJob(run_id=run_id, kind=JobKind.CALL, run_at=now, key=f"discovery:{run_id}")
+            next_call = NewJob(
+                run_id=run_id, kind=JobKind.CALL, run_at=now, key=f"discovery:{run_id}"
             )
+            if _joins_parallel_batch(job, state):
+                out.fan_in = next_call
+            else:
+                out.jobs.append(next_call)
         return out.transition()
+
+    def _add_pause(
+        self,
+        out: _Outcome,
+        planned: pauses.PlannedPause,
+        kind: HistoryKind,
+        op: GeneratorOp,
+        name: str | None,
+    ) -> None:
+        out.pauses.append(planned.pause)
+        if planned.timeout_job is not None:
+            out.jobs.append(planned.timeout_job)
+        until = planned.pause.expires_at
+        out.note(kind, op.id, name, None, {"until": _iso_ms(until)} if until is not None else None)
+
+    def _invoke(
+        self, out: _Outcome, state: RunState, op: GeneratorOp, name: str | None
+    ) -> dict[str, Any] | None:
+        """Start a child run and pause until its ``function.finished``; or an error for the step."""
+        opts = op.opts or {}
+        function_id = opts.get("function_id")
+        raw_payload = opts.get("payload")
+        payload: dict[str, Any] = raw_payload if isinstance(raw_payload, dict) else {}
+        if not isinstance(function_id, str) or not function_id:
+            return {"name": "Error", "message": "InvokeFunction needs opts.function_id"}
+        target = self.registry.get(function_id)
+        if target is None:
+            return {"name": "Error", "message": f"could not find function with ID: {function_id}"}
+        now, run_id = out.now, state.run.id
+        try:
+            expires = pauses.expiry(opts.get("timeout"), now, default=pauses.MAX_WAIT)
+        except pauses.PauseError as exc:
+            return {"name": "Error", "message": str(exc)}
+        correlation_id = f"{run_id}.{op.id}"
+        data = dict(payload.get("data") or {}) if isinstance(payload.get("data"), dict) else {}
+        data["_inngest"] = {
+            "fn_id": function_id,
+            "correlation_id": correlation_id,
+            "source_fn_id": state.run.function_slug,
+            "source_run_id": run_id,
+            "expire": expires,
+            "name": name,
+        }
+        internal = protocol.new_ulid(now)
+        user_id = payload.get("id")
+        invoked = EventRecord(
+            internal_id=internal,
+            id=user_id if isinstance(user_id, str) and user_id else internal,
+            name=ev.FUNCTION_INVOKED,
+            data=data,
+            user={},
+            ts=now,
+            v=payload.get("v") if isinstance(payload.get("v"), str) else None,
+            received_at=now,
+        )
+        # Keyed by the correlation id: a re-executed invoke starts the child once.
+        child = Scheduler.new_run(
+            target, invoked, now, correlation_id=correlation_id, idempotency_key=correlation_id
+        )
+        planned = pauses.invoke_pause(run_id, op, name, correlation_id, expires, now)
+        self._add_pause(out, planned, HistoryKind.INVOKE_STARTED, op, name)
+        out.history[-1] = HistoryEntry(
+            HistoryKind.INVOKE_STARTED,
+            now,
+            op.id,
+            name,
+            None,
+            {"function_id": function_id, "run_id": child.id},
+        )
+        ingest = Ingest(events=[invoked], runs=[child])
+        out.changes.append(RunChange(run_id=run_id, require_active=False, ingest=ingest))
+        return None
 
     def _fail_attempt(
         self,
@@ -343,120 +544,22 @@ class Executor:
         now = out.now
         fields = out.run_fields
         if error is not None:
-            error = _standard_error(error)
-            fields.update(status=RunStatus.FAILED, error=error, output=error, has_output=True)
+            error = lifecycle.standard_error(error)
+            status = RunStatus.FAILED
+            fields.update(status=status, error=error, output=error, has_output=True)
             out.note(HistoryKind.RUN_FAILED, None, None, out.job.attempt, {"error": error})
         else:
-            result = output[0] if output else None
-            fields.update(status=RunStatus.COMPLETED, output=result, has_output=True)
+            status = RunStatus.COMPLETED
+            fields.update(status=status, output=output[0] if output else None, has_output=True)
             out.note(HistoryKind.RUN_COMPLETED)
         fields["ended_at"] = now
         fields.setdefault("started_at", now)
-        # A run started by a finish event does not report its own finish: the reference
-        # does not re-report these recursively, and it keeps such runs from looping.
-        trigger = state.events[0].name if state.events else ""
-        if trigger in _FINISH_EVENTS:
+        if not lifecycle.reports_its_end(state):
             return out.transition(clear_run_jobs=True)
-        events = self._finish_events(state.run, state.events, now, output=output, error=error)
+        events = lifecycle.end_events(
+            state.run, state.events, now, status, output=output, error=error
+        )
         return out.transition(clear_run_jobs=True, ingest=self.scheduler.plan(events, now))
-
-    def _finish_events(
-        self,
-        run: RunRecord,
-        events: list[EventRecord],
-        now: int,
-        *,
-        output: tuple[Any] | None,
-        error: dict[str, Any] | None,
-    ) -> list[EventRecord]:
-        wire_events = [e.to_wire() for e in events]
-        data: dict[str, Any] = {
-            "function_id": run.function_slug,
-            "run_id": run.id,
-            "event": wire_events[0] if wire_events else {},
-            "events": wire_events,
-        }
-        if error is not None:
-            data["error"] = error
-        elif output is not None:
-            data["result"] = output[0]
-        status = RunStatus.FAILED if error is not None else RunStatus.COMPLETED
-        data["_inngest"] = {"status": status.value}
-        out = []
-        names = (
-            [ev.FUNCTION_FAILED, ev.FUNCTION_FINISHED]
-            if error is not None
-            else [ev.FUNCTION_FINISHED]
-        )
-        for name in names:
-            internal = protocol.new_ulid(now)
-            # function.failed carries the run id as its event id, as the reference does.
-            event_id = run.id if name == ev.FUNCTION_FAILED else internal
-            out.append(
-                EventRecord(
-                    internal_id=internal,
-                    id=event_id,
-                    name=name,
-                    data=data,
-                    user={},
-                    ts=now,
-                    v=None,
-                    received_at=now,
-                )
-            )
-        return out
-
-    # ---- cron --------------------------------------------------------------------
-    def _cron_tick(self, job: Job, now: int) -> Transition:
-        payload = job.payload or {}
-        slug = str(payload.get("function_slug", ""))
-        expr = str(payload.get("cron", ""))
-        spec = self.registry.get(slug)
-        if spec is None or not any(t.cron == expr for t in spec.cron_triggers):
-            return Transition(job_id=job.id, lease=job.lease, run_id=None)
-        scheduled = datetime.fromtimestamp(job.run_at / 1000, UTC)
-        fired = datetime.fromtimestamp(now / 1000, UTC)
-        next_at = next_cron_ms(expr, max(now, job.run_at))
-        scheduled_iso = scheduled.isoformat().replace("+00:00", "Z")
-        internal = protocol.new_ulid(now)
-        event = EventRecord(
-            internal_id=internal,
-            id=scheduled_iso,
-            name=ev.SCHEDULED_TIMER,
-            data={
-                "cron": expr,
-                "scheduledAt": scheduled_iso,
-                "fireAt": fired.isoformat().replace("+00:00", "Z"),
-            },
-            user={},
-            ts=now,
-            v=None,
-            received_at=now,
-        )
-        run = Scheduler.new_run(spec, event, now, cron=expr)
-        return Transition(
-            job_id=job.id,
-            lease=job.lease,
-            run_id=None,
-            reschedule_at=next_at,
-            ingest=Ingest(events=[event], runs=[run]),
-        )
-
-
-def next_cron_ms(expr: str, after_ms: int) -> int:
-    """The first tick of ``expr`` strictly after ``after_ms``; ``TZ=Zone`` prefixes are honoured."""
-    tz: Any = UTC
-    text = expr.strip()
-    if text.startswith(("TZ=", "CRON_TZ=")):
-        zone, _, text = text.partition(" ")
-        from zoneinfo import ZoneInfo
-
-        tz = ZoneInfo(zone.split("=", 1)[1])
-    if not croniter.is_valid(text.strip()):
-        raise ValueError(f"invalid cron expression {expr!r}")
-    base = datetime.fromtimestamp(after_ms / 1000, tz)
-    nxt = croniter(text.strip(), base).get_next(datetime)
-    return int(nxt.timestamp() * 1000)
 
 
 def _step_name(op: GeneratorOp) -> str | None:
@@ -470,12 +573,6 @@ def _step_name(op: GeneratorOp) -> str | None:
 
 def _iso_ms(ms: int) -> str:
     return protocol.to_iso(datetime.fromtimestamp(ms / 1000, UTC))
-
-
-def _standard_error(error: dict[str, Any]) -> dict[str, Any]:
-    wire = WireError.from_wire(error).to_wire()
-    wire.setdefault("error", f"{wire['name']}: {wire['message']}")
-    return wire
 
 
 def _sleep_until(op: GeneratorOp, now: int) -> int | None:
@@ -504,6 +601,23 @@ def _parse_retry_after(value: str | None, now: int) -> int | None:
         except protocol.DurationError:
             return None
     return clamp_retry_after(now, at)
+
+
+def _joins_parallel_batch(job: Job, state: RunState) -> bool:
+    """A planned step's result waits for its batch: the last one to finish calls discovery.
+
+    Request version 1 (JS v3) re-enters after every step; a race resumes on the first.
+    """
+    if job.step_id == "step" or state.run.request_version == 1:
+        return False
+    return not (job.payload or {}).get("race")
+
+
+def _ops_or_empty(body: Any) -> list[GeneratorOp]:
+    try:
+        return protocol.parse_ops(body)
+    except OpParseError:
+        return []
 
 
 __all__ = ["Executor", "next_cron_ms", "now_ms"]

@@ -1,42 +1,71 @@
-"""CEL expressions in Inngest's dialect (trigger filters for now).
+"""CEL expressions in Inngest's dialect: trigger filters, ``waitForEvent``/``cancelOn`` ``if``.
 
-Built on the ``cel`` package (``common-expression-language``), which compares ints and
-floats as numbers. One dialect gap remains: where Inngest reads a missing field as null,
-``cel`` raises; we treat that as "the expression does not hold", which is right for
-comparisons with literals (the common case) but not for ``x == null`` on a missing field.
-Compiled programs are cached by source text.
+The dialect
+    Variables ``event`` (the run's triggering event), ``async`` (the incoming event being
+    matched) and ``vars``, each a JSON-like map. A missing field reads as null instead of
+    raising (``event.data.missing == null`` is true, ``event.data.a.b.c`` with no ``a`` is
+    null), and so does selecting a field of a non-map value; ``has()`` keeps its meaning.
+    Ints and floats compare as numbers (``1 == 1.0``, ``2 > 1.5``, ``1 in [1.0]``), which the
+    ``cel`` binding already does. Helpers: ``lowercase``, ``uppercase``, ``json_parse``,
+    ``date`` (RFC 3339 -> timestamp), ``now``, ``now_plus``/``now_minus`` (duration string).
+
+Design: path lifting
+    Evaluation runs on the ``cel`` package (``common-expression-language``, a Rust CEL). Our
+    own parser (``_syntax``: tokenizer, recursive descent with CEL precedence, printer) finds
+    every *path* the expression reads: a root variable followed by field selections and
+    literal indexes (``async.data.user.id``, ``event.data["k"][0]``), taking the longest such
+    chain, not counting names bound by comprehension macros. Each distinct path, and each
+    ``has(path)`` test, is replaced by a fresh variable (``__sw0``...), and the rewritten
+    source is compiled once. Per evaluation we resolve each path in Python (a few dict
+    lookups; null when anything is missing or not a map) and hand the program just those
+    values. This gives the null semantics exactly, needs no copying of the input, and is
+    much faster than giving CEL whole events: the binding converts every input value into
+    CEL on each call, so a two-field comparison over 25-field events drops from ~100 µs to
+    ~2 µs (~10 µs to ~2 µs for tiny events).
+    Plans (validated source, rewritten program, paths) are cached by source text in an LRU
+    of 50,000 entries; invalid sources are cached too.
+
+    Sources the parser does not cover (message construction, leading-dot names; the binding
+    rejects optional syntax ``.?f`` itself) run as plain CEL, where a missing field makes
+    ``evaluate`` return None; ``interpolate`` refuses them and ``index_terms`` gives ``[]``.
+    A tree too deep for Python's recursion limit takes the same path.
+
+Pauses
+    ``interpolate`` bakes ``event.*`` into literals when a pause is written, leaving an
+    expression over ``async`` only; ``constant_value`` tells whether it can be decided now;
+    ``index_terms`` lifts ``async.<path> == <literal>`` conjuncts so the server can look up
+    candidate pauses by ``(path, index_value(value_at(event, path)))`` instead of scanning.
+
+Limitations
+    A field read behind a computed index (``event.data[async.data.k]``) or on a macro's loop
+    variable (``l.exists(x, x.missing == 1)``) still raises like plain CEL (an evaluation
+    error). A literal list index out of range reads as null. Helpers raise on arguments of
+    the wrong type, which fails the evaluation (``matches`` then gives False).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any
+from ._dialect import (
+    CACHE_SIZE,
+    ExpressionError,
+    check,
+    constant_value,
+    evaluate,
+    index_terms,
+    interpolate,
+    matches,
+)
+from ._values import index_value, value_at
 
-import cel
-
-
-class ExpressionError(ValueError):
-    """An expression does not compile, or cannot be evaluated on the given input."""
-
-
-@lru_cache(maxsize=4096)
-def _compile(source: str) -> Any:
-    try:
-        return cel.compile(source)
-    except Exception as exc:  # the binding raises plain exceptions for syntax errors
-        raise ExpressionError(f"invalid expression {source!r}: {exc}") from exc
-
-
-def check(source: str) -> None:
-    """Raise ``ExpressionError`` if ``source`` does not compile."""
-    _compile(source)
-
-
-def evaluate(source: str, variables: dict[str, Any]) -> Any:
-    program = _compile(source)
-    try:
-        return program.execute(variables)
-    except KeyError:
-        return False  # a missing field: see the module docstring
-    except Exception as exc:
-        raise ExpressionError(f"cannot evaluate {source!r}: {exc}") from exc
+__all__ = [
+    "CACHE_SIZE",
+    "ExpressionError",
+    "check",
+    "constant_value",
+    "evaluate",
+    "index_terms",
+    "index_value",
+    "interpolate",
+    "matches",
+    "value_at",
+]

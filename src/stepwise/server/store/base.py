@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .records import (
     AppRecord,
+    CancellationRecord,
     EventRecord,
     FunctionRecord,
     HistoryEntry,
     Ingest,
     Job,
+    NewJob,
+    Pause,
+    RunChange,
     RunRecord,
     RunState,
     Transition,
@@ -81,6 +86,43 @@ class Store(Protocol):
 
     async def commit(self, transition: Transition) -> None:
         """Apply one job's outcome atomically; raise ``LeaseLost`` if the lease is gone."""
+
+    async def load_run_states(self, run_ids: list[str]) -> dict[str, RunState]: ...
+
+    # ---- pauses -------------------------------------------------------------------
+    async def find_pauses(
+        self, event_name: str, horizon: int, index_value_at: Callable[[str], str | None]
+    ) -> list[Pause]:
+        """Pauses on ``event_name`` written up to ``horizon`` that the event may match."""
+
+    async def get_pause(self, key: str) -> Pause | None: ...
+
+    async def pause_for_signal(self, signal: str) -> Pause | None: ...
+
+    async def run_pauses(self, run_id: str) -> list[Pause]: ...
+
+    async def apply_changes(self, changes: list[RunChange]) -> list[bool]:
+        """Apply guarded run changes outside any job, in one transaction; which applied."""
+
+    # ---- bulk cancellations -------------------------------------------------------
+    async def create_cancellation(self, record: CancellationRecord, job: NewJob) -> None: ...
+
+    async def list_cancellations(self) -> list[CancellationRecord]: ...
+
+    async def get_cancellation(self, cancellation_id: str) -> CancellationRecord | None: ...
+
+    async def delete_cancellation(self, cancellation_id: str) -> bool: ...
+
+    async def active_runs(
+        self,
+        function_slug: str,
+        *,
+        after_run_id: str,
+        created_before: int,
+        created_after: int | None,
+        limit: int,
+    ) -> list[RunState]:
+        """Active runs of a function created inside a window, ordered by id, after a cursor."""
 
     async def commit_many(self, transitions: list[Transition]) -> list[BaseException | None]:
         """Apply several independent transitions; each succeeds or fails on its own."""

@@ -26,6 +26,18 @@ class JobKind(enum.StrEnum):
     CALL = "call"  # call the SDK: discovery ("step") or one targeted step
     WAKE = "wake"  # a sleep ended: memoize null, then discovery
     CRON = "cron"  # a cron tick for one function
+    MATCH = "match"  # an event arrived whose name has pauses: find and resume them
+    PAUSE_TIMEOUT = "pause_timeout"  # a wait, invoke or signal pause expires
+    RUN_TIMEOUT = "run_timeout"  # timeouts.start / timeouts.finish of a run
+    GATEWAY = "gateway"  # step.fetch: the server makes the HTTP request
+    CANCEL_BULK = "cancel_bulk"  # a bulk cancellation works through its runs
+
+
+class PauseKind(enum.StrEnum):
+    WAIT = "wait"
+    CANCEL = "cancel"
+    INVOKE = "invoke"
+    SIGNAL = "signal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +112,42 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class NewPause:
+    key: str  # unique; a second pause with the same key is not added
+    run_id: str
+    kind: PauseKind
+    created_at: int
+    step_id: str | None = None  # the step whose memo the pause resolves
+    event_name: str | None = None
+    expression: str | None = None  # CEL over ``async`` only (``event.*`` interpolated)
+    index_path: str | None = None  # a lifted equality term: async.<path> == value
+    index_value: str | None = None
+    signal: str | None = None
+    expires_at: int | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    id: int
+    key: str
+    run_id: str
+    kind: PauseKind
+    created_at: int
+    step_id: str | None
+    event_name: str | None
+    expression: str | None
+    signal: str | None
+    expires_at: int | None
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
-    """A run to create with its first job, unless ``idempotency_key`` was seen in 24 h."""
+    """A run to create with its first job, unless ``idempotency_key`` was seen in 24 h.
+
+    ``pauses`` (cancel_on) and ``jobs`` (timeouts) are created with it, or not at all.
+    """
 
     id: str
     function_id: str
@@ -110,6 +156,9 @@ class NewRun:
     idempotency_key: str
     created_at: int
     cron: str | None = None
+    correlation_id: str | None = None  # set on runs started by an invoke
+    pauses: tuple[NewPause, ...] = ()
+    jobs: tuple[NewJob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +176,7 @@ class RunRecord:
     request_version: int
     force_step_plan: bool
     cron: str | None
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +193,7 @@ class RunState:
     run: RunRecord
     events: list[EventRecord]
     steps: list[StepMemo]  # in completion order
+    state_bytes: int = 0  # the size of every stored memo, for the run-state limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +219,11 @@ class HistoryKind(enum.StrEnum):
     ATTEMPT_FAILED = "AttemptFailed"  # the function request itself failed
     RUN_COMPLETED = "RunCompleted"
     RUN_FAILED = "RunFailed"
+    RUN_CANCELLED = "RunCancelled"
+    WAIT_STARTED = "WaitStarted"  # wait_for_event, wait_for_signal
+    WAIT_ENDED = "WaitEnded"
+    INVOKE_STARTED = "InvokeStarted"
+    INVOKE_ENDED = "InvokeEnded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +245,26 @@ class Ingest:
 
 
 @dataclass(frozen=True, slots=True)
+class RunChange:
+    """Changes to one run that apply only while their guard holds.
+
+    ``consume_pause``: only if this call deletes that pause (first to consume it wins).
+    ``require_active``: only if the run is still Scheduled or Running.
+    Used for resuming waits, invokes and signals, and for cancelling runs.
+    """
+
+    run_id: str
+    consume_pause: str | None = None
+    require_active: bool = True
+    memos: list[tuple[str, Any]] = field(default_factory=list)
+    new_jobs: list[NewJob] = field(default_factory=list)
+    run_update: RunUpdate | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
+    ingest: Ingest | None = None
+    end_run: bool = False  # the run ends: drop its jobs and pauses
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """Everything one executed job changes, committed in one transaction.
 
@@ -205,9 +281,26 @@ class Transition:
     reschedule_at: int | None = None  # keep the job, same attempt, due at this time
     become_call_at: int | None = None  # a wake job turning into a discovery call
     ingest: Ingest | None = None
-    clear_run_jobs: bool = False  # the run ended: drop its other pending jobs
+    clear_run_jobs: bool = False  # the run ended: drop its other pending jobs and pauses
     history: list[HistoryEntry] = field(default_factory=list)
+    new_pauses: list[NewPause] = field(default_factory=list)
+    # Parallel fan-in: add a discovery job only if no other step of the run is pending.
+    fan_in: NewJob | None = None
+    run_changes: list[RunChange] = field(default_factory=list)
 
 
 class LeaseLost(Exception):
     """The job was no longer ours when its transition was committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancellationRecord:
+    """A bulk cancellation: every active run of a function started inside a window."""
+
+    id: str
+    app_id: str
+    function_slug: str
+    started_before: int
+    created_at: int
+    started_after: int | None = None
+    expression: str | None = None

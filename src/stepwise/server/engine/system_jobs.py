@@ -1,0 +1,226 @@
+"""The server's own jobs: wake-ups, cron ticks, pause matching and timeouts, run timeouts,
+``step.fetch`` requests and bulk cancellations. Each turns into one ``Transition``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from ... import protocol
+from ...protocol import events as ev
+from .. import expr
+from ..store.records import (
+    EventRecord,
+    HistoryEntry,
+    HistoryKind,
+    Ingest,
+    Job,
+    JobKind,
+    NewJob,
+    PauseKind,
+    RunChange,
+    RunState,
+    RunStatus,
+    RunUpdate,
+    Transition,
+)
+from . import lifecycle, pauses
+from .backoff import retry_delay_ms
+from .cron import next_cron_ms
+from .driver import Driver
+from .registry import Registry
+from .scheduler import Scheduler
+
+log = logging.getLogger("stepwise.jobs")
+
+CANCEL_PAGE = 200
+MAX_GATEWAY_BODY = 4 * 1024 * 1024
+
+
+def _done(job: Job, **fields: Any) -> Transition:
+    return Transition(job_id=job.id, lease=job.lease, run_id=job.run_id, **fields)
+
+
+class SystemJobs:
+    def __init__(
+        self,
+        *,
+        store: Any,
+        registry: Registry,
+        scheduler: Scheduler,
+        driver: Driver,
+        retry_interval_s: float | None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.scheduler = scheduler
+        self.driver = driver
+        self.retry_interval_s = retry_interval_s
+
+    # ---- sleeps and cron ------------------------------------------------------------
+    def wake(self, job: Job, state: RunState, now: int) -> Transition:
+        """A sleep is over: its memo is null, and the job becomes the next discovery call."""
+        name = (job.payload or {}).get("name")
+        return _done(
+            job,
+            memos=[(job.step_id, None)],
+            become_call_at=now,
+            history=[HistoryEntry(HistoryKind.SLEEP_ENDED, now, job.step_id, name)],
+            run_update=RunUpdate(force_step_plan=False) if state.run.force_step_plan else None,
+        )
+
+    def cron_tick(self, job: Job, now: int) -> Transition:
+        payload = job.payload or {}
+        slug = str(payload.get("function_slug", ""))
+        cron = str(payload.get("cron", ""))
+        spec = self.registry.get(slug)
+        if spec is None or not any(t.cron == cron for t in spec.cron_triggers):
+            return _done(job)
+        scheduled = datetime.fromtimestamp(job.run_at / 1000, UTC)
+        fired = datetime.fromtimestamp(now / 1000, UTC)
+        scheduled_iso = scheduled.isoformat().replace("+00:00", "Z")
+        event = EventRecord(
+            internal_id=protocol.new_ulid(now),
+            id=scheduled_iso,  # one run per function per tick, even if the tick runs twice
+            name=ev.SCHEDULED_TIMER,
+            data={
+                "cron": cron,
+                "scheduledAt": scheduled_iso,
+                "fireAt": fired.isoformat().replace("+00:00", "Z"),
+            },
+            user={},
+            ts=now,
+            v=None,
+            received_at=now,
+        )
+        run = Scheduler.new_run(spec, event, now, cron=cron)
+        return _done(
+            job,
+            reschedule_at=next_cron_ms(cron, max(now, job.run_at)),
+            ingest=Ingest([event], [run]),
+        )
+
+    # ---- pauses ------------------------------------------------------------------------
+    async def match(self, job: Job, now: int) -> Transition:
+        """An event arrived for a name some pauses wait on: resume or cancel what it matches."""
+        payload = job.payload or {}
+        event = await self.store.get_event(str(payload.get("event_id", "")))
+        if event is None:
+            return _done(job)
+        wire = event.to_wire()
+        candidates = await self.store.find_pauses(
+            event.name,
+            int(payload.get("horizon", 0)),
+            lambda path: expr.index_value(expr.value_at(wire, path)),
+        )
+        matched = [p for p in candidates if pauses.event_matches(p, event)]
+        if not matched:
+            return _done(job)
+        changes: list[RunChange] = []
+        to_cancel = [p for p in matched if p.kind is PauseKind.CANCEL]
+        states = (
+            await self.store.load_run_states([p.run_id for p in to_cancel]) if to_cancel else {}
+        )
+        cancelled: set[str] = set()
+        for pause in to_cancel:
+            state = states.get(pause.run_id)
+            if state is None or pause.run_id in cancelled:
+                continue
+            cancelled.add(pause.run_id)
+            reason = f"cancelled by event {event.name} ({event.internal_id})"
+            changes.append(
+                lifecycle.cancel_change(state, self.scheduler, now, reason, consume_pause=pause.key)
+            )
+        for pause in matched:
+            if pause.kind is PauseKind.CANCEL or pause.run_id in cancelled:
+                continue
+            changes.append(
+                pauses.resume(pause, pauses.memo_for_event(pause, event), now, timed_out=False)
+            )
+        return _done(job, run_changes=changes)
+
+    async def pause_timeout(self, job: Job, now: int) -> Transition:
+        key = str((job.payload or {}).get("pause", ""))
+        pause = await self.store.get_pause(key)
+        if pause is None or pause.kind is PauseKind.CANCEL:
+            return _done(job)  # resumed already: the event won the race
+        return _done(
+            job,
+            run_changes=[pauses.resume(pause, pauses.memo_for_timeout(pause), now, timed_out=True)],
+        )
+
+    # ---- run timeouts and cancellation --------------------------------------------------
+    def run_timeout(self, job: Job, state: RunState, now: int) -> Transition:
+        which = (job.payload or {}).get("which")
+        timeout = (job.payload or {}).get("timeout")
+        if which == "start" and state.run.status is not RunStatus.SCHEDULED:
+            return _done(job)
+        reason = f"the run did not {'start' if which == 'start' else 'finish'} within its {timeout} timeout"
+        return _done(job, run_changes=[lifecycle.cancel_change(state, self.scheduler, now, reason)])
+
+    async def cancel_bulk(self, job: Job, now: int) -> Transition:
+        """Cancel one page of a bulk cancellation's runs; come back for the next page."""
+        payload = job.payload or {}
+        record = await self.store.get_cancellation(str(payload.get("cancellation_id", "")))
+        if record is None:
+            return _done(job)  # deleted: stop
+        states = await self.store.active_runs(
+            record.function_slug,
+            after_run_id=str(payload.get("after", "")),
+            created_before=record.started_before,
+            created_after=record.started_after,
+            limit=CANCEL_PAGE,
+        )
+        changes = []
+        for state in states:
+            if record.expression:
+                event = state.events[0].to_wire() if state.events else {}
+                if not expr.matches(record.expression, {"event": event}):
+                    continue
+            reason = f"cancelled by bulk cancellation {record.id}"
+            changes.append(lifecycle.cancel_change(state, self.scheduler, now, reason))
+        if len(states) < CANCEL_PAGE:
+            return _done(job, run_changes=changes)
+        follow = NewJob(
+            run_id=None,
+            kind=JobKind.CANCEL_BULK,
+            run_at=now,
+            payload={"cancellation_id": record.id, "after": states[-1].run.id},
+        )
+        return _done(job, run_changes=changes, new_jobs=[follow])
+
+    # ---- step.fetch ---------------------------------------------------------------------
+    async def gateway(self, job: Job, state: RunState, max_attempts: int, now: int) -> Transition:
+        """Make a ``step.fetch`` request; any HTTP status is a result, a transport error retries."""
+        payload = job.payload or {}
+        opts = payload.get("opts") or {}
+        name = payload.get("name")
+        run_id = state.run.id
+        try:
+            memo = {"data": await self.driver.fetch(opts)}
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if job.attempt + 1 < max_attempts and not isinstance(exc, ValueError):
+                at = now + retry_delay_ms(job.attempt, self.retry_interval_s)
+                entry = HistoryEntry(
+                    HistoryKind.STEP_ERRORED,
+                    now,
+                    job.step_id,
+                    name,
+                    job.attempt,
+                    {"error": {"name": "GatewayError", "message": message}},
+                )
+                return _done(job, retry_at=at, history=[entry])
+            memo = {"error": {"name": "GatewayError", "message": message}}
+        kind = HistoryKind.STEP_COMPLETED if "data" in memo else HistoryKind.STEP_FAILED
+        discovery = NewJob(run_id=run_id, kind=JobKind.CALL, run_at=now, key=f"discovery:{run_id}")
+        return _done(
+            job,
+            memos=[(job.step_id, memo)],
+            fan_in=discovery,
+            history=[HistoryEntry(kind, now, job.step_id, name, job.attempt)],
+        )

@@ -1,0 +1,340 @@
+"""What one transaction writes: leases, ingests, transitions and guarded run changes.
+
+Every function here runs on the writer thread inside a transaction it does not own; the
+group-commit writer decides when that transaction commits.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from typing import Any
+
+from ..records import (
+    EventRecord,
+    HistoryEntry,
+    Ingest,
+    Job,
+    JobKind,
+    LeaseLost,
+    NewJob,
+    NewPause,
+    RunChange,
+    RunStatus,
+    RunUpdate,
+    Transition,
+)
+from .rows import (
+    EVENT_COLUMNS,
+    JOB_COLUMNS,
+    dump,
+    job_from_row,
+)
+
+IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+
+
+def cron_key(slug: str, expr: str) -> str:
+    return f"cron:{slug}:{expr}"
+
+
+def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[Job]:
+    rows = conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE run_at <= ? ORDER BY run_at LIMIT ?", (now, limit)
+    ).fetchall()
+    jobs = []
+    updates = []
+    for row in rows:
+        lease = secrets.token_hex(8)
+        updates.append((lease, now + lease_ms, row[0]))
+        job = job_from_row(row)
+        jobs.append(
+            Job(
+                id=job.id,
+                run_id=job.run_id,
+                kind=job.kind,
+                step_id=job.step_id,
+                attempt=job.attempt,
+                run_at=job.run_at,  # the time it was due, not its lease expiry
+                lease=lease,
+                key=job.key,
+                payload=job.payload,
+            )
+        )
+    conn.executemany("UPDATE jobs SET lease = ?, run_at = ? WHERE id = ?", updates)
+    return jobs
+
+
+def insert_job(conn: sqlite3.Connection, job: NewJob) -> None:
+    conn.execute(
+        "INSERT INTO jobs (key, run_id, kind, step_id, attempt, run_at, payload)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
+        (
+            job.key,
+            job.run_id,
+            job.kind.value,
+            job.step_id,
+            job.attempt,
+            job.run_at,
+            dump(job.payload) if job.payload is not None else None,
+        ),
+    )
+
+
+def apply_ingest(conn: sqlite3.Connection, batch: Ingest) -> list[str]:
+    if batch.events:
+        conn.executemany(
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(internal_id) DO NOTHING",
+            [
+                (
+                    e.internal_id,
+                    e.id,
+                    e.name,
+                    dump(e.data),
+                    dump(e.user),
+                    e.ts,
+                    e.v,
+                    e.received_at,
+                )
+                for e in batch.events
+            ],
+        )
+        queue_pause_matches(conn, batch.events)
+    created: list[str] = []
+    for run in batch.runs:
+        cur = conn.execute(
+            "INSERT INTO idempotency (function_id, key, run_id, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(function_id, key) DO UPDATE SET run_id = excluded.run_id,"
+            " expires_at = excluded.expires_at WHERE idempotency.expires_at < ?",
+            (
+                run.function_id,
+                run.idempotency_key,
+                run.id,
+                run.created_at + IDEMPOTENCY_TTL_MS,
+                run.created_at,
+            ),
+        )
+        if cur.rowcount == 0:
+            continue  # the same function already ran for this key within 24 h
+        conn.execute(
+            "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
+            " created_at, cron, correlation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.id,
+                run.function_id,
+                run.function_slug,
+                run.event_ids[0],
+                dump(list(run.event_ids)),
+                RunStatus.SCHEDULED.value,
+                run.created_at,
+                run.cron,
+                run.correlation_id,
+            ),
+        )
+        insert_job(conn, NewJob(run_id=run.id, kind=JobKind.CALL, run_at=run.created_at))
+        for job in run.jobs:
+            insert_job(conn, job)
+        for pause in run.pauses:
+            insert_pause(conn, pause)
+        created.append(run.id)
+    return created
+
+
+def queue_pause_matches(conn: sqlite3.Connection, events: list[EventRecord]) -> None:
+    """A match job for each event whose name some pause waits on.
+
+    The job carries the event's horizon, the newest pause id at this moment: pauses
+    written later never match this event, however the jobs interleave.
+    """
+    names = {e.name for e in events}
+    waited = {
+        name
+        for name in names
+        if conn.execute("SELECT 1 FROM pauses WHERE event_name = ? LIMIT 1", (name,)).fetchone()
+    }
+    if not waited:
+        return
+    horizon = conn.execute("SELECT coalesce(max(id), 0) FROM pauses").fetchone()[0]
+    for e in events:
+        if e.name in waited:
+            insert_job(
+                conn,
+                NewJob(
+                    run_id=None,
+                    kind=JobKind.MATCH,
+                    run_at=e.received_at,
+                    key=f"match:{e.internal_id}",
+                    payload={"event_id": e.internal_id, "horizon": horizon},
+                ),
+            )
+
+
+def insert_pause(conn: sqlite3.Connection, p: NewPause) -> None:
+    conn.execute(
+        "INSERT INTO pauses (key, run_id, step_id, kind, event_name, expression, index_path,"
+        " index_value, signal, expires_at, created_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(key) DO NOTHING",
+        (
+            p.key,
+            p.run_id,
+            p.step_id,
+            p.kind.value,
+            p.event_name,
+            p.expression,
+            p.index_path,
+            p.index_value,
+            p.signal,
+            p.expires_at,
+            p.created_at,
+            None if p.data is None else dump(p.data),
+        ),
+    )
+
+
+def write_memos(conn: sqlite3.Connection, run_id: str, memos: list[tuple[str, Any]]) -> None:
+    if not memos:
+        return
+    seq = int(
+        conn.execute(
+            "SELECT coalesce(max(seq), -1) FROM steps WHERE run_id = ?", (run_id,)
+        ).fetchone()[0]
+    )
+    for step_id, memo in memos:
+        seq += 1
+        # A memo is written once: a step that already has a result keeps it.
+        conn.execute(
+            "INSERT INTO steps (run_id, step_id, seq, memo) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(run_id, step_id) DO NOTHING",
+            (run_id, step_id, seq, dump(memo)),
+        )
+
+
+def write_history(conn: sqlite3.Connection, run_id: str, history: list[HistoryEntry]) -> None:
+    if history:
+        conn.executemany(
+            "INSERT INTO history (run_id, at, kind, step_id, name, attempt, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    run_id,
+                    h.at,
+                    h.kind.value,
+                    h.step_id,
+                    h.name,
+                    h.attempt,
+                    None if h.data is None else dump(h.data),
+                )
+                for h in history
+            ],
+        )
+
+
+def end_run(conn: sqlite3.Connection, run_id: str, keep_job: int | None = None) -> None:
+    """A run ended: none of its jobs or pauses may act any more."""
+    conn.execute("DELETE FROM jobs WHERE run_id = ? AND id IS NOT ?", (run_id, keep_job))
+    conn.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
+
+
+ACTIVE = (RunStatus.SCHEDULED.value, RunStatus.RUNNING.value)
+
+
+def apply_run_change(conn: sqlite3.Connection, c: RunChange) -> bool:
+    """Apply ``c`` if its guards hold; True if it was applied."""
+    if c.require_active:
+        row = conn.execute("SELECT status FROM runs WHERE id = ?", (c.run_id,)).fetchone()
+        if row is None or row[0] not in ACTIVE:
+            return False
+    if c.consume_pause is not None:
+        cur = conn.execute("DELETE FROM pauses WHERE key = ?", (c.consume_pause,))
+        if cur.rowcount == 0:
+            return False  # consumed already: a timeout and an event raced, and the other won
+    write_memos(conn, c.run_id, c.memos)
+    if c.run_update is not None:
+        update_run(conn, c.run_id, c.run_update)
+    if c.end_run:
+        end_run(conn, c.run_id)
+    for job in c.new_jobs:
+        insert_job(conn, job)
+    write_history(conn, c.run_id, c.history)
+    if c.ingest is not None:
+        apply_ingest(conn, c.ingest)
+    return True
+
+
+def apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
+    row = conn.execute("SELECT lease FROM jobs WHERE id = ?", (t.job_id,)).fetchone()
+    if row is None or row[0] != t.lease:
+        raise LeaseLost(f"job {t.job_id} is no longer leased by this worker")
+    if t.run_id is not None:
+        write_memos(conn, t.run_id, t.memos)
+    if t.run_update is not None and t.run_id is not None:
+        update_run(conn, t.run_id, t.run_update)
+    if t.retry_at is not None:
+        conn.execute(
+            "UPDATE jobs SET attempt = attempt + 1, run_at = ?, lease = NULL WHERE id = ?",
+            (t.retry_at, t.job_id),
+        )
+    elif t.reschedule_at is not None:
+        conn.execute(
+            "UPDATE jobs SET run_at = ?, lease = NULL WHERE id = ?", (t.reschedule_at, t.job_id)
+        )
+    elif t.become_call_at is not None:
+        conn.execute(
+            "UPDATE jobs SET kind = ?, step_id = 'step', attempt = 0, run_at = ?, lease = NULL,"
+            " key = NULL, payload = NULL WHERE id = ?",
+            (JobKind.CALL.value, t.become_call_at, t.job_id),
+        )
+    else:
+        conn.execute("DELETE FROM jobs WHERE id = ?", (t.job_id,))
+    if t.clear_run_jobs and t.run_id is not None:
+        end_run(conn, t.run_id, keep_job=t.job_id)
+    for job in t.new_jobs:
+        insert_job(conn, job)
+    for pause in t.new_pauses:
+        insert_pause(conn, pause)
+    if t.fan_in is not None and t.run_id is not None:
+        # The last of a parallel batch to finish starts the next discovery, and the run
+        # leaves planning mode; earlier ones add nothing. One writer makes this exact.
+        pending = conn.execute(
+            "SELECT 1 FROM jobs WHERE run_id = ? AND id != ? AND kind IN (?, ?) AND step_id != 'step' LIMIT 1",
+            (t.run_id, t.job_id, JobKind.CALL.value, JobKind.GATEWAY.value),
+        ).fetchone()
+        if pending is None:
+            insert_job(conn, t.fan_in)
+            conn.execute("UPDATE runs SET force_step_plan = 0 WHERE id = ?", (t.run_id,))
+    if t.run_id is not None:
+        write_history(conn, t.run_id, t.history)
+    if t.ingest is not None:
+        apply_ingest(conn, t.ingest)
+    for change in t.run_changes:
+        apply_run_change(conn, change)
+
+
+def update_run(conn: sqlite3.Connection, run_id: str, u: RunUpdate) -> None:
+    sets: list[str] = []
+    params: list[Any] = []
+    if u.status is not None:
+        sets.append("status = ?")
+        params.append(u.status.value)
+    if u.has_output:
+        sets.append("output = ?")
+        params.append(dump(u.output))
+    if u.error is not None:
+        sets.append("error = ?")
+        params.append(dump(u.error))
+    if u.request_version is not None:
+        sets.append("request_version = ?")
+        params.append(u.request_version)
+    if u.force_step_plan is not None:
+        sets.append("force_step_plan = ?")
+        params.append(int(u.force_step_plan))
+    if u.started_at is not None:
+        sets.append("started_at = coalesce(started_at, ?)")
+        params.append(u.started_at)
+    if u.ended_at is not None:
+        sets.append("ended_at = ?")
+        params.append(u.ended_at)
+    if not sets:
+        return
+    params.append(run_id)
+    conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", params)
