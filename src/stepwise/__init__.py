@@ -12,23 +12,29 @@ from .errors import (
     StepwiseError,
 )
 from .sdk import (
+    CancelOn,
     Context,
     Event,
+    FetchResponse,
     Function,
     ServeHandler,
     Step,
     Stepwise,
     SyncContext,
     SyncStep,
+    Timeouts,
     TriggerCron,
     TriggerEvent,
+    fetch,
 )
 
 __all__ = [
     "ApiError",
+    "CancelOn",
     "ConfigError",
     "Context",
     "Event",
+    "FetchResponse",
     "Function",
     "NonRetriableError",
     "RegistrationError",
@@ -41,7 +47,9 @@ __all__ = [
     "StepwiseError",
     "SyncContext",
     "SyncStep",
+    "Timeouts",
     "TriggerCron",
     "TriggerEvent",
     "__version__",
+    "fetch",
 ]

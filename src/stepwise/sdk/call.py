@@ -19,6 +19,12 @@ def _none_to(default: Any) -> BeforeValidator:
     return BeforeValidator(lambda v: default() if v is None else v)
 
 
+class _Stack(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    stack: Annotated[list[Any], _none_to(list)] = []
+
+
 class _CallContext(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -28,6 +34,7 @@ class _CallContext(BaseModel):
     max_attempts: int | None = None
     disable_immediate_execution: Annotated[bool, _none_to(bool)] = False
     use_api: Annotated[bool, _none_to(bool)] = False
+    stack: Annotated[_Stack, _none_to(dict)] = _Stack()
 
 
 class _CallBody(BaseModel):
@@ -57,6 +64,8 @@ class CallRequest:
     event: dict[str, Any]
     events: list[dict[str, Any]]
     steps: dict[str, Any]
+    stack: tuple[str, ...] = ()
+    """Hashed IDs of completed steps in the order they completed (``ctx.stack.stack``)."""
 
     @classmethod
     def parse(cls, raw: object) -> CallRequest:
@@ -73,6 +82,7 @@ class CallRequest:
             event=body.event,
             events=body.events,
             steps=body.steps,
+            stack=tuple(item for item in body.ctx.stack.stack if isinstance(item, str)),
         )
 
     def with_state(self, events: list[dict[str, Any]], steps: dict[str, Any]) -> CallRequest:
@@ -86,6 +96,7 @@ class CallRequest:
             event=events[0] if events else self.event,
             events=events,
             steps=steps,
+            stack=self.stack,
         )
 
     def typed_events(self) -> list[Event]:

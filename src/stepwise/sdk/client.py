@@ -13,16 +13,18 @@ from typing import Any, overload
 
 import httpx
 
-from ..errors import ConfigError, SendEventError
+from ..errors import ApiError, ConfigError, SendEventError
 from ..protocol import dumps, hash_signing_key, headers, loads, make_seed
 from .config import ClientConfig, resolve_config
 from .context import Context, SyncContext
 from .event import EventLike, events_for_sending
-from .function import Function, FunctionOptions
+from .function import AsyncHandler, Function, FunctionOptions, SyncHandler
 from .identity import SDK_HEADER_VALUE
+from .options import CancelOn, Timeouts, normalize_cancel_on
 from .triggers import Trigger, normalize_triggers
 
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+SIGNALS_PATH = "/v1/signals"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +46,18 @@ class FunctionDecorator:
     """Turns a handler into a ``Function``; ``async def`` gets ``Context``, ``def`` gets ``SyncContext``."""
 
     def __init__(
-        self, client: Stepwise, fn_id: str, triggers: tuple[Trigger, ...], options: FunctionOptions
+        self,
+        client: Stepwise,
+        fn_id: str,
+        triggers: tuple[Trigger, ...],
+        options: FunctionOptions,
+        on_failure: AsyncHandler | SyncHandler | None = None,
     ) -> None:
         self._client = client
         self._fn_id = fn_id
         self._triggers = triggers
         self._options = options
+        self._on_failure = on_failure
 
     @overload
     def __call__(self, handler: Callable[[Context], Awaitable[Any]]) -> Function: ...
@@ -64,6 +72,7 @@ class FunctionDecorator:
             triggers=self._triggers,
             options=self._options,
             handler=handler,
+            on_failure=self._on_failure,
         )
 
 
@@ -125,10 +134,29 @@ class Stepwise:
         retries: int | None = None,
         name: str | None = None,
         description: str | None = None,
+        cancel_on: CancelOn | list[CancelOn] | tuple[CancelOn, ...] | None = None,
+        timeouts: Timeouts | None = None,
+        on_failure: AsyncHandler | SyncHandler | None = None,
     ) -> FunctionDecorator:
-        """Decorate a handler to make it a durable function with ID ``<app_id>-<fn_id>``."""
-        options = FunctionOptions(name=name, description=description, retries=retries)
-        return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options)
+        """Decorate a handler to make it a durable function with ID ``<app_id>-<fn_id>``.
+
+        ``cancel_on``: up to 5 events that cancel a running run. ``timeouts``: cancel runs
+        that wait too long to start or take too long to finish. ``on_failure``: a handler
+        (``def`` or ``async def``) called with the ``inngest/function.failed`` event once a
+        run has failed for good; it is served as the function ``<id>-failure``.
+        """
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise ConfigError(f"timeouts takes a Timeouts object, not {timeouts!r}")
+        if on_failure is not None and not callable(on_failure):
+            raise ConfigError(f"on_failure must be callable, not {on_failure!r}")
+        options = FunctionOptions(
+            name=name,
+            description=description,
+            retries=retries,
+            cancel_on=normalize_cancel_on(cancel_on),
+            timeouts=timeouts,
+        )
+        return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options, on_failure)
 
     # -- HTTP plumbing -----------------------------------------------------------------
 
@@ -188,6 +216,28 @@ class Stepwise:
                     break
             assert response is not None
             return response
+
+    # -- signals -----------------------------------------------------------------------
+
+    async def send_signal(self, signal: str, data: Any = None) -> str | None:
+        """Resume the run waiting in ``step.wait_for_signal`` for ``signal``, passing ``data``.
+
+        Returns the resumed run's ID when the server reports one. Raises ``ApiError`` when
+        the server refuses (for example, no run waits for the signal) or cannot be reached.
+        """
+        if not isinstance(signal, str) or not signal:
+            raise ConfigError("send_signal needs a signal name")
+        try:
+            response = await self.api_request(
+                "POST", SIGNALS_PATH, body={"signal": signal, "data": data}
+            )
+        except httpx.HTTPError as exc:
+            raise ApiError(502, "api_unreachable", f"could not reach the server: {exc}") from exc
+        return _signal_outcome(response)
+
+    def send_signal_sync(self, signal: str, data: Any = None) -> str | None:
+        """``send_signal`` for code without an event loop (and ``def`` handlers)."""
+        return asyncio.run(self.send_signal(signal, data))
 
     # -- events ------------------------------------------------------------------------
 
@@ -266,3 +316,25 @@ def _send_outcome(response: httpx.Response) -> list[str] | str:
         raise SendEventError(f"event API refused the events: {_message_of(response)}")
     ids = body.get("ids")
     return [str(i) for i in ids] if isinstance(ids, list) else []
+
+
+def _signal_outcome(response: httpx.Response) -> str | None:
+    try:
+        body = loads(response.content) if response.content else None
+    except ValueError:
+        body = None
+    status = response.status_code
+    if status >= 400:
+        code = body.get("code") if isinstance(body, dict) else None
+        raise ApiError(
+            status,
+            code if isinstance(code, str) and code else "send_signal_failed",
+            f"the server refused the signal ({status}): {_message_of(response)}",
+        )
+    # The run ID may sit at the top level or in a REST v1 ``data`` envelope.
+    for scope in (body, body.get("data") if isinstance(body, dict) else None):
+        if isinstance(scope, dict):
+            for key in ("run_id", "runId", "runID"):
+                if isinstance(scope.get(key), str):
+                    return str(scope[key])
+    return None

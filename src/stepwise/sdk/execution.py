@@ -1,34 +1,59 @@
 """One call request's run of a function: replay memoized steps, then find or run new work.
 
 Every call re-runs the handler from the top. Each step call gets its wire ID from a
-``StepIdCounter`` and either returns its memo (replay) or is new. A new step is either
-executed here (immediate execution on discovery, or the targeted step) or reported to
-the server as an op; either way user code is then stopped with ``StepInterrupt``.
+``StepIdCounter`` and either returns its memo (replay) or is new. A new step does not
+stop the handler at once: it registers what it would report and then waits, so that
+every step started in the same turn (``asyncio.gather``, ``ctx.step.parallel``) is found.
+Once the handler has settled, ``Execution.run`` decides:
 
-New ops are collected in a list rather than returned one at a time, so that steps
-started together (``asyncio.gather``) can later all land in one 206 response.
+* exactly one new step, a run-type one, immediate execution allowed: run it now and
+  answer ``[StepRun]`` (or ``StepError``/``StepFailed``);
+* otherwise: answer every new step (run-type ones as ``StepPlanned``) in one 206.
+
+A targeted call (``stepId=<hash>``) runs its target where user code reaches it and
+answers with that alone; other new steps just wait. Either way the waiting steps are
+then released with ``StepInterrupt`` (threads) or cancellation (tasks).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import traceback
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
+import anyio.lowlevel
 import anyio.to_thread
 
 from ..errors import NonRetriableError, RetryAfterError, StepError
 from ..protocol import GeneratorOp, Opcode, StepIdCounter, dumps
 from .call import CallRequest
 from .context import Context, SyncContext
+from .current import (
+    Branch,
+    BranchStopped,
+    Outcome,
+    ParallelMode,
+    branch_var,
+    execution_var,
+    in_step_var,
+)
 from .logger import ReplayAwareLogger
 from .step import Step, SyncStep
 
 if TYPE_CHECKING:
     from .client import Stepwise
     from .function import AsyncHandler, Function, SyncHandler
+
+# Event-loop turns without a newly blocked step before the handler counts as settled.
+# Steps started together reach their first new step within a turn or two; nested
+# gathers add a turn per level.
+SETTLE_TURNS = 5
 
 
 class StepInterrupt(BaseException):
@@ -71,6 +96,17 @@ class StepCall:
 
 
 @dataclass(frozen=True, slots=True)
+class _NewStep:
+    """A new step found during this call, waiting for the decision of what to answer."""
+
+    op: GeneratorOp
+    execute: Callable[[], Coroutine[Any, Any, None]] | None
+    """Runs a run-type step's body and records its outcome; ``None`` for other ops."""
+    context: contextvars.Context
+    """The context the step was called in, so its body sees the same context variables."""
+
+
+@dataclass(frozen=True, slots=True)
 class CallResult:
     """The answer to a call request, before HTTP framing (headers are the handler's job)."""
 
@@ -104,7 +140,7 @@ class OutputUnserializableError(NonRetriableError):
 
 
 class Execution:
-    """The state of one call: memos, the step-ID counter, and the ops found so far."""
+    """The state of one call: memos, the step-ID counter, and the new steps found so far."""
 
     def __init__(
         self,
@@ -121,13 +157,25 @@ class Execution:
         self.target_step = target_step
         self.max_attempts = request.max_attempts or function.max_attempts
         self.ops: list[GeneratorOp] = []
+        """Outcomes of steps run during this call (the targeted or immediately run step)."""
         self.retry_at: datetime | None = None
         self.logger = ReplayAwareLogger(logger, self.is_replaying)
+        self.step_tools = Step(self)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_token: anyio.lowlevel.EventLoopToken | None = None
+        """Lets ``def`` handlers (or threads they start) call step tools on this loop."""
         self._memos = request.steps
+        self._completion_order = {step_id: i for i, step_id in enumerate(request.stack)}
         self._counter = StepIdCounter()
         self._consumed: set[str] = set()
+        self._new_steps: dict[str, _NewStep] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._blocked_count = 0
+        self._progress = asyncio.Event()
         self._interrupted = False
         self._target_memoized = False
+        self._target_running = False
+        self._handler_thread_blocked = False
 
     # -- what step tools call -------------------------------------------------------
 
@@ -141,12 +189,21 @@ class Execution:
             raise StepInterrupt
         if not isinstance(user_id, str) or not user_id:
             raise NonRetriableError("a step ID must be a non-empty string")
+        if in_step_var.get():
+            # The body would wait for a step that cannot be planned until the body ends.
+            raise NonRetriableError(f"step {user_id!r} was called inside a step.run body")
         hashed_id, index = self._counter.next_id(user_id)
         memo = self._memos.get(hashed_id, NO_MEMO)
         if memo is not NO_MEMO:
             self._consumed.add(hashed_id)
             if hashed_id == self.target_step:
                 self._target_memoized = True
+            branch = branch_var.get()
+            if branch is not None:
+                # A memo missing from the stack completed after every listed one.
+                position = self._completion_order.get(hashed_id, len(self._completion_order))
+                for owner in branch.lineage():
+                    owner.position = max(owner.position, position)
         return StepCall(user_id=user_id, hashed_id=hashed_id, index=index, memo=memo)
 
     @staticmethod
@@ -168,90 +225,288 @@ class Execution:
                 return memo.get("data")
         return memo
 
-    def ensure_executing(self, call: StepCall, opts: dict[str, Any] | None = None) -> None:
-        """Return if this run-type step is to run now; otherwise plan it and stop."""
-        if self.target_step is not None:
-            if call.hashed_id == self.target_step:
-                return
-        elif not self.request.disable_immediate_execution:
-            return
-        self.report(call, call.op(Opcode.STEP_PLANNED, opts=opts))
+    async def run_or_plan(
+        self,
+        call: StepCall,
+        body: Callable[[], Awaitable[Any]],
+        opts: dict[str, Any] | None = None,
+    ) -> NoReturn:
+        """A new run-type step: run it now if it is the target, else plan it and wait."""
+        if self.target_step is not None and call.hashed_id == self.target_step:
+            self._target_running = True
+            await self._run_step(call, body, opts)
+            self._interrupt()
+        planned = call.op(Opcode.STEP_PLANNED, opts=opts)
+        await self.plan(call, planned, execute=partial(self._run_step, call, body, opts))
 
-    def report(self, call: StepCall, op: GeneratorOp) -> NoReturn:
-        """Hand a new step to the server and stop user code.
+    async def plan(
+        self,
+        call: StepCall,
+        op: GeneratorOp,
+        execute: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> NoReturn:
+        """Register a new step's op and wait until the call has its answer.
 
-        A targeted call may only answer for its target, so other new steps just stop it.
+        A targeted call may only answer for its target, so other new steps register nothing.
         """
+        branch = branch_var.get()
         if self.target_step is None:
-            self.ops.append(op)
-        self._interrupt()
+            if branch is not None and branch.in_race():
+                op = replace(op, opts={**(op.opts or {}), "parallelMode": "race"})
+            self._new_steps[call.hashed_id] = _NewStep(op, execute, contextvars.copy_context())
+            if branch is not None:
+                for owner in branch.lineage():
+                    owner.pending.append(call.hashed_id)
+        await self._wait_for_answer(branch)
 
-    def succeed(self, call: StepCall, output: Any, opts: dict[str, Any] | None = None) -> NoReturn:
+    async def _wait_for_answer(self, branch: Branch | None) -> NoReturn:
+        self._blocked_count += 1
+        self._progress.set()
+        if branch is not None:
+            for owner in branch.lineage():
+                owner.blocked = True
+                if owner.changed is not None:
+                    owner.changed.set()
+            if branch.sequential:
+                raise BranchStopped
+        if not self.function.is_async:
+            # Only the handler's own thread gets here (its parallel branches stop instead).
+            self._handler_thread_blocked = True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter  # resolved only by ``_release``, with StepInterrupt
+        raise StepInterrupt
+
+    async def _run_step(
+        self,
+        call: StepCall,
+        body: Callable[[], Awaitable[Any]],
+        opts: dict[str, Any] | None,
+    ) -> None:
+        token = in_step_var.set(True)
+        try:
+            output = await body()
+        except Exception as exc:
+            self._record_failure(call, exc, opts)
+            return
+        finally:
+            in_step_var.reset(token)
         try:
             dumps(output)
         except TypeError as exc:
-            self.fail(
-                call,
-                OutputUnserializableError(
-                    f"step {call.user_id!r} returned a non-JSON value: {exc}"
-                ),
-                opts,
+            unserializable = OutputUnserializableError(
+                f"step {call.user_id!r} returned a non-JSON value: {exc}"
             )
-        self.ops.append(call.op(Opcode.STEP_RUN, opts=opts, data=output, has_data=True))
-        self._interrupt()
+            self._record_failure(call, unserializable, opts)
+            return
+        self._record(call.op(Opcode.STEP_RUN, opts=opts, data=output, has_data=True))
 
-    def fail(self, call: StepCall, exc: Exception, opts: dict[str, Any] | None = None) -> NoReturn:
+    def _record_failure(self, call: StepCall, exc: Exception, opts: dict[str, Any] | None) -> None:
         final = isinstance(exc, NonRetriableError) or self.request.attempt + 1 >= self.max_attempts
         if isinstance(exc, RetryAfterError) and not final:
             self.retry_at = exc.retry_at
         opcode = Opcode.STEP_FAILED if final else Opcode.STEP_ERROR
-        self.ops.append(call.op(opcode, opts=opts, error=error_to_wire(exc)))
-        self._interrupt()
+        self._record(call.op(opcode, opts=opts, error=error_to_wire(exc)))
+
+    def _record(self, op: GeneratorOp) -> None:
+        self.ops.append(op)
+        self._progress.set()
 
     def _interrupt(self) -> NoReturn:
         self._interrupted = True
         raise StepInterrupt
 
+    # -- parallel branches -------------------------------------------------------------
+
+    async def race(self, branches: Sequence[Callable[[], Awaitable[Any]]]) -> Any:
+        """Run branches as tasks; the first to complete (in the server's order) wins."""
+        parent = branch_var.get()
+        changed = asyncio.Event()
+        states = [Branch(mode="race", parent=parent, changed=changed) for _ in branches]
+        tasks: list[asyncio.Task[Any]] = []
+        for state, branch in zip(states, branches, strict=True):
+            context = contextvars.copy_context()
+            context.run(branch_var.set, state)
+            tasks.append(asyncio.create_task(_await_call(branch), context=context))
+        try:
+            # Until every branch has finished or waits at a new step.
+            while not all(t.done() or s.blocked for t, s in zip(tasks, states, strict=True)):
+                changed.clear()
+                waiter = asyncio.ensure_future(changed.wait())
+                running = [
+                    t for t, s in zip(tasks, states, strict=True) if not (t.done() or s.blocked)
+                ]
+                try:
+                    await asyncio.wait([*running, waiter], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+            finished = [
+                (state, _outcome_of(task))
+                for state, task in zip(states, tasks, strict=True)
+                if task.done()
+            ]
+            winner = await self.conclude("race", finished, [s for s in states if s.blocked])
+        finally:
+            # Losers are abandoned where they stand; their reported steps were withdrawn.
+            for task in tasks:
+                task.cancel()
+                task.add_done_callback(_retrieve)
+        await asyncio.wait(tasks)
+        return winner
+
+    async def conclude(
+        self,
+        mode: ParallelMode,
+        finished: list[tuple[Branch, Outcome]],
+        stopped: list[Branch],
+    ) -> Any:
+        """The result of a parallel group once each branch finished or stopped at a new step.
+
+        ``wait``: every result in order, or wait while any branch waits. ``race``: the
+        finished branch whose memos completed first wins; the steps the others reported
+        are withdrawn, since they no longer matter to the run.
+        """
+        for _, outcome in finished:
+            if outcome.error is not None and not isinstance(outcome.error, Exception):
+                raise outcome.error  # StepInterrupt from a targeted step, cancellation
+        if mode == "race" and finished:
+            _, winner = min(enumerate(finished), key=lambda item: (item[1][0].position, item[0]))[1]
+            for state in stopped:
+                for hashed_id in state.pending:
+                    self._new_steps.pop(hashed_id, None)
+            return winner.unwrap()
+        if stopped:
+            await self._wait_for_answer(branch_var.get())
+        return [outcome.unwrap() for _, outcome in finished]
+
     # -- running the handler ---------------------------------------------------------
 
     async def run(self) -> CallResult:
-        events = self.request.typed_events()
-        run_id, attempt = self.request.run_id, self.request.attempt
-        handler = self.function.handler
+        self.loop = asyncio.get_running_loop()
+        self.loop_token = anyio.lowlevel.current_token()
+        task = self._start_handler()
         try:
-            fields: dict[str, Any] = {
-                "event": events[0],
-                "events": events,
-                "run_id": run_id,
-                "attempt": attempt,
-                "max_attempts": self.max_attempts,
-                "logger": self.logger,
-            }
+            await self._drive(task)
+            return self._result(task)
+        finally:
+            await self._release(task)
+
+    def _start_handler(self) -> asyncio.Task[Any]:
+        events = self.request.typed_events()
+        fields: dict[str, Any] = {
+            "event": events[0],
+            "events": events,
+            "run_id": self.request.run_id,
+            "attempt": self.request.attempt,
+            "max_attempts": self.max_attempts,
+            "logger": self.logger,
+        }
+        handler = self.function.handler
+        token = execution_var.set(self)
+        try:
             if self.function.is_async:
-                ctx = Context(**fields, step=Step(self))
-                output = await cast("AsyncHandler", handler)(ctx)
+                ctx = Context(**fields, step=self.step_tools)
+                return asyncio.create_task(_await_call(partial(cast("AsyncHandler", handler), ctx)))
+            # A def handler may block; run it off the event loop.
+            sync_ctx = SyncContext(**fields, step=SyncStep(self.step_tools))
+            return asyncio.create_task(
+                anyio.to_thread.run_sync(cast("SyncHandler", handler), sync_ctx)
+            )
+        finally:
+            execution_var.reset(token)
+
+    def _busy(self) -> bool:
+        """Work that will end by itself is under way: the target step, or the handler's thread."""
+        thread_running = not self.function.is_async and not self._handler_thread_blocked
+        return self._target_running or thread_running
+
+    async def _drive(self, task: asyncio.Task[Any]) -> None:
+        while True:
+            await self._next_progress(task)
+            if task.done() or self.ops:
+                return
+            if self._busy():
+                continue
+            await self._settle(task)
+            if task.done() or self.ops:
+                return
+            if self._busy():
+                continue
+            await self._maybe_execute_now()
+            return
+
+    async def _next_progress(self, task: asyncio.Task[Any]) -> None:
+        if not self._progress.is_set():
+            waiter = asyncio.ensure_future(self._progress.wait())
+            try:
+                await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        self._progress.clear()
+
+    async def _settle(self, task: asyncio.Task[Any]) -> None:
+        """Let tasks started in the same turn reach their first new step."""
+        quiet, seen = 0, self._blocked_count
+        while quiet < SETTLE_TURNS:
+            await asyncio.sleep(0)
+            if task.done() or self.ops or self._busy():
+                return
+            if self._blocked_count != seen:
+                quiet, seen = 0, self._blocked_count
             else:
-                # A def handler may block; run it off the event loop.
-                sync_ctx = SyncContext(**fields, step=SyncStep(self))
-                output = await anyio.to_thread.run_sync(cast("SyncHandler", handler), sync_ctx)
-        except StepInterrupt:
+                quiet += 1
+        self._progress.clear()
+
+    async def _maybe_execute_now(self) -> None:
+        """Immediate execution: the only new step is a run-type one, and the server allows it."""
+        if self.target_step is not None or self.request.disable_immediate_execution:
+            return
+        if len(self._new_steps) != 1:
+            return
+        (new_step,) = self._new_steps.values()
+        if new_step.execute is None:
+            return
+        self._new_steps.clear()
+        await asyncio.create_task(new_step.execute(), context=new_step.context)
+
+    async def _release(self, task: asyncio.Task[Any]) -> None:
+        """Stop user code still waiting at steps, and wait for the handler to end."""
+        self._interrupted = True
+        if not task.done() and self.function.is_async:
+            task.cancel()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(StepInterrupt())
+        if not task.done():
+            await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as lost
+
+    def _result(self, task: asyncio.Task[Any]) -> CallResult:
+        if not task.done() or task.cancelled():
             return self._ops_result()
-        except Exception as exc:
-            if self.ops:
+        exc = task.exception()
+        if exc is None:
+            if self.ops or self._new_steps or self.target_step is not None:
+                return self._ops_result()
+            try:
+                body = dumps(task.result())
+            except TypeError as error:
+                return self._function_error(
+                    OutputUnserializableError(f"the function returned a non-JSON value: {error}")
+                )
+            return CallResult(status=200, body=body)
+        if isinstance(exc, Exception):
+            if self.ops or self._new_steps:
                 return self._ops_result()
             return self._function_error(exc)
-        if self.ops or self.target_step is not None:
+        if isinstance(exc, StepInterrupt | BranchStopped):
             return self._ops_result()
-        try:
-            body = dumps(output)
-        except TypeError as exc:
-            return self._function_error(
-                OutputUnserializableError(f"the function returned a non-JSON value: {exc}")
-            )
-        return CallResult(status=200, body=body)
+        raise exc
 
     def _ops_result(self) -> CallResult:
-        if not self.ops and self.target_step is not None and not self._target_memoized:
+        ops = self.ops or [new_step.op for new_step in self._new_steps.values()]
+        if not ops and self.target_step is not None and not self._target_memoized:
             error = {
                 "name": "StepNotFoundError",
                 "message": f"step {self.target_step} was not reached by this run",
@@ -259,7 +514,7 @@ class Execution:
             }
             return CallResult(status=500, body=dumps(error))
         # An empty list (a targeted step already memoized) is the protocol's "nothing to do".
-        body = dumps([op.to_wire() for op in self.ops])
+        body = dumps([op.to_wire() for op in ops])
         return CallResult(status=206, body=body, retry_at=self.retry_at)
 
     def _function_error(self, exc: Exception) -> CallResult:
@@ -278,3 +533,19 @@ class Execution:
         else:
             error["code"] = "function_errored"
         return CallResult(status=500, body=dumps(error), no_retry=no_retry, retry_at=retry_at)
+
+
+async def _await_call(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return await fn()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # so asyncio does not log an abandoned branch's error as lost
+
+
+def _outcome_of(task: asyncio.Task[Any]) -> Outcome:
+    if task.cancelled():
+        return Outcome(error=asyncio.CancelledError())
+    error = task.exception()
+    return Outcome(error=error) if error is not None else Outcome(value=task.result())

@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 
 from ..errors import ConfigError
 from ..protocol import DEFAULT_RETRIES, MAX_RETRIES
-from .triggers import Trigger
+from .options import CancelOn, Timeouts
+from .triggers import Trigger, TriggerEvent
 
 if TYPE_CHECKING:
     from .context import Context, SyncContext
@@ -19,7 +20,8 @@ AsyncHandler = Callable[["Context"], Awaitable[Any]]
 SyncHandler = Callable[["SyncContext"], Any]
 
 # Flow-control options travel in the function config under these keys. Each is None
-# until ``create_function`` learns to accept it; the builder already emits any that is set.
+# until ``create_function`` learns to accept it; the builder already emits any that is set
+# (objects with a ``to_wire`` method, or tuples of them, are converted on the way).
 _FLOW_CONTROL_WIRE_KEYS = {
     "concurrency": "concurrency",
     "throttle": "throttle",
@@ -49,8 +51,8 @@ class FunctionOptions:
     priority: Any = None
     singleton: Any = None
     idempotency: Any = None
-    cancel_on: Any = None
-    timeouts: Any = None
+    cancel_on: tuple[CancelOn, ...] | None = None
+    timeouts: Timeouts | None = None
 
     def __post_init__(self) -> None:
         if self.retries is not None and not (0 <= self.retries <= MAX_RETRIES):
@@ -68,14 +70,21 @@ class Function:
         triggers: tuple[Trigger, ...],
         options: FunctionOptions,
         handler: AsyncHandler | SyncHandler,
+        on_failure: AsyncHandler | SyncHandler | None = None,
     ) -> None:
         if not fn_id:
             raise ConfigError("fn_id must not be empty")
+        if not callable(handler):
+            raise ConfigError(f"a function handler must be callable, not {handler!r}")
         self.app_id = app_id
         self.fn_id = fn_id
         self.triggers = triggers
         self.options = options
         self.handler = handler
+        self.on_failure: Function | None = None
+        """The failure handler, served as a function of its own (see ``failure_function``)."""
+        if on_failure is not None:
+            self.on_failure = failure_function(self, on_failure)
         # Callable objects count too: an ``async def __call__`` must be awaited, not threaded.
         call_method = None if inspect.isfunction(handler) else type(handler).__call__
         self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
@@ -117,8 +126,40 @@ class Function:
             wire_key = _FLOW_CONTROL_WIRE_KEYS.get(option.name)
             value = getattr(self.options, option.name)
             if wire_key is not None and value is not None:
-                config[wire_key] = value
+                config[wire_key] = _to_wire(value)
         return config
 
     def __repr__(self) -> str:
         return f"Function(id={self.id!r})"
+
+
+FUNCTION_FAILED_EVENT = "inngest/function.failed"
+
+
+def failure_function(function: Function, handler: AsyncHandler | SyncHandler) -> Function:
+    """``on_failure`` as the server sees it: a function triggered by this one's failure event.
+
+    Its ID is ``<composite id>-failure`` and it is not retried (reference §2.2 item 4); the
+    handler's ``ctx.event`` is the ``inngest/function.failed`` event, whose ``data.event`` is
+    the original event and ``data.error`` the error.
+    """
+    if not callable(handler):
+        raise ConfigError(f"on_failure must be callable, not {handler!r}")
+    trigger = TriggerEvent(
+        event=FUNCTION_FAILED_EVENT,
+        expression=f"event.data.function_id == '{function.id}'",
+    )
+    return Function(
+        app_id=function.app_id,
+        fn_id=f"{function.fn_id}-failure",
+        triggers=(trigger,),
+        options=FunctionOptions(name=f"{function.name} (failure)", retries=0),
+        handler=handler,
+    )
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_to_wire(item) for item in value]
+    to_wire = getattr(value, "to_wire", None)
+    return to_wire() if callable(to_wire) else value

@@ -71,9 +71,13 @@ class ServeHandler:
         for fn in functions:
             if fn.app_id != client.app_id:
                 raise ConfigError(f"{fn!r} belongs to app {fn.app_id!r}, not {client.app_id!r}")
-            if fn.id in by_id:
-                raise ConfigError(f"two functions share the ID {fn.id!r}")
-            by_id[fn.id] = fn
+            # An on_failure handler is a function of its own: synced and called by its ID.
+            for served in (fn, fn.on_failure):
+                if served is None:
+                    continue
+                if served.id in by_id:
+                    raise ConfigError(f"two functions share the ID {served.id!r}")
+                by_id[served.id] = served
         self.client = client
         self.functions = by_id
         self.framework = framework

@@ -28,8 +28,12 @@ def call_body(
     event: dict[str, Any] | None = None,
     disable_immediate_execution: bool = False,
     use_api: bool = False,
+    stack: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A call body shaped like the reference server's (protocol reference §2.3)."""
+    """A call body shaped like the reference server's (protocol reference §2.3).
+
+    ``stack`` is the completion order of the memoized steps (default: the order of ``steps``).
+    """
     ev = event or {
         "name": "user/signup",
         "data": {"email": "a@example.com"},
@@ -48,7 +52,7 @@ def call_body(
             "step_id": "step",
             "attempt": attempt,
             "max_attempts": max_attempts,
-            "stack": {"stack": list(memos), "current": len(memos)},
+            "stack": {"stack": list(memos) if stack is None else stack, "current": len(memos)},
             "disable_immediate_execution": disable_immediate_execution,
             "use_api": use_api,
         },

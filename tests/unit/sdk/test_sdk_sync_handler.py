@@ -112,3 +112,44 @@ async def test_logger_is_silent_while_replaying(caplog: pytest.LogCaptureFixture
         caplog.clear()
         await app.call(chatty, call_body(steps={h("a"): {"data": 1}, h("b"): {"data": 2}}))
         assert [r.getMessage() for r in caplog.records] == ["after b"]
+
+
+async def test_def_handler_threads_may_call_step_tools() -> None:
+    client = dev_client()
+
+    @client.create_function(fn_id="own-thread", trigger=stepwise.TriggerEvent(event="x"))
+    def own_thread(ctx: stepwise.SyncContext) -> Any:
+        results: list[Any] = []
+        worker = threading.Thread(target=lambda: results.append(ctx.step.run("a", lambda: 1)))
+        worker.start()
+        worker.join()
+        return results
+
+    async with App(client, [own_thread]) as app:
+        done = await app.call(own_thread, call_body(steps={h("a"): {"data": 1}}))
+    assert loads(done.content) == [1]
+
+
+async def test_waiting_steps_are_released_so_finally_blocks_run() -> None:
+    client = dev_client()
+    cleaned: list[str] = []
+
+    @client.create_function(fn_id="cleanup", trigger=stepwise.TriggerEvent(event="x"))
+    def cleanup(ctx: stepwise.SyncContext) -> None:
+        try:
+            ctx.step.sleep("nap", 60)
+        finally:
+            cleaned.append("sync")
+
+    @client.create_function(fn_id="cleanup-async", trigger=stepwise.TriggerEvent(event="x"))
+    async def cleanup_async(ctx: stepwise.Context) -> None:
+        try:
+            await ctx.step.wait_for_event("w", event="e", timeout=60)
+        finally:
+            cleaned.append("async")
+
+    async with App(client, [cleanup, cleanup_async]) as app:
+        first = ops(await app.call(cleanup, call_body()))
+        second = ops(await app.call(cleanup_async, call_body()))
+    assert [first[0]["op"], second[0]["op"]] == ["Sleep", "WaitForEvent"]
+    assert sorted(cleaned) == ["async", "sync"]

@@ -151,7 +151,8 @@ class Driver:
         async with self._client().request(method, url, data=data, headers=headers) as response:
             text = (await response.read()).decode("utf-8", "replace")
             joined: dict[str, str] = {}
-            for key, value in response.headers.items():
+            for raw_key, value in response.headers.items():
+                key = str(raw_key).lower()  # aiohttp's keys are a str subclass that orjson refuses
                 joined[key] = f"{joined[key]},{value}" if key in joined else value
             return {
                 "url": str(response.url),

@@ -46,7 +46,9 @@ PAUSE_COLUMNS = (
 )
 
 
-CANCELLATION_COLUMNS = "id, app_id, function_slug, started_before, created_at, started_after, expression, cancelled_runs, done"
+CANCELLATION_COLUMNS = (
+    "id, app_id, function_slug, started_before, created_at, started_after, expression"
+)
 
 
 JOB_COLUMNS = "id, run_id, kind, step_id, attempt, run_at, lease, key, payload"
