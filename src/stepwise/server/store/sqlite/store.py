@@ -438,10 +438,17 @@ class SqliteStore:
         """
 
         def op(conn: sqlite3.Connection) -> list[Pause]:
+            # The distinct index paths of this event name, one index seek each: a plain
+            # DISTINCT would walk every pause of the name.
             paths = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT DISTINCT index_path FROM pauses WHERE event_name = ? AND index_path IS NOT NULL",
+                    "WITH RECURSIVE p(path) AS ("
+                    " SELECT min(index_path) FROM pauses WHERE event_name = ?1 AND index_path IS NOT NULL"
+                    " UNION ALL"
+                    " SELECT (SELECT min(index_path) FROM pauses WHERE event_name = ?1 AND index_path > p.path)"
+                    " FROM p WHERE p.path IS NOT NULL"
+                    ") SELECT path FROM p WHERE path IS NOT NULL",
                     (event_name,),
                 )
             ]
