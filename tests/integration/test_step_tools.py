@@ -366,7 +366,10 @@ def test_fetch_is_made_by_the_server(stack: Stack, mode: str) -> None:
     chaos.join()
     run = finished(stack, event_id)
     assert run["status"] == "Completed", stack.logs()
-    assert run["output"] == {"status": 200, "body": {"status": "ok"}}
+    assert run["output"] == {"status": 200, "body": {"status": "ok"}, "drop_in": 200}
+    history = stack.server.http.get(f"/v1/runs/{run['run_id']}/history").json()["data"]
+    fetched = [h["name"] for h in history if h["kind"] == "StepCompleted"]
+    assert fetched == ["get-health", f"fetch:GET {stack.server.url}/health"]
 
 
 def test_a_sync_function_using_every_tool(stack: Stack, mode: str) -> None:
@@ -375,6 +378,15 @@ def test_a_sync_function_using_every_tool(stack: Stack, mode: str) -> None:
     event_id = send(stack, "tools/sync", {"token": f"T-{mode}"})
     wait_until(lambda: pauses(stack, "wait") >= 1, timeout=30, what="the sync function's wait")
     send(stack, "tools/sync.go", {"token": f"T-{mode}", "extra": True})
+    wait_until(
+        lambda: pauses(stack, "signal") >= 1, timeout=30, what="the sync function's signal wait"
+    )
+    signal = {"signal": f"sync-T-{mode}", "data": "go"}
+    wait_until(
+        lambda: stack.server.http.post("/v1/signals", json=signal).status_code == 200,
+        timeout=30,
+        what="signal",
+    )
     chaos.join()
     run = finished(stack, event_id)
     assert run["status"] == "Completed", stack.logs()
@@ -383,6 +395,7 @@ def test_a_sync_function_using_every_tool(stack: Stack, mode: str) -> None:
         "pair": [2, 3],
         "sent": 1,
         "waited": {"token": f"T-{mode}", "extra": True},
+        "signalled": {"signal": f"sync-T-{mode}", "data": "go"},
         "invoked": 10,
         "fetched": 200,
     }

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -156,12 +157,16 @@ async def signalled(ctx: stepwise.Context) -> Any:
 def sync_tools(ctx: stepwise.SyncContext) -> dict[str, Any]:
     a = ctx.step.run("a", lambda: record(ctx, "a") or 1)
     ctx.step.sleep("nap", "1s")
+    ctx.step.sleep_until("nap-until", datetime.now(UTC) + timedelta(seconds=1))
     pair = ctx.step.parallel(
         [lambda: ctx.step.run("b", lambda: 2), lambda: ctx.step.run("c", lambda: 3)]
     )
     ids = ctx.step.send_event("emit", stepwise.Event(name="tools/sync.emitted", data={"a": a}))
     waited = ctx.step.wait_for_event(
         "wait", event="tools/sync.go", timeout="20s", match="data.token"
+    )
+    signalled = ctx.step.wait_for_signal(
+        "signal", signal=f"sync-{ctx.event.data['token']}", timeout="20s"
     )
     invoked = ctx.step.invoke("invoke", function=child, data={"n": 5})
     fetched = ctx.step.fetch("fetch", FETCH_TARGET)
@@ -170,6 +175,7 @@ def sync_tools(ctx: stepwise.SyncContext) -> dict[str, Any]:
         "pair": pair,
         "sent": len(ids),
         "waited": waited.data if waited else None,
+        "signalled": signalled,
         "invoked": invoked,
         "fetched": fetched.status_code,
     }
@@ -178,7 +184,13 @@ def sync_tools(ctx: stepwise.SyncContext) -> dict[str, Any]:
 @client.create_function(fn_id="fetcher", trigger=stepwise.TriggerEvent(event="tools/fetch"))
 async def fetcher(ctx: stepwise.Context) -> dict[str, Any]:
     response = await ctx.step.fetch("get-health", FETCH_TARGET)
-    return {"status": response.status_code, "body": response.json()}
+    # The drop-in: inside a function (outside a step) it is a durable step.fetch too.
+    dropped_in = await stepwise.fetch(FETCH_TARGET)
+    return {
+        "status": response.status_code,
+        "body": response.json(),
+        "drop_in": dropped_in.status_code,
+    }
 
 
 FUNCTIONS = [
