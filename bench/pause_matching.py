@@ -18,18 +18,15 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
+from _stack import bench_stack, wait_for
 
 from stepwise.server import expr
 from stepwise.server.engine import pauses
@@ -37,25 +34,6 @@ from stepwise.server.store.records import EventRecord
 from stepwise.server.store.sqlite.store import SqliteStore
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for(check: Any, timeout: float, what: str, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, sqlite3.Error):
-            pass
-        time.sleep(interval)
-    raise TimeoutError(what)
 
 
 def count(db: Path, sql: str) -> int:
@@ -114,42 +92,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="stepwise-bench-pauses-"))
-    server_port, app_port = free_port(), free_port()
-    url = f"http://127.0.0.1:{server_port}"
-    db = tmp / "pauses.db"
-    env = {**os.environ, "PORT": str(app_port), "INNGEST_DEV": url, "PYTHONUNBUFFERED": "1"}
-    logs = [open(tmp / f"{n}.log", "wb") for n in ("server", "app")]  # noqa: SIM115
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stepwise",
-            "dev",
-            "--port",
-            str(server_port),
-            "--sqlite-path",
-            str(db),
-            "--no-discovery",
-            "--no-poll",
-            "--log-level",
-            "warning",
-            "-u",
-            f"http://127.0.0.1:{app_port}/api/inngest",
-        ],
-        env=env,
-        stdout=logs[0],
-        stderr=subprocess.STDOUT,
-    )
-    app = subprocess.Popen(
-        [sys.executable, str(HERE / "apps" / "stepwise_waiter.py")],
-        env=env,
-        stdout=logs[1],
-        stderr=subprocess.STDOUT,
-    )
-    http = httpx.Client(base_url=url, timeout=60)
-    try:
-        wait_for(lambda: http.get("/health").status_code == 200, 30, "server")
-        wait_for(lambda: http.get("/dev").json()["functions"], 30, "app sync")
+    with bench_stack(tmp, "pauses", HERE / "apps" / "stepwise_waiter.py") as stack:
+        db, http = stack.db, stack.http
         print(f"starting {args.waiting} waiting runs ...", flush=True)
         start = time.perf_counter()
         for offset in range(0, args.waiting, 1000):
@@ -165,13 +109,10 @@ def main() -> int:
             1.0,
         )
         setup_s = time.perf_counter() - start
-        size = db.stat().st_size + (
-            db.with_name(db.name + "-wal").stat().st_size
-            if db.with_name(db.name + "-wal").exists()
-            else 0
-        )
+        wal = db.with_name(db.name + "-wal")
+        size = db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
         server_rss_kb = int(
-            Path(f"/proc/{server.pid}/status").read_text().split("VmRSS:")[1].split()[0]
+            Path(f"/proc/{stack.server_pid}/status").read_text().split("VmRSS:")[1].split()[0]
         )
         print(
             f"  {args.waiting} runs waiting after {setup_s:.1f}s; measuring lookups ...", flush=True
@@ -191,20 +132,12 @@ def main() -> int:
             ),
             1800,
             "resumes",
-            0.05,
         )
         resume_s = time.perf_counter() - start
         wrong = count(
             db,
             f"SELECT count(*) FROM runs WHERE status = 'Completed' AND json_extract(output, '$') >= {args.resume}",
         )
-    finally:
-        http.close()
-        for proc in (app, server):
-            proc.terminate()
-            proc.wait(timeout=30)
-        for log in logs:
-            log.close()
     result = {
         "waiting_runs": args.waiting,
         "setup_s": round(setup_s, 1),

@@ -14,9 +14,7 @@ import argparse
 import json
 import os
 import platform
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,32 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+from _stack import bench_stack, wait_for
 
 HERE = Path(__file__).resolve().parent
 APPS = {
     "stepwise-sdk": HERE / "apps" / "stepwise_three.py",
     "inngest-py-sdk": HERE / "apps" / "inngest_three.py",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -59,50 +38,16 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def run_scenario(sdk: str, events: int, batch: int, workers: int, workdir: Path) -> dict[str, Any]:
-    server_port, app_port = free_port(), free_port()
-    server_url = f"http://127.0.0.1:{server_port}"
-    db = workdir / f"{sdk}.db"
-    env = {**os.environ, "PORT": str(app_port), "INNGEST_DEV": server_url, "PYTHONUNBUFFERED": "1"}
-    logs = [open(workdir / f"{sdk}-{name}.log", "wb") for name in ("server", "app")]  # noqa: SIM115
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stepwise",
-            "dev",
-            "--port",
-            str(server_port),
-            "--sqlite-path",
-            str(db),
-            "--no-discovery",
-            "--no-poll",
-            "--queue-workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "-u",
-            f"http://127.0.0.1:{app_port}/api/inngest",
-        ],
-        env=env,
-        stdout=logs[0],
-        stderr=subprocess.STDOUT,
-    )
-    app = subprocess.Popen(
-        [sys.executable, str(APPS[sdk])], env=env, stdout=logs[1], stderr=subprocess.STDOUT
-    )
-    http = httpx.Client(base_url=server_url, timeout=30)
-    try:
-        wait_for(lambda: http.get("/health").status_code == 200, 30, "server")
-        wait_for(lambda: http.get("/dev").json()["functions"], 30, "app sync")
+    with bench_stack(workdir, sdk, APPS[sdk], workers=workers) as stack:
         started = time.perf_counter()
         for offset in range(0, events, batch):
             body = [
                 {"name": "bench/three", "data": {"i": i}}
                 for i in range(offset, min(events, offset + batch))
             ]
-            http.post("/e/bench", json=body).raise_for_status()
+            stack.http.post("/e/bench", json=body).raise_for_status()
         sent = time.perf_counter() - started
-        reader = sqlite3.connect(db)
+        reader = sqlite3.connect(stack.db)
 
         def finished() -> bool:
             row = reader.execute(
@@ -115,13 +60,6 @@ def run_scenario(sdk: str, events: int, batch: int, workers: int, workdir: Path)
             "SELECT r.status, e.received_at, r.ended_at FROM runs r JOIN events e ON e.internal_id = r.event_id"
         ).fetchall()
         reader.close()
-    finally:
-        http.close()
-        for proc in (app, server):
-            proc.terminate()
-            proc.wait(timeout=20)
-        for log in logs:
-            log.close()
     completed = [r for r in rows if r[0] == "Completed"]
     latencies = [(ended - received) for _, received, ended in completed]
     first = min(r[1] for r in rows)
