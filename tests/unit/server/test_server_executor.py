@@ -6,6 +6,7 @@ memo shapes), §8 (function.finished / function.failed) and §11 (retries and ba
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +26,8 @@ from server_support import (
 
 from stepwise.protocol import RUN_COMPLETE_ID, WireError, to_iso
 from stepwise.protocol import events as ev
-from stepwise.server.engine.executor import MAX_SLEEP, Executor, next_cron_ms
+from stepwise.server.engine.driver import USE_API_BYTES, build_call_body
+from stepwise.server.engine.executor import MAX_RUN_STATE, MAX_SLEEP, Executor, next_cron_ms
 from stepwise.server.store.records import (
     EventRecord,
     HistoryEntry,
@@ -830,3 +832,27 @@ def test_a_run_started_by_a_finish_event_reports_no_finish_of_its_own(trigger: s
     )
     assert failed.run_update is not None and failed.run_update.status is RunStatus.FAILED
     assert failed.ingest is None
+
+
+async def test_a_run_whose_state_passed_32_mb_fails_without_calling_the_app() -> None:
+    # The driver is never called (it would raise): the limit is checked first.
+    executor, _ = make_executor(function_record())
+    big = dataclasses.replace(run_state(), state_bytes=MAX_RUN_STATE + 1)
+    t = await executor.execute(job(), big)
+    assert t.run_update is not None and t.run_update.status is RunStatus.FAILED
+    assert t.run_update.error is not None
+    assert t.run_update.error["name"] == "StateTooLargeError"
+    assert t.clear_run_jobs
+
+
+def test_state_over_4_mb_is_sent_by_reference() -> None:
+    body = build_call_body(
+        dataclasses.replace(run_state(), state_bytes=USE_API_BYTES + 1),
+        step_id="step",
+        attempt=0,
+        max_attempts=5,
+        force_step_plan=False,
+    )
+    assert body["use_api"] is True and body["ctx"]["use_api"] is True
+    assert body["events"] == [] and body["steps"] == {}
+    assert body["event"]["name"] == "app/user.created"  # the trigger is always sent
