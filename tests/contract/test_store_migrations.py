@@ -29,6 +29,8 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "force_step_plan",
         "cron",
         "correlation_id",
+        "skip_reason",
+        "singleton_key",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
     "jobs": ["id", "key", "run_id", "kind", "step_id", "attempt", "run_at", "lease", "payload"],
@@ -49,6 +51,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "created_at",
         "data",
     ],
+    "rate_limits": ["key", "tat"],
     "cancellations": [
         "id",
         "app_id",
@@ -59,7 +62,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "created_at",
     ],
 }
-EXPECTED_VERSIONS = [1, 2, 3]
+EXPECTED_VERSIONS = [1, 2, 3, 4]
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

@@ -92,6 +92,7 @@ def validate_function(raw: object, index: int) -> dict[str, Any]:
         else:
             raise _bad(f"{t_where} needs an 'event' or a 'cron'", "invalid_trigger")
     _validate_cancel_and_timeouts(raw, fn_id)
+    _validate_flow_control(raw, fn_id)
     steps = raw.get("steps")
     if not isinstance(steps, dict) or not steps:
         raise _bad(f"function {fn_id!r} has no steps", "invalid_function")
@@ -155,6 +156,54 @@ def _validate_cancel_and_timeouts(raw: dict[str, Any], fn_id: str) -> None:
             raise _bad(f"function {fn_id!r}: timeouts must be an object", "invalid_timeouts")
         for key in ("start", "finish"):
             _duration(timeouts.get(key), f"function {fn_id!r} timeouts.{key}", "invalid_timeouts")
+
+
+def _expression(value: object, where: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise _bad(f"{where} must be a CEL expression string", "invalid_expression")
+    try:
+        check(value)
+    except ExpressionError as exc:
+        raise _bad(f"{where}: {exc}", "invalid_expression") from exc
+
+
+def _validate_flow_control(raw: dict[str, Any], fn_id: str) -> None:
+    """The options decided when a run is created; the reference's types and bounds."""
+    where = f"function {fn_id!r}"
+    _expression(raw.get("idempotency"), f"{where} idempotency")
+    rate = raw.get("rateLimit")
+    if rate is not None:
+        limit = rate.get("limit") if isinstance(rate, dict) else None
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise _bad(
+                f"{where} rateLimit.limit must be an integer of at least 1", "invalid_rate_limit"
+            )
+        _duration(rate.get("period"), f"{where} rateLimit.period", "invalid_rate_limit")
+        if (
+            not isinstance(rate.get("period"), str)
+            or parse_duration(rate["period"]).total_seconds() > 86400
+        ):
+            raise _bad(
+                f"{where} rateLimit.period must be a duration of at most 24h", "invalid_rate_limit"
+            )
+        _expression(rate.get("key"), f"{where} rateLimit.key")
+    singleton = raw.get("singleton")
+    if singleton is not None:
+        if not isinstance(singleton, dict) or singleton.get("mode", "skip") not in (
+            "skip",
+            "cancel",
+        ):
+            raise _bad(f"{where} singleton.mode must be 'skip' or 'cancel'", "invalid_singleton")
+        _expression(singleton.get("key"), f"{where} singleton.key")
+    priority = raw.get("priority")
+    if priority is not None:
+        if not isinstance(priority, dict):
+            raise _bad(
+                f"{where} priority must be an object with a 'run' expression", "invalid_priority"
+            )
+        _expression(priority.get("run"), f"{where} priority.run")
 
 
 async def register(request: Request) -> Response:

@@ -70,6 +70,8 @@ def run_json(r: RunRecord) -> dict[str, Any]:
     }
     if r.status.terminal:
         out["output"] = r.output
+    if r.skip_reason is not None:
+        out["skip_reason"] = r.skip_reason
     return out
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from ...protocol import DurationError, new_ulid, parse_duration
 from .. import expr
-from ..store.records import EventRecord, Ingest, JobKind, NewJob, NewRun
+from ..store.records import EventRecord, Ingest, JobKind, NewJob, NewRun, RateLimit
 from .pauses import cancel_pauses
 from .registry import FunctionSpec, Registry
 
@@ -72,19 +74,23 @@ class Scheduler:
                         payload={"which": "start", "timeout": start},
                     )
                 )
+        flow = _flow_control(spec, event.to_wire(), now)
         return NewRun(
             id=run_id,
             function_id=spec.id,
             function_slug=spec.slug,
             event_ids=(event.internal_id,),
-            # The user's event id is the run's idempotency key; without one, the
+            # The function's idempotency expression, else the user's event id, else the
             # internal id (stable across a retried send with the same seed).
-            idempotency_key=idempotency_key or event.id,
+            idempotency_key=idempotency_key or flow.idempotency_key or event.id,
             created_at=now,
             cron=cron,
             correlation_id=correlation_id,
             pauses=tuple(pauses),
             jobs=tuple(jobs),
+            rate_limit=flow.rate_limit,
+            singleton_key=flow.singleton_key,
+            start_at=flow.start_at,
         )
 
     def _expression_matches(self, spec: FunctionSpec, expression: str, event: EventRecord) -> bool:
@@ -95,3 +101,69 @@ class Scheduler:
                 "trigger expression of %s failed on event %s: %s", spec.slug, event.internal_id, exc
             )
             return False
+
+
+# Priority factors are clamped to 12 hours either way, as the reference does.
+MAX_PRIORITY_S = 12 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class _Flow:
+    idempotency_key: str | None = None
+    rate_limit: RateLimit | None = None
+    singleton_key: str | None = None
+    start_at: int | None = None
+
+
+def _key(spec: FunctionSpec, source: object, event: dict[str, Any]) -> str | None:
+    """A key expression's value as an index string; "" without an expression; None = no key."""
+    if not isinstance(source, str) or not source:
+        return ""
+    try:
+        value = expr.evaluate(source, {"event": event})
+    except expr.ExpressionError as exc:
+        log.warning("key expression of %s failed, using the function-wide key: %s", spec.slug, exc)
+        return ""
+    if value is False:
+        return None  # the reference: a key that evaluates to false opts the event out
+    return expr.index_value(value)
+
+
+def _flow_control(spec: FunctionSpec, event: dict[str, Any], now: int) -> _Flow:
+    config = spec.record.config
+    idempotency_key = None
+    idempotency = config.get("idempotency")
+    if isinstance(idempotency, str) and idempotency:
+        value = _key(spec, idempotency, event)
+        if value is not None:
+            idempotency_key = f"idempotency:{value}"
+    rate_limit = None
+    rate = config.get("rateLimit")
+    if (
+        isinstance(rate, dict)
+        and isinstance(rate.get("limit"), int)
+        and isinstance(rate.get("period"), str)
+    ):
+        key = _key(spec, rate.get("key"), event)
+        try:
+            period_ms = int(parse_duration(rate["period"]).total_seconds() * 1000)
+        except DurationError:
+            period_ms = 0
+        if key is not None and rate["limit"] >= 1 and period_ms > 0:
+            rate_limit = RateLimit(key=f"{spec.id}:{key}", limit=rate["limit"], period_ms=period_ms)
+    singleton_key = None
+    singleton = config.get("singleton")
+    if isinstance(singleton, dict) and singleton.get("mode", "skip") == "skip":
+        singleton_key = _key(spec, singleton.get("key"), event)
+    start_at = None
+    priority = config.get("priority")
+    if isinstance(priority, dict) and isinstance(priority.get("run"), str):
+        try:
+            factor = expr.evaluate(priority["run"], {"event": event})
+        except expr.ExpressionError as exc:
+            log.warning("priority expression of %s failed: %s", spec.slug, exc)
+            factor = 0
+        if isinstance(factor, int | float) and not isinstance(factor, bool):
+            # A higher factor makes the run due earlier, so it starts ahead of the backlog.
+            start_at = now - int(max(-MAX_PRIORITY_S, min(MAX_PRIORITY_S, factor)) * 1000)
+    return _Flow(idempotency_key, rate_limit, singleton_key, start_at)

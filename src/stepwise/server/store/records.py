@@ -143,6 +143,15 @@ class Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` runs per ``period_ms`` for ``key`` (GCRA); over it, the run is skipped."""
+
+    key: str
+    limit: int
+    period_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """A run to create with its first job, unless ``idempotency_key`` was seen in 24 h.
 
@@ -159,6 +168,11 @@ class NewRun:
     correlation_id: str | None = None  # set on runs started by an invoke
     pauses: tuple[NewPause, ...] = ()
     jobs: tuple[NewJob, ...] = ()
+    # Flow control, checked atomically with the run's creation:
+    skip_reason: str | None = None  # decided before the store (e.g. a key that failed)
+    rate_limit: RateLimit | None = None
+    singleton_key: str | None = None  # skip the run while one with this key is active
+    start_at: int | None = None  # the first job's due time (priority shifts it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +191,7 @@ class RunRecord:
     force_step_plan: bool
     cron: str | None
     correlation_id: str | None = None
+    skip_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

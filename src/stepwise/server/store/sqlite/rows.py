@@ -34,7 +34,8 @@ def load(blob: bytes | str | None) -> Any:
 
 RUN_COLUMNS = (
     "id, function_id, function_slug, event_ids, status, created_at, started_at, ended_at,"
-    " output, error, request_version, force_step_plan, cron, correlation_id"
+    " output, error, request_version, force_step_plan, cron, correlation_id,"
+    " skip_reason"
 )
 
 
@@ -70,6 +71,7 @@ def run_from_row(row: tuple[Any, ...]) -> RunRecord:
         force_step_plan=bool(row[11]),
         cron=row[12],
         correlation_id=row[13],
+        skip_reason=row[14],
     )
 
 

@@ -10,6 +10,7 @@ import secrets
 import sqlite3
 from typing import Any
 
+from ...flow import gcra
 from ..records import (
     EventRecord,
     HistoryEntry,
@@ -19,6 +20,7 @@ from ..records import (
     LeaseLost,
     NewJob,
     NewPause,
+    NewRun,
     RunChange,
     RunStatus,
     RunUpdate,
@@ -117,28 +119,58 @@ def apply_ingest(conn: sqlite3.Connection, batch: Ingest) -> list[str]:
         )
         if cur.rowcount == 0:
             continue  # the same function already ran for this key within 24 h
+        skip = run.skip_reason or _flow_skip(conn, run)
         conn.execute(
             "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
-            " created_at, cron, correlation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, ended_at, cron, correlation_id, skip_reason, singleton_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.id,
                 run.function_id,
                 run.function_slug,
                 run.event_ids[0],
                 dump(list(run.event_ids)),
-                RunStatus.SCHEDULED.value,
+                (RunStatus.SKIPPED if skip else RunStatus.SCHEDULED).value,
                 run.created_at,
+                run.created_at if skip else None,
                 run.cron,
                 run.correlation_id,
+                skip,
+                run.singleton_key,
             ),
         )
-        insert_job(conn, NewJob(run_id=run.id, kind=JobKind.CALL, run_at=run.created_at))
+        if skip:
+            continue  # visible through the API with its reason; it never runs
+        start = run.start_at if run.start_at is not None else run.created_at
+        insert_job(conn, NewJob(run_id=run.id, kind=JobKind.CALL, run_at=start))
         for job in run.jobs:
             insert_job(conn, job)
         for pause in run.pauses:
             insert_pause(conn, pause)
         created.append(run.id)
     return created
+
+
+def _flow_skip(conn: sqlite3.Connection, run: NewRun) -> str | None:
+    """Why a new run may not start (rate limit, singleton), or None. Consumes a rate slot."""
+    if run.singleton_key is not None:
+        active = conn.execute(
+            "SELECT 1 FROM runs WHERE function_id = ? AND singleton_key = ? AND status IN (?, ?) LIMIT 1",
+            (run.function_id, run.singleton_key, *ACTIVE),
+        ).fetchone()
+        if active is not None:
+            return "singleton"
+    if run.rate_limit is not None:
+        limit = run.rate_limit
+        row = conn.execute("SELECT tat FROM rate_limits WHERE key = ?", (limit.key,)).fetchone()
+        tat = gcra.allow(row[0] if row else None, run.created_at, limit.limit, limit.period_ms)
+        if tat is None:
+            return "rate_limited"
+        conn.execute(
+            "INSERT INTO rate_limits (key, tat) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET tat = excluded.tat",
+            (limit.key, tat),
+        )
+    return None
 
 
 def queue_pause_matches(conn: sqlite3.Connection, events: list[EventRecord]) -> None:

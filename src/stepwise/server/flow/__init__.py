@@ -1,0 +1,1 @@
+"""Flow control: the rules that decide whether, and when, a run may start."""
