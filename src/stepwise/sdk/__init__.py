@@ -4,6 +4,7 @@ from .client import RetryPolicy, Stepwise
 from .context import Context, SyncContext
 from .event import Event
 from .execution import StepInterrupt
+from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
 from .function import Function, FunctionOptions
 from .gateway import FetchResponse, fetch
 from .handler import ServeHandler, ServeResponse
@@ -12,20 +13,27 @@ from .step import Step, SyncStep
 from .triggers import TriggerCron, TriggerEvent
 
 __all__ = [
+    "Batch",
     "CancelOn",
+    "Concurrency",
     "Context",
+    "Debounce",
     "Event",
     "FetchResponse",
     "Function",
     "FunctionOptions",
+    "Priority",
+    "RateLimit",
     "RetryPolicy",
     "ServeHandler",
     "ServeResponse",
+    "Singleton",
     "Step",
     "StepInterrupt",
     "Stepwise",
     "SyncContext",
     "SyncStep",
+    "Throttle",
     "Timeouts",
     "TriggerCron",
     "TriggerEvent",

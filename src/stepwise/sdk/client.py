@@ -18,6 +18,18 @@ from ..protocol import dumps, hash_signing_key, headers, loads, make_seed
 from .config import ClientConfig, resolve_config
 from .context import Context, SyncContext
 from .event import EventLike, events_for_sending
+from .flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    check_option,
+    normalize_concurrency,
+    normalize_idempotency,
+)
 from .function import AsyncHandler, Function, FunctionOptions, SyncHandler
 from .identity import SDK_HEADER_VALUE
 from .options import CancelOn, Timeouts, normalize_cancel_on
@@ -137,6 +149,14 @@ class Stepwise:
         cancel_on: CancelOn | list[CancelOn] | tuple[CancelOn, ...] | None = None,
         timeouts: Timeouts | None = None,
         on_failure: AsyncHandler | SyncHandler | None = None,
+        concurrency: int | Concurrency | Sequence[int | Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        idempotency: str | None = None,
+        debounce: Debounce | None = None,
+        batch_events: Batch | None = None,
+        priority: Priority | None = None,
+        singleton: Singleton | None = None,
     ) -> FunctionDecorator:
         """Decorate a handler to make it a durable function with ID ``<app_id>-<fn_id>``.
 
@@ -144,9 +164,14 @@ class Stepwise:
         that wait too long to start or take too long to finish. ``on_failure``: a handler
         (``def`` or ``async def``) called with the ``inngest/function.failed`` event once a
         run has failed for good; it is served as the function ``<id>-failure``.
+
+        Flow control: ``concurrency`` (an int, a ``Concurrency`` or a list of up to 2),
+        ``throttle``, ``rate_limit``, ``idempotency`` (a CEL expression: one run per
+        evaluated key per 24 h), ``debounce``, ``batch_events``, ``priority`` and
+        ``singleton``. Batching cannot be combined with ``cancel_on``, ``debounce``,
+        ``singleton`` or ``priority``, nor ``idempotency`` with ``rate_limit``.
         """
-        if timeouts is not None and not isinstance(timeouts, Timeouts):
-            raise ConfigError(f"timeouts takes a Timeouts object, not {timeouts!r}")
+        check_option(timeouts, Timeouts, what="timeouts")
         if on_failure is not None and not callable(on_failure):
             raise ConfigError(f"on_failure must be callable, not {on_failure!r}")
         options = FunctionOptions(
@@ -155,6 +180,14 @@ class Stepwise:
             retries=retries,
             cancel_on=normalize_cancel_on(cancel_on),
             timeouts=timeouts,
+            concurrency=normalize_concurrency(concurrency),
+            throttle=check_option(throttle, Throttle, what="throttle"),
+            rate_limit=check_option(rate_limit, RateLimit, what="rate_limit"),
+            idempotency=normalize_idempotency(idempotency),
+            debounce=check_option(debounce, Debounce, what="debounce"),
+            batch_events=check_option(batch_events, Batch, what="batch_events"),
+            priority=check_option(priority, Priority, what="priority"),
+            singleton=check_option(singleton, Singleton, what="singleton"),
         )
         return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options, on_failure)
 

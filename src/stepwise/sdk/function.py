@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from ..errors import ConfigError
 from ..protocol import DEFAULT_RETRIES, MAX_RETRIES
+from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
 from .options import CancelOn, Timeouts
 from .triggers import Trigger, TriggerEvent
 
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
 AsyncHandler = Callable[["Context"], Awaitable[Any]]
 SyncHandler = Callable[["SyncContext"], Any]
 
-# Flow-control options travel in the function config under these keys. Each is None
-# until ``create_function`` learns to accept it; the builder already emits any that is set
-# (objects with a ``to_wire`` method, or tuples of them, are converted on the way).
+# Flow-control options travel in the function config under these keys; the builder emits
+# each one that is set (objects with a ``to_wire`` method, or tuples of them, are converted
+# on the way).
 _FLOW_CONTROL_WIRE_KEYS = {
     "concurrency": "concurrency",
     "throttle": "throttle",
@@ -43,20 +44,32 @@ class FunctionOptions:
     name: str | None = None
     description: str | None = None
     retries: int | None = None
-    concurrency: Any = None
-    throttle: Any = None
-    rate_limit: Any = None
-    debounce: Any = None
-    batch_events: Any = None
-    priority: Any = None
-    singleton: Any = None
-    idempotency: Any = None
+    concurrency: tuple[Concurrency, ...] | None = None
+    throttle: Throttle | None = None
+    rate_limit: RateLimit | None = None
+    debounce: Debounce | None = None
+    batch_events: Batch | None = None
+    priority: Priority | None = None
+    singleton: Singleton | None = None
+    idempotency: str | None = None
     cancel_on: tuple[CancelOn, ...] | None = None
     timeouts: Timeouts | None = None
 
     def __post_init__(self) -> None:
         if self.retries is not None and not (0 <= self.retries <= MAX_RETRIES):
             raise ConfigError(f"retries must be between 0 and {MAX_RETRIES}")
+        if self.batch_events is not None:
+            # The server refuses these combinations (``Function.Validate``, reference §2.3).
+            clashing = [
+                option
+                for option in ("cancel_on", "debounce", "singleton", "priority")
+                if getattr(self, option) is not None
+            ]
+            if clashing:
+                raise ConfigError(f"batch_events cannot be combined with {', '.join(clashing)}")
+        if self.idempotency is not None and self.rate_limit is not None:
+            # The server turns idempotency into a rate limit, replacing any other one.
+            raise ConfigError("idempotency cannot be combined with rate_limit")
 
 
 class Function:

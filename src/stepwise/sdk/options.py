@@ -19,6 +19,11 @@ MAX_CANCEL_ON = 5
 
 def duration_to_wire(value: Duration, *, what: str) -> str:
     """The duration string the protocol carries; ``ConfigError`` if invalid or over 366 days."""
+    return format_duration(duration_to_delta(value, what=what))
+
+
+def duration_to_delta(value: Duration, *, what: str) -> timedelta:
+    """``value`` as a ``timedelta``; ``ConfigError`` if invalid, negative or over 366 days."""
     if isinstance(value, bool):
         raise ConfigError(f"{what} must be a duration, not a bool")
     if isinstance(value, str):
@@ -40,7 +45,7 @@ def duration_to_wire(value: Duration, *, what: str) -> str:
         raise ConfigError(f"{what} must not be negative")
     if delta > MAX_DURATION:
         raise ConfigError(f"{what} must be at most 366 days")
-    return format_duration(delta)
+    return delta
 
 
 def condition(if_: str | None, match: str | None, *, what: str) -> str | None:

@@ -1,0 +1,78 @@
+"""A Stepwise SDK app whose functions use the flow controls decided at run creation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import uvicorn
+
+import stepwise
+from stepwise.adapters.starlette import app as asgi_app
+
+SERVER = os.environ["STEPWISE_TEST_SERVER"]
+LEDGER = os.environ["STEPWISE_TEST_LEDGER"]
+
+client = stepwise.Stepwise(
+    app_id="flow", is_production=False, api_base_url=SERVER, event_api_base_url=SERVER
+)
+
+
+def record(ctx: stepwise.Context, step: str) -> None:
+    line = {"run_id": ctx.run_id, "step": step, "data": ctx.event.data, "t": time.time()}
+    with open(LEDGER, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+@client.create_function(
+    fn_id="limited",
+    trigger=stepwise.TriggerEvent(event="flow/limited"),
+    rate_limit=stepwise.RateLimit(limit=2, period="1m", key="event.data.tenant"),
+)
+async def limited(ctx: stepwise.Context) -> str:
+    await ctx.step.run("work", lambda: record(ctx, "limited") or 1)
+    return str(ctx.event.data["tenant"])
+
+
+@client.create_function(
+    fn_id="once", trigger=stepwise.TriggerEvent(event="flow/once"), idempotency="event.data.order"
+)
+async def once(ctx: stepwise.Context) -> str:
+    await ctx.step.run("work", lambda: record(ctx, "once") or 1)
+    return str(ctx.event.data["order"])
+
+
+@client.create_function(
+    fn_id="single",
+    trigger=stepwise.TriggerEvent(event="flow/single"),
+    singleton=stepwise.Singleton(key="event.data.user", mode="skip"),
+)
+async def single(ctx: stepwise.Context) -> str:
+    async def slow() -> int:
+        record(ctx, "single")
+        await asyncio.sleep(float(ctx.event.data.get("seconds", 2)))
+        return 1
+
+    await ctx.step.run("work", slow)
+    return str(ctx.event.data["user"])
+
+
+@client.create_function(
+    fn_id="prioritized",
+    trigger=stepwise.TriggerEvent(event="flow/prioritized"),
+    priority=stepwise.Priority(run="event.data.p"),
+)
+async def prioritized(ctx: stepwise.Context) -> int:
+    if ctx.event.data.get("blocker"):
+        record(ctx, "blocker")
+        await asyncio.sleep(2)  # holds the only worker while the backlog builds up
+    record(ctx, "prioritized")
+    return int(ctx.event.data["p"])
+
+
+app = asgi_app(client, [limited, once, single, prioritized])
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")

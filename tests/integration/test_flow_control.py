@@ -1,0 +1,94 @@
+"""Flow control decided when a run is created, counted from the application's side."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.harness import Stack, wait_until
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with Stack(
+        tmp_path_factory.mktemp("flow"),
+        "flow_app",
+        server_args=["--retry-interval", "1"],
+        functions=4,
+    ) as s:
+        yield s
+
+
+def executions(stack: Stack, step: str) -> list[dict[str, Any]]:
+    return [e for e in stack.app.executions() if e["step"] == step]
+
+
+def test_rate_limited_events_never_start_runs(stack: Stack) -> None:
+    a = [stack.server.send("flow/limited", {"tenant": "a", "i": i}) for i in range(5)]
+    b = [stack.server.send("flow/limited", {"tenant": "b", "i": i}) for i in range(2)]
+    runs_a = [stack.server.wait_for_run(e) for e in a]
+    runs_b = [stack.server.wait_for_run(e) for e in b]
+    assert [r["status"] for r in runs_a] == [
+        "Completed",
+        "Completed",
+        "Skipped",
+        "Skipped",
+        "Skipped",
+    ]
+    assert all(r["skip_reason"] == "rate_limited" for r in runs_a[2:])
+    assert [r["status"] for r in runs_b] == ["Completed", "Completed"]  # each key has its own limit
+    time.sleep(0.5)
+    by_tenant = [e["data"]["tenant"] for e in executions(stack, "limited")]
+    assert by_tenant.count("a") == 2 and by_tenant.count("b") == 2
+
+
+def test_idempotency_expression_allows_one_run_per_key(stack: Stack) -> None:
+    first = [stack.server.send("flow/once", {"order": "o-1"}) for _ in range(3)]
+    other = stack.server.send("flow/once", {"order": "o-2"})
+    assert stack.server.wait_for_run(first[0])["status"] == "Completed"
+    assert stack.server.wait_for_run(other)["status"] == "Completed"
+    time.sleep(0.5)
+    assert [stack.server.runs(e) for e in first[1:]] == [[], []]
+    assert sorted(e["data"]["order"] for e in executions(stack, "once")) == ["o-1", "o-2"]
+
+
+def test_singleton_skips_while_a_run_with_the_same_key_is_active(stack: Stack) -> None:
+    first = stack.server.send("flow/single", {"user": "u1", "seconds": 2})
+    wait_until(lambda: executions(stack, "single"), timeout=10, what="the first run to start")
+    second = stack.server.send("flow/single", {"user": "u1"})
+    other_user = stack.server.send("flow/single", {"user": "u2", "seconds": 0})
+    skipped = stack.server.wait_for_run(second)
+    assert skipped["status"] == "Skipped" and skipped["skip_reason"] == "singleton"
+    assert stack.server.wait_for_run(other_user)["status"] == "Completed"
+    assert stack.server.wait_for_run(first)["status"] == "Completed"
+    third = stack.server.send("flow/single", {"user": "u1", "seconds": 0})
+    assert stack.server.wait_for_run(third)["status"] == "Completed"
+    users = [e["data"]["user"] for e in executions(stack, "single")]
+    assert users.count("u1") == 2  # the first and the third, never the skipped one
+
+
+@pytest.fixture
+def one_worker(tmp_path: Path) -> Iterator[Stack]:
+    # One worker: under a backlog, the order runs start in is exactly the queue's order.
+    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=4) as s:
+        yield s
+
+
+def test_higher_priority_starts_first_under_a_backlog(one_worker: Stack) -> None:
+    stack = one_worker
+    blocker = stack.server.send("flow/prioritized", {"p": 0, "blocker": True})
+    wait_until(
+        lambda: executions(stack, "blocker"), timeout=10, what="the blocker to hold the worker"
+    )
+    low = [stack.server.send("flow/prioritized", {"p": 0, "i": i}) for i in range(5)]
+    high = [stack.server.send("flow/prioritized", {"p": 100, "i": i}) for i in range(5)]
+    for event_id in [blocker, *low, *high]:
+        assert stack.server.wait_for_run(event_id, timeout=30)["status"] == "Completed"
+    order = [
+        e["data"]["p"] for e in executions(stack, "prioritized") if not e["data"].get("blocker")
+    ]
+    assert order == [100] * 5 + [0] * 5, order
