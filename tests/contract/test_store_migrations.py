@@ -31,6 +31,8 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "correlation_id",
         "skip_reason",
         "singleton_key",
+        "concurrency",
+        "throttle",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
     "jobs": ["id", "key", "run_id", "kind", "step_id", "attempt", "run_at", "lease", "payload"],
@@ -52,6 +54,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "data",
     ],
     "rate_limits": ["key", "tat"],
+    "concurrency_slots": ["job_id", "ckey", "expires_at"],
     "cancellations": [
         "id",
         "app_id",
@@ -62,7 +65,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "created_at",
     ],
 }
-EXPECTED_VERSIONS = [1, 2, 3, 4]
+EXPECTED_VERSIONS = [1, 2, 3, 4, 5]
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

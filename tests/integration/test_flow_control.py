@@ -74,7 +74,7 @@ def test_singleton_skips_while_a_run_with_the_same_key_is_active(stack: Stack) -
 @pytest.fixture
 def one_worker(tmp_path: Path) -> Iterator[Stack]:
     # One worker: under a backlog, the order runs start in is exactly the queue's order.
-    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=4) as s:
+    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=6) as s:
         yield s
 
 
@@ -92,3 +92,63 @@ def test_higher_priority_starts_first_under_a_backlog(one_worker: Stack) -> None
         e["data"]["p"] for e in executions(stack, "prioritized") if not e["data"].get("blocker")
     ]
     assert order == [100] * 5 + [0] * 5, order
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    points = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    current = peak = 0
+    for _, delta in points:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def test_never_more_steps_executing_than_the_concurrency_limit(stack: Stack) -> None:
+    events = [
+        stack.server.send("flow/bounded", {"tenant": t, "i": i})
+        for i in range(12)
+        for t in ("a", "b")
+    ]
+    for event_id in events:
+        assert stack.server.wait_for_run(event_id, timeout=90)["status"] == "Completed"
+    for tenant in ("a", "b"):
+        mine = [e for e in stack.app.executions() if e["data"].get("tenant") == tenant]
+        intervals = []
+        for step in ("first", "second"):
+            starts = {e["run_id"]: e["t"] for e in mine if e["step"] == f"{step}-start"}
+            ends = {e["run_id"]: e["t"] for e in mine if e["step"] == f"{step}-end"}
+            intervals += [(starts[r], ends[r]) for r in starts]
+        assert len(intervals) == 24
+        peak = max_overlap(intervals)
+        assert peak <= 3, f"tenant {tenant}: {peak} steps at once"
+        assert peak == 3, f"tenant {tenant}: the limit was never used in full ({peak})"
+
+
+def test_throttle_delays_starts_and_drops_nothing(stack: Stack) -> None:
+    events = [stack.server.send("flow/throttled", {"i": i}) for i in range(20)]
+    for event_id in events:
+        assert stack.server.wait_for_run(event_id, timeout=60)["status"] == "Completed"
+    starts = sorted(e["t"] for e in stack.app.executions() if e["step"] == "throttled")
+    assert len(starts) == 20  # every event ran: throttling delays, it never drops
+    # limit 5 per second plus a burst of 1: never more than 6 starts in any one second.
+    # The server spaces starts exactly; 50 ms is left for the app's own timing jitter.
+    for first in starts:
+        assert sum(1 for t in starts if first <= t < first + 0.95) <= 6
+    assert starts[-1] - starts[0] >= 2.5, "20 starts at 5/s cannot all happen at once"
+
+
+def test_slots_of_steps_in_flight_when_the_server_dies_are_released(stack: Stack) -> None:
+    events = [stack.server.send("flow/bounded", {"tenant": "crash", "i": i}) for i in range(6)]
+
+    def in_flight() -> bool:
+        mine = [e for e in stack.app.executions() if e["data"].get("tenant") == "crash"]
+        return sum(1 for e in mine if e["step"] == "first-start") >= 3
+
+    wait_until(in_flight, timeout=20, what="three steps in flight")
+    stack.server.kill()  # three slots are held by steps whose server just died
+    time.sleep(0.5)
+    stack.server.start_and_wait()
+    for event_id in events:
+        assert stack.server.wait_for_run(event_id, timeout=90)["status"] == "Completed", (
+            stack.logs()
+        )

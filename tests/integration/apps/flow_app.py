@@ -72,7 +72,35 @@ async def prioritized(ctx: stepwise.Context) -> int:
     return int(ctx.event.data["p"])
 
 
-app = asgi_app(client, [limited, once, single, prioritized])
+@client.create_function(
+    fn_id="bounded",
+    trigger=stepwise.TriggerEvent(event="flow/bounded"),
+    concurrency=[stepwise.Concurrency(limit=3, key="event.data.tenant")],
+)
+async def bounded(ctx: stepwise.Context) -> int:
+    async def work(step: str) -> int:
+        record(ctx, f"{step}-start")
+        await asyncio.sleep(0.3)
+        record(ctx, f"{step}-end")
+        return 1
+
+    a = await ctx.step.run("first", work, "first")
+    await ctx.step.sleep("rest", "1s")  # a sleeping run holds no slot
+    b = await ctx.step.run("second", work, "second")
+    return a + b
+
+
+@client.create_function(
+    fn_id="throttled",
+    trigger=stepwise.TriggerEvent(event="flow/throttled"),
+    throttle=stepwise.Throttle(limit=5, period="1s", burst=1),
+)
+async def throttled(ctx: stepwise.Context) -> int:
+    await ctx.step.run("start", lambda: record(ctx, "throttled") or 1)
+    return int(ctx.event.data["i"])
+
+
+app = asgi_app(client, [limited, once, single, prioritized, bounded, throttled])
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...protocol import DurationError, new_ulid, parse_duration
 from .. import expr
-from ..store.records import EventRecord, Ingest, JobKind, NewJob, NewRun, RateLimit
+from ..store.records import EventRecord, Ingest, JobKind, NewJob, NewRun, RateLimit, Throttle
 from .pauses import cancel_pauses
 from .registry import FunctionSpec, Registry
 
@@ -91,6 +91,8 @@ class Scheduler:
             rate_limit=flow.rate_limit,
             singleton_key=flow.singleton_key,
             start_at=flow.start_at,
+            concurrency=flow.concurrency,
+            throttle=flow.throttle,
         )
 
     def _expression_matches(self, spec: FunctionSpec, expression: str, event: EventRecord) -> bool:
@@ -113,6 +115,8 @@ class _Flow:
     rate_limit: RateLimit | None = None
     singleton_key: str | None = None
     start_at: int | None = None
+    concurrency: tuple[tuple[str, int], ...] = ()
+    throttle: Throttle | None = None
 
 
 def _key(spec: FunctionSpec, source: object, event: dict[str, Any]) -> str | None:
@@ -166,4 +170,70 @@ def _flow_control(spec: FunctionSpec, event: dict[str, Any], now: int) -> _Flow:
         if isinstance(factor, int | float) and not isinstance(factor, bool):
             # A higher factor makes the run due earlier, so it starts ahead of the backlog.
             start_at = now - int(max(-MAX_PRIORITY_S, min(MAX_PRIORITY_S, factor)) * 1000)
-    return _Flow(idempotency_key, rate_limit, singleton_key, start_at)
+    return _Flow(
+        idempotency_key,
+        rate_limit,
+        singleton_key,
+        start_at,
+        _concurrency(spec, config.get("concurrency"), event),
+        _throttle(spec, config.get("throttle"), event),
+    )
+
+
+def _concurrency_limits(raw: object) -> list[dict[str, Any]]:
+    """Step-level limits from any of the config's forms: int, object, list, {fn, step}."""
+    if isinstance(raw, bool):
+        return []
+    if isinstance(raw, int):
+        return [{"limit": raw}]
+    if isinstance(raw, dict):
+        # {"fn": [...], "step": [...]}: the step-level part (run-level limits are not enforced yet).
+        raw = (raw.get("step") or []) if ("step" in raw or "fn" in raw) else [raw]
+    if not isinstance(raw, list):
+        return []
+    return [
+        c
+        for c in raw[:2]
+        if isinstance(c, dict) and isinstance(c.get("limit"), int) and c["limit"] >= 1
+    ]
+
+
+def _concurrency(
+    spec: FunctionSpec, raw: object, event: dict[str, Any]
+) -> tuple[tuple[str, int], ...]:
+    limits = []
+    for c in _concurrency_limits(raw):
+        key_expr = c.get("key") if isinstance(c.get("key"), str) else ""
+        value = _key(spec, key_expr, event)
+        if value is None:
+            continue
+        scope = c.get("scope") or "fn"
+        # Function scope counts this function's steps; env and account scopes share a key
+        # (expression and value) with every function that declares the same one.
+        owner = spec.id if scope == "fn" else scope
+        limits.append((f"{owner}|{key_expr}|{value}", int(c["limit"])))
+    return tuple(limits)
+
+
+def _throttle(spec: FunctionSpec, raw: object, event: dict[str, Any]) -> Throttle | None:
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("limit"), int)
+        or not isinstance(raw.get("period"), str)
+    ):
+        return None
+    try:
+        period_ms = int(parse_duration(raw["period"]).total_seconds() * 1000)
+    except DurationError:
+        return None
+    value = _key(spec, raw.get("key"), event)
+    burst_raw = raw.get("burst")
+    burst = burst_raw if isinstance(burst_raw, int) and not isinstance(burst_raw, bool) else 0
+    if value is None or raw["limit"] < 1 or period_ms <= 0:
+        return None
+    return Throttle(
+        key=f"throttle:{spec.id}:{value}",
+        limit=raw["limit"],
+        period_ms=period_ms,
+        burst=max(0, burst),
+    )

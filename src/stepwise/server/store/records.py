@@ -152,6 +152,17 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttle:
+    """At most ``limit`` run starts per ``period_ms`` for ``key``, plus ``burst``; later
+    starts wait their turn (never dropped)."""
+
+    key: str
+    limit: int
+    period_ms: int
+    burst: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """A run to create with its first job, unless ``idempotency_key`` was seen in 24 h.
 
@@ -173,6 +184,8 @@ class NewRun:
     rate_limit: RateLimit | None = None
     singleton_key: str | None = None  # skip the run while one with this key is active
     start_at: int | None = None  # the first job's due time (priority shifts it)
+    concurrency: tuple[tuple[str, int], ...] = ()  # (key, limit): steps executing at once
+    throttle: Throttle | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,6 +164,8 @@ class SqliteStore:
                 "UPDATE jobs SET run_at = min(run_at, ?), lease = NULL WHERE lease IS NOT NULL",
                 (now,),
             )
+            # One node owns this file: nothing is in flight after a restart.
+            conn.execute("DELETE FROM concurrency_slots")
             return cur.rowcount
 
         return await self._writer.run(op)

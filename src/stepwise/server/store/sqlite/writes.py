@@ -31,6 +31,7 @@ from .rows import (
     JOB_COLUMNS,
     dump,
     job_from_row,
+    load,
 )
 
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
@@ -40,16 +41,65 @@ def cron_key(slug: str, expr: str) -> str:
     return f"cron:{slug}:{expr}"
 
 
+# A step blocked by a concurrency limit is looked at again this much later (a finishing
+# step also wakes the worker at once, so this bounds the wait only when the wake is missed).
+CONCURRENCY_RETRY_MS = 250
+# How far past the limit the lease looks for work that is not blocked.
+LEASE_SCAN_EXTRA = 200
+
+
 def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[Job]:
+    """Lease up to ``limit`` due jobs, honouring concurrency limits and throttles.
+
+    A step whose key is at its limit stays unleased (its run holds nothing while it
+    waits); a throttled first call is moved to when its turn comes. Each leased step
+    takes one slot per concurrency key until its transition commits.
+    """
     rows = conn.execute(
-        f"SELECT {JOB_COLUMNS} FROM jobs WHERE run_at <= ? ORDER BY run_at LIMIT ?", (now, limit)
+        f"SELECT {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}, r.concurrency, r.throttle, r.status"
+        " FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.run_at <= ? ORDER BY j.run_at LIMIT ?",
+        (now, limit + LEASE_SCAN_EXTRA),
     ).fetchall()
-    jobs = []
+    in_use: dict[str, int] = {}
+    jobs: list[Job] = []
     updates = []
+    slots = []
     for row in rows:
-        lease = secrets.token_hex(8)
-        updates.append((lease, now + lease_ms, row[0]))
-        job = job_from_row(row)
+        if len(jobs) >= limit:
+            break
+        job = job_from_row(row[:9])
+        limits = load(row[9]) if row[9] else []
+        steps_run = job.kind in (JobKind.CALL, JobKind.GATEWAY)
+        if steps_run and limits:
+            for key, _ in limits:
+                if key not in in_use:
+                    in_use[key] = conn.execute(
+                        "SELECT count(*) FROM concurrency_slots WHERE ckey = ? AND expires_at > ?",
+                        (key, now),
+                    ).fetchone()[0]
+            if any(in_use[key] >= cap for key, cap in limits):
+                conn.execute(
+                    "UPDATE jobs SET run_at = ? WHERE id = ?", (now + CONCURRENCY_RETRY_MS, job.id)
+                )
+                continue
+        throttle = load(row[10]) if row[10] else None
+        if (
+            throttle
+            and job.kind is JobKind.CALL
+            and row[11] == RunStatus.SCHEDULED.value
+            and job.attempt == 0
+        ):
+            key, cap, period, burst = throttle
+            turn = _throttle_turn(conn, key, now, cap, period, burst)
+            if turn is not None:
+                conn.execute("UPDATE jobs SET run_at = ? WHERE id = ?", (turn, job.id))
+                continue
+        token = secrets.token_hex(8)
+        updates.append((token, now + lease_ms, job.id))
+        if steps_run:
+            for key, _ in limits:
+                in_use[key] += 1
+                slots.append((job.id, key, now + lease_ms))
         jobs.append(
             Job(
                 id=job.id,
@@ -58,13 +108,40 @@ def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list
                 step_id=job.step_id,
                 attempt=job.attempt,
                 run_at=job.run_at,  # the time it was due, not its lease expiry
-                lease=lease,
+                lease=token,
                 key=job.key,
                 payload=job.payload,
             )
         )
     conn.executemany("UPDATE jobs SET lease = ?, run_at = ? WHERE id = ?", updates)
+    conn.executemany(
+        "INSERT INTO concurrency_slots (job_id, ckey, expires_at) VALUES (?, ?, ?)"
+        " ON CONFLICT(job_id, ckey) DO UPDATE SET expires_at = excluded.expires_at",
+        slots,
+    )
     return jobs
+
+
+def _throttle_turn(
+    conn: sqlite3.Connection, key: str, now: int, limit: int, period: int, burst: int
+) -> int | None:
+    """None if a run may start now (taking its place), else when it may try again."""
+    interval = period / limit
+    row = conn.execute("SELECT tat FROM rate_limits WHERE key = ?", (key,)).fetchone()
+    tat = max(row[0], now) if row else now
+    # Back-to-back starts allowed: 1 + burst; then one per interval.
+    tolerance = burst * interval
+    if tat - now > tolerance:
+        return int(tat - tolerance)
+    conn.execute(
+        "INSERT INTO rate_limits (key, tat) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET tat = excluded.tat",
+        (key, int(tat + interval)),
+    )
+    return None
+
+
+def release_slots(conn: sqlite3.Connection, job_id: int) -> None:
+    conn.execute("DELETE FROM concurrency_slots WHERE job_id = ?", (job_id,))
 
 
 def insert_job(conn: sqlite3.Connection, job: NewJob) -> None:
@@ -122,8 +199,8 @@ def apply_ingest(conn: sqlite3.Connection, batch: Ingest) -> list[str]:
         skip = run.skip_reason or _flow_skip(conn, run)
         conn.execute(
             "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
-            " created_at, ended_at, cron, correlation_id, skip_reason, singleton_key)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, ended_at, cron, correlation_id, skip_reason, singleton_key, concurrency,"
+            " throttle) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.id,
                 run.function_id,
@@ -137,6 +214,17 @@ def apply_ingest(conn: sqlite3.Connection, batch: Ingest) -> list[str]:
                 run.correlation_id,
                 skip,
                 run.singleton_key,
+                dump([list(c) for c in run.concurrency]) if run.concurrency else None,
+                dump(
+                    [
+                        run.throttle.key,
+                        run.throttle.limit,
+                        run.throttle.period_ms,
+                        run.throttle.burst,
+                    ]
+                )
+                if run.throttle
+                else None,
             ),
         )
         if skip:
@@ -263,6 +351,10 @@ def write_history(conn: sqlite3.Connection, run_id: str, history: list[HistoryEn
 
 def end_run(conn: sqlite3.Connection, run_id: str, keep_job: int | None = None) -> None:
     """A run ended: none of its jobs or pauses may act any more."""
+    conn.execute(
+        "DELETE FROM concurrency_slots WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?)",
+        (run_id,),
+    )
     conn.execute("DELETE FROM jobs WHERE run_id = ? AND id IS NOT ?", (run_id, keep_job))
     conn.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
 
@@ -297,6 +389,7 @@ def apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
     row = conn.execute("SELECT lease FROM jobs WHERE id = ?", (t.job_id,)).fetchone()
     if row is None or row[0] != t.lease:
         raise LeaseLost(f"job {t.job_id} is no longer leased by this worker")
+    release_slots(conn, t.job_id)
     if t.run_id is not None:
         write_memos(conn, t.run_id, t.memos)
     if t.run_update is not None and t.run_id is not None:
