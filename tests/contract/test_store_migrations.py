@@ -55,6 +55,8 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     ],
     "rate_limits": ["key", "tat"],
     "concurrency_slots": ["job_id", "ckey", "expires_at"],
+    "debounces": ["key", "function_id", "event_id", "event_ts", "first_at", "due_at", "job_key"],
+    "batches": ["key", "batch_id", "function_id", "function_slug", "event_ids", "first_at"],
     "cancellations": [
         "id",
         "app_id",
@@ -65,7 +67,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "created_at",
     ],
 }
-EXPECTED_VERSIONS = [1, 2, 3, 4, 5]
+EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6]
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

@@ -74,7 +74,7 @@ def test_singleton_skips_while_a_run_with_the_same_key_is_active(stack: Stack) -
 @pytest.fixture
 def one_worker(tmp_path: Path) -> Iterator[Stack]:
     # One worker: under a backlog, the order runs start in is exactly the queue's order.
-    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=6) as s:
+    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=8) as s:
         yield s
 
 
@@ -135,6 +135,49 @@ def test_throttle_delays_starts_and_drops_nothing(stack: Stack) -> None:
     for first in starts:
         assert sum(1 for t in starts if first <= t < first + 0.95) <= 6
     assert starts[-1] - starts[0] >= 2.5, "20 starts at 5/s cannot all happen at once"
+
+
+def test_debounce_starts_one_run_per_key_per_quiet_period_with_the_last_event(stack: Stack) -> None:
+    sent: dict[str, list[str]] = {"d1": [], "d2": []}
+    for seq in range(5):
+        for user in ("d1", "d2"):
+            if user == "d2" and seq >= 3:
+                continue
+            sent[user].append(stack.server.send("flow/debounced", {"user": user, "seq": seq}))
+        time.sleep(0.2)  # well inside the 1 s quiet period
+    last = {user: ids[-1] for user, ids in sent.items()}
+    runs = {user: stack.server.wait_for_run(last[user], timeout=20) for user in last}
+    assert runs["d1"]["output"] == 4 and runs["d2"]["output"] == 2
+    for user, ids in sent.items():
+        assert all(stack.server.runs(e) == [] for e in ids[:-1]), (
+            f"{user}: an earlier event started a run"
+        )
+    # After the quiet period, a new event opens a new period and a new run.
+    again = stack.server.send("flow/debounced", {"user": "d1", "seq": 9})
+    assert stack.server.wait_for_run(again, timeout=20)["output"] == 9
+    users = [e["data"]["user"] for e in executions(stack, "debounced")]
+    assert users.count("d1") == 2 and users.count("d2") == 1
+
+
+def test_batches_never_exceed_max_size_and_start_at_the_timeout(stack: Stack) -> None:
+    sent_at = time.time()
+    for seq in range(12):
+        stack.server.send("flow/batched", {"group": "g1", "seq": seq})
+
+    def batches() -> list[dict[str, Any]]:
+        return [e for e in executions(stack, "batched") if e["data"]["group"] == "g1"]
+
+    wait_until(
+        lambda: sum(len(b["data"]["seqs"]) for b in batches()) >= 12,
+        timeout=20,
+        what="every event batched",
+    )
+    got = batches()
+    sizes = sorted(len(b["data"]["seqs"]) for b in got)
+    assert sizes == [2, 5, 5], sizes
+    assert sorted(s for b in got for s in b["data"]["seqs"]) == list(range(12))  # each event once
+    partial = next(b for b in got if len(b["data"]["seqs"]) == 2)
+    assert partial["t"] - sent_at >= 1.9, "a partial batch waits for its 2 s timeout"
 
 
 def test_slots_of_steps_in_flight_when_the_server_dies_are_released(stack: Stack) -> None:

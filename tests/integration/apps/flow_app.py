@@ -100,7 +100,40 @@ async def throttled(ctx: stepwise.Context) -> int:
     return int(ctx.event.data["i"])
 
 
-app = asgi_app(client, [limited, once, single, prioritized, bounded, throttled])
+@client.create_function(
+    fn_id="debounced",
+    trigger=stepwise.TriggerEvent(event="flow/debounced"),
+    debounce=stepwise.Debounce(period="1s", key="event.data.user"),
+)
+async def debounced(ctx: stepwise.Context) -> int:
+    await ctx.step.run("work", lambda: record(ctx, "debounced") or 1)
+    return int(ctx.event.data["seq"])
+
+
+@client.create_function(
+    fn_id="batched",
+    trigger=stepwise.TriggerEvent(event="flow/batched"),
+    batch_events=stepwise.Batch(max_size=5, timeout="2s", key="event.data.group"),
+)
+async def batched(ctx: stepwise.Context) -> list[int]:
+    seqs = [int(e.data["seq"]) for e in ctx.events]
+
+    def note() -> int:
+        line = {
+            "run_id": ctx.run_id,
+            "step": "batched",
+            "data": {"seqs": seqs, "group": ctx.event.data["group"]},
+            "t": time.time(),
+        }
+        with open(LEDGER, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        return len(seqs)
+
+    await ctx.step.run("work", note)
+    return seqs
+
+
+app = asgi_app(client, [limited, once, single, prioritized, bounded, throttled, debounced, batched])
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")

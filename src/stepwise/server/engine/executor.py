@@ -135,6 +135,10 @@ class Executor:
             return await self.jobs.pause_timeout(job, now)
         if job.kind is JobKind.CANCEL_BULK:
             return await self.jobs.cancel_bulk(job, now)
+        if job.kind is JobKind.DEBOUNCE:
+            return await self.jobs.debounce(job, now)
+        if job.kind is JobKind.BATCH:
+            return self.jobs.batch(job, now)
         if state is None or state.run.status.terminal:
             return Transition(job_id=job.id, lease=job.lease, run_id=job.run_id)
         if job.kind is JobKind.WAKE:

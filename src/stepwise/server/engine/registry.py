@@ -94,6 +94,9 @@ class Registry:
     def get(self, slug: str) -> FunctionSpec | None:
         return self._by_slug.get(slug)
 
+    def by_id(self, function_id: str) -> FunctionSpec | None:
+        return next((s for s in self._by_slug.values() if s.id == function_id), None)
+
     def all(self) -> list[FunctionSpec]:
         return list(self._by_slug.values())
 

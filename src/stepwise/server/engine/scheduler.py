@@ -9,7 +9,17 @@ from typing import Any
 
 from ...protocol import DurationError, new_ulid, parse_duration
 from .. import expr
-from ..store.records import EventRecord, Ingest, JobKind, NewJob, NewRun, RateLimit, Throttle
+from ..store.records import (
+    Batch,
+    Debounce,
+    EventRecord,
+    Ingest,
+    JobKind,
+    NewJob,
+    NewRun,
+    RateLimit,
+    Throttle,
+)
 from .pauses import cancel_pauses
 from .registry import FunctionSpec, Registry
 
@@ -46,6 +56,7 @@ class Scheduler:
         cron: str | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        hold: bool = True,
     ) -> NewRun:
         """A run of ``spec`` for ``event``, with its cancelOn pauses and start timeout."""
         run_id = new_ulid(now)
@@ -93,6 +104,9 @@ class Scheduler:
             start_at=flow.start_at,
             concurrency=flow.concurrency,
             throttle=flow.throttle,
+            # ``hold=False`` when a debounce or batch releases the run it held.
+            debounce=flow.debounce if hold else None,
+            batch=flow.batch if hold else None,
         )
 
     def _expression_matches(self, spec: FunctionSpec, expression: str, event: EventRecord) -> bool:
@@ -117,6 +131,8 @@ class _Flow:
     start_at: int | None = None
     concurrency: tuple[tuple[str, int], ...] = ()
     throttle: Throttle | None = None
+    debounce: Debounce | None = None
+    batch: Batch | None = None
 
 
 def _key(spec: FunctionSpec, source: object, event: dict[str, Any]) -> str | None:
@@ -177,7 +193,41 @@ def _flow_control(spec: FunctionSpec, event: dict[str, Any], now: int) -> _Flow:
         start_at,
         _concurrency(spec, config.get("concurrency"), event),
         _throttle(spec, config.get("throttle"), event),
+        _debounce(spec, config.get("debounce"), event),
+        _batch(spec, config.get("batchEvents"), event),
     )
+
+
+def _ms(value: object) -> int | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return int(parse_duration(value).total_seconds() * 1000)
+    except DurationError:
+        return None
+
+
+def _debounce(spec: FunctionSpec, raw: object, event: dict[str, Any]) -> Debounce | None:
+    if not isinstance(raw, dict):
+        return None
+    period = _ms(raw.get("period"))
+    value = _key(spec, raw.get("key"), event)
+    if period is None or period <= 0 or value is None:
+        return None
+    return Debounce(key=f"{spec.id}:{value}", period_ms=period, timeout_ms=_ms(raw.get("timeout")))
+
+
+def _batch(spec: FunctionSpec, raw: object, event: dict[str, Any]) -> Batch | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("maxSize"), int):
+        return None
+    condition = raw.get("if")
+    if isinstance(condition, str) and condition and not expr.matches(condition, {"event": event}):
+        return None  # events that fail the batch's condition run on their own, at once
+    timeout = _ms(raw.get("timeout"))
+    value = _key(spec, raw.get("key"), event)
+    if timeout is None or value is None or raw["maxSize"] < 1:
+        return None
+    return Batch(key=f"{spec.id}:{value}", max_size=raw["maxSize"], timeout_ms=timeout)
 
 
 def _concurrency_limits(raw: object) -> list[dict[str, Any]]:

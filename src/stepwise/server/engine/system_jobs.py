@@ -193,6 +193,28 @@ class SystemJobs:
         )
         return _done(job, run_changes=changes, new_jobs=[follow])
 
+    # ---- debounce and batches -----------------------------------------------------------
+    async def debounce(self, job: Job, now: int) -> Transition:
+        """A debounced key went quiet: start one run with the latest event it held."""
+        key = str((job.payload or {}).get("key", ""))
+        held = await self.store.get_debounce(key)
+        if held is None:
+            return _done(job)
+        function_id, event_id = held
+        spec = self.registry.by_id(function_id)
+        event = await self.store.get_event(event_id)
+        if spec is None or event is None:
+            return _done(job, clear_debounce=(key, event_id))
+        run = Scheduler.new_run(spec, event, now, hold=False)
+        return _done(job, ingest=Ingest(runs=[run]), clear_debounce=(key, event_id))
+
+    def batch(self, job: Job, now: int) -> Transition:
+        """A batch's timeout passed: start its run with the events it has."""
+        payload = job.payload or {}
+        return _done(
+            job, flush_batch=(str(payload.get("key", "")), str(payload.get("batch_id", "")), now)
+        )
+
     # ---- step.fetch ---------------------------------------------------------------------
     async def gateway(self, job: Job, state: RunState, max_attempts: int, now: int) -> Transition:
         """Make a ``step.fetch`` request; any HTTP status is a result, a transport error retries."""

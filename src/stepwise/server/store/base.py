@@ -101,6 +101,9 @@ class Store(Protocol):
 
     async def run_pauses(self, run_id: str) -> list[Pause]: ...
 
+    async def get_debounce(self, key: str) -> tuple[str, str] | None:
+        """The (function id, event id) a debounce holds for ``key``."""
+
     async def apply_changes(self, changes: list[RunChange]) -> list[bool]:
         """Apply guarded run changes outside any job, in one transaction; which applied."""
 

@@ -31,6 +31,8 @@ class JobKind(enum.StrEnum):
     RUN_TIMEOUT = "run_timeout"  # timeouts.start / timeouts.finish of a run
     GATEWAY = "gateway"  # step.fetch: the server makes the HTTP request
     CANCEL_BULK = "cancel_bulk"  # a bulk cancellation works through its runs
+    DEBOUNCE = "debounce"  # a debounced key went quiet: start its run
+    BATCH = "batch"  # a batch timed out: start its run
 
 
 class PauseKind(enum.StrEnum):
@@ -163,6 +165,25 @@ class Throttle:
 
 
 @dataclass(frozen=True, slots=True)
+class Debounce:
+    """Hold the run: start it with the key's latest event once ``period_ms`` passes with no
+    new event, or ``timeout_ms`` after the first, whichever is sooner."""
+
+    key: str
+    period_ms: int
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Collect events per key; one run gets them all, at ``max_size`` or ``timeout_ms``."""
+
+    key: str
+    max_size: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """A run to create with its first job, unless ``idempotency_key`` was seen in 24 h.
 
@@ -186,6 +207,8 @@ class NewRun:
     start_at: int | None = None  # the first job's due time (priority shifts it)
     concurrency: tuple[tuple[str, int], ...] = ()  # (key, limit): steps executing at once
     throttle: Throttle | None = None
+    debounce: Debounce | None = None  # not created now: held by the debouncer
+    batch: Batch | None = None  # not created now: appended to a batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +338,10 @@ class Transition:
     # Parallel fan-in: add a discovery job only if no other step of the run is pending.
     fan_in: NewJob | None = None
     run_changes: list[RunChange] = field(default_factory=list)
+    # A debounce fired with this (key, event id): its row goes, unless a newer event came.
+    clear_debounce: tuple[str, str] | None = None
+    # A batch timed out: start its run (key, batch id, now), unless it already started.
+    flush_batch: tuple[str, str, int] | None = None
 
 
 class LeaseLost(Exception):

@@ -504,6 +504,17 @@ class SqliteStore:
         """Apply guarded run changes outside any job, in one transaction; which applied."""
         return await self._writer.run(lambda conn: [apply_run_change(conn, c) for c in changes])
 
+    async def get_debounce(self, key: str) -> tuple[str, str] | None:
+        """The (function id, event id) a debounce holds for ``key``."""
+
+        def op(conn: sqlite3.Connection) -> tuple[str, str] | None:
+            row = conn.execute(
+                "SELECT function_id, event_id FROM debounces WHERE key = ?", (key,)
+            ).fetchone()
+            return (row[0], row[1]) if row else None
+
+        return await self._read(op)
+
     # ---- bulk cancellations -------------------------------------------------------
     async def create_cancellation(self, record: CancellationRecord, job: NewJob) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -182,60 +182,14 @@ def apply_ingest(conn: sqlite3.Connection, batch: Ingest) -> list[str]:
         queue_pause_matches(conn, batch.events)
     created: list[str] = []
     for run in batch.runs:
-        cur = conn.execute(
-            "INSERT INTO idempotency (function_id, key, run_id, expires_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(function_id, key) DO UPDATE SET run_id = excluded.run_id,"
-            " expires_at = excluded.expires_at WHERE idempotency.expires_at < ?",
-            (
-                run.function_id,
-                run.idempotency_key,
-                run.id,
-                run.created_at + IDEMPOTENCY_TTL_MS,
-                run.created_at,
-            ),
-        )
-        if cur.rowcount == 0:
-            continue  # the same function already ran for this key within 24 h
-        skip = run.skip_reason or _flow_skip(conn, run)
-        conn.execute(
-            "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
-            " created_at, ended_at, cron, correlation_id, skip_reason, singleton_key, concurrency,"
-            " throttle) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.id,
-                run.function_id,
-                run.function_slug,
-                run.event_ids[0],
-                dump(list(run.event_ids)),
-                (RunStatus.SKIPPED if skip else RunStatus.SCHEDULED).value,
-                run.created_at,
-                run.created_at if skip else None,
-                run.cron,
-                run.correlation_id,
-                skip,
-                run.singleton_key,
-                dump([list(c) for c in run.concurrency]) if run.concurrency else None,
-                dump(
-                    [
-                        run.throttle.key,
-                        run.throttle.limit,
-                        run.throttle.period_ms,
-                        run.throttle.burst,
-                    ]
-                )
-                if run.throttle
-                else None,
-            ),
-        )
-        if skip:
-            continue  # visible through the API with its reason; it never runs
-        start = run.start_at if run.start_at is not None else run.created_at
-        insert_job(conn, NewJob(run_id=run.id, kind=JobKind.CALL, run_at=start))
-        for job in run.jobs:
-            insert_job(conn, job)
-        for pause in run.pauses:
-            insert_pause(conn, pause)
-        created.append(run.id)
+        if run.debounce is not None:
+            _debounce(conn, run)
+        elif run.batch is not None:
+            started = _append_to_batch(conn, run)
+            if started is not None:
+                created.append(started)
+        elif create_run(conn, run):
+            created.append(run.id)
     return created
 
 
@@ -259,6 +213,157 @@ def _flow_skip(conn: sqlite3.Connection, run: NewRun) -> str | None:
             (limit.key, tat),
         )
     return None
+
+
+def create_run(conn: sqlite3.Connection, run: NewRun) -> bool:
+    """Create a run with its first job, pauses and timeouts; False if its key was seen."""
+    cur = conn.execute(
+        "INSERT INTO idempotency (function_id, key, run_id, expires_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(function_id, key) DO UPDATE SET run_id = excluded.run_id,"
+        " expires_at = excluded.expires_at WHERE idempotency.expires_at < ?",
+        (
+            run.function_id,
+            run.idempotency_key,
+            run.id,
+            run.created_at + IDEMPOTENCY_TTL_MS,
+            run.created_at,
+        ),
+    )
+    if cur.rowcount == 0:
+        return False  # the same function already ran for this key within 24 h
+    skip = run.skip_reason or _flow_skip(conn, run)
+    conn.execute(
+        "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
+        " created_at, ended_at, cron, correlation_id, skip_reason, singleton_key, concurrency,"
+        " throttle) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            run.id,
+            run.function_id,
+            run.function_slug,
+            run.event_ids[0],
+            dump(list(run.event_ids)),
+            (RunStatus.SKIPPED if skip else RunStatus.SCHEDULED).value,
+            run.created_at,
+            run.created_at if skip else None,
+            run.cron,
+            run.correlation_id,
+            skip,
+            run.singleton_key,
+            dump([list(c) for c in run.concurrency]) if run.concurrency else None,
+            dump([run.throttle.key, run.throttle.limit, run.throttle.period_ms, run.throttle.burst])
+            if run.throttle
+            else None,
+        ),
+    )
+    if skip:
+        return True  # visible through the API with its reason; it never runs
+    start = run.start_at if run.start_at is not None else run.created_at
+    insert_job(conn, NewJob(run_id=run.id, kind=JobKind.CALL, run_at=start))
+    for job in run.jobs:
+        insert_job(conn, job)
+    for pause in run.pauses:
+        insert_pause(conn, pause)
+    return True
+
+
+def _debounce(conn: sqlite3.Connection, run: NewRun) -> None:
+    """Hold the key's latest event; its job fires when the key has been quiet long enough."""
+    assert run.debounce is not None
+    d, event_id, now = run.debounce, run.event_ids[0], run.created_at
+    ts_row = conn.execute("SELECT ts FROM events WHERE internal_id = ?", (event_id,)).fetchone()
+    ts = ts_row[0] if ts_row else now
+    row = conn.execute(
+        "SELECT event_ts, first_at, job_key FROM debounces WHERE key = ?", (d.key,)
+    ).fetchone()
+    first_at = now if row is None else row[1]
+    due = now + d.period_ms
+    if d.timeout_ms is not None:
+        due = min(due, first_at + d.timeout_ms)
+    if row is None:
+        job_key = f"debounce:{d.key}:{event_id}"
+        conn.execute(
+            "INSERT INTO debounces (key, function_id, event_id, event_ts, first_at, due_at, job_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (d.key, run.function_id, event_id, ts, now, due, job_key),
+        )
+        insert_job(
+            conn,
+            NewJob(
+                run_id=None, kind=JobKind.DEBOUNCE, run_at=due, key=job_key, payload={"key": d.key}
+            ),
+        )
+        return
+    if ts < row[0]:
+        return  # older than the event held: strict ordering, it is ignored
+    job_key = row[2]
+    moved = conn.execute(
+        "UPDATE jobs SET run_at = ? WHERE key = ? AND lease IS NULL", (due, job_key)
+    ).rowcount
+    if moved == 0:
+        # The job is firing right now (or gone): this event opens the next quiet period.
+        job_key = f"debounce:{d.key}:{event_id}"
+        insert_job(
+            conn,
+            NewJob(
+                run_id=None, kind=JobKind.DEBOUNCE, run_at=due, key=job_key, payload={"key": d.key}
+            ),
+        )
+    conn.execute(
+        "UPDATE debounces SET event_id = ?, event_ts = ?, due_at = ?, job_key = ? WHERE key = ?",
+        (event_id, ts, due, job_key, d.key),
+    )
+
+
+def _append_to_batch(conn: sqlite3.Connection, run: NewRun) -> str | None:
+    """Add the event to its key's batch; start the batch's run when it is full."""
+    assert run.batch is not None
+    b, event_id, now = run.batch, run.event_ids[0], run.created_at
+    row = conn.execute("SELECT batch_id, event_ids FROM batches WHERE key = ?", (b.key,)).fetchone()
+    if row is None:
+        batch_id, ids = run.id, [event_id]
+        conn.execute(
+            "INSERT INTO batches (key, batch_id, function_id, function_slug, event_ids, first_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (b.key, batch_id, run.function_id, run.function_slug, dump(ids), now),
+        )
+        insert_job(
+            conn,
+            NewJob(
+                run_id=None,
+                kind=JobKind.BATCH,
+                run_at=now + b.timeout_ms,
+                key=f"batch:{batch_id}",
+                payload={"key": b.key, "batch_id": batch_id},
+            ),
+        )
+    else:
+        batch_id, ids = row[0], [*load(row[1]), event_id]
+        conn.execute("UPDATE batches SET event_ids = ? WHERE key = ?", (dump(ids), b.key))
+    if len(ids) < b.max_size:
+        return None
+    return flush_batch(conn, b.key, batch_id, now)
+
+
+def flush_batch(conn: sqlite3.Connection, key: str, batch_id: str, now: int) -> str | None:
+    """Start the run of a batch (full, or timed out); None if it already started."""
+    row = conn.execute(
+        "SELECT function_id, function_slug, event_ids FROM batches WHERE key = ? AND batch_id = ?",
+        (key, batch_id),
+    ).fetchone()
+    if row is None:
+        return None
+    conn.execute("DELETE FROM batches WHERE key = ?", (key,))
+    conn.execute("DELETE FROM jobs WHERE key = ? AND lease IS NULL", (f"batch:{batch_id}",))
+    ids = tuple(load(row[2]))
+    run = NewRun(
+        id=batch_id,
+        function_id=row[0],
+        function_slug=row[1],
+        event_ids=ids,
+        idempotency_key=f"batch:{batch_id}",
+        created_at=now,
+    )
+    return batch_id if create_run(conn, run) else None
 
 
 def queue_pause_matches(conn: sqlite3.Connection, events: list[EventRecord]) -> None:
@@ -433,6 +538,10 @@ def apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
         apply_ingest(conn, t.ingest)
     for change in t.run_changes:
         apply_run_change(conn, change)
+    if t.clear_debounce is not None:
+        conn.execute("DELETE FROM debounces WHERE key = ? AND event_id = ?", t.clear_debounce)
+    if t.flush_batch is not None:
+        flush_batch(conn, *t.flush_batch)
 
 
 def update_run(conn: sqlite3.Connection, run_id: str, u: RunUpdate) -> None:
