@@ -74,7 +74,7 @@ def test_singleton_skips_while_a_run_with_the_same_key_is_active(stack: Stack) -
 @pytest.fixture
 def one_worker(tmp_path: Path) -> Iterator[Stack]:
     # One worker: under a backlog, the order runs start in is exactly the queue's order.
-    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=8) as s:
+    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=9) as s:
         yield s
 
 
@@ -135,6 +135,20 @@ def test_throttle_delays_starts_and_drops_nothing(stack: Stack) -> None:
     for first in starts:
         assert sum(1 for t in starts if first <= t < first + 0.95) <= 6
     assert starts[-1] - starts[0] >= 2.5, "20 starts at 5/s cannot all happen at once"
+
+
+def test_singleton_cancel_mode_cancels_the_active_run_for_the_new_one(stack: Stack) -> None:
+    first = stack.server.send("flow/single-cancel", {"user": "c1", "n": 1, "seconds": 3})
+    wait_until(
+        lambda: executions(stack, "single-cancel"), timeout=10, what="the first run to start"
+    )
+    second = stack.server.send("flow/single-cancel", {"user": "c1", "n": 2})
+    assert stack.server.wait_for_run(first, timeout=20)["status"] == "Cancelled"
+    newer = stack.server.wait_for_run(second, timeout=20)
+    assert newer["status"] == "Completed" and newer["output"] == "2"
+    time.sleep(3)  # the first run's step finishes in the app; its result must change nothing
+    done = [e["data"]["n"] for e in executions(stack, "single-cancel-done")]
+    assert done == [2]
 
 
 def test_debounce_starts_one_run_per_key_per_quiet_period_with_the_last_event(stack: Stack) -> None:

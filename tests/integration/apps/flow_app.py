@@ -60,6 +60,22 @@ async def single(ctx: stepwise.Context) -> str:
 
 
 @client.create_function(
+    fn_id="single-cancel",
+    trigger=stepwise.TriggerEvent(event="flow/single-cancel"),
+    singleton=stepwise.Singleton(key="event.data.user", mode="cancel"),
+)
+async def single_cancel(ctx: stepwise.Context) -> str:
+    async def slow() -> int:
+        record(ctx, "single-cancel")
+        await asyncio.sleep(float(ctx.event.data.get("seconds", 0)))
+        return 1
+
+    await ctx.step.run("work", slow)
+    await ctx.step.run("done", lambda: record(ctx, "single-cancel-done") or 1)
+    return str(ctx.event.data["n"])
+
+
+@client.create_function(
     fn_id="prioritized",
     trigger=stepwise.TriggerEvent(event="flow/prioritized"),
     priority=stepwise.Priority(run="event.data.p"),
@@ -133,7 +149,10 @@ async def batched(ctx: stepwise.Context) -> list[int]:
     return seqs
 
 
-app = asgi_app(client, [limited, once, single, prioritized, bounded, throttled, debounced, batched])
+app = asgi_app(
+    client,
+    [limited, once, single, single_cancel, prioritized, bounded, throttled, debounced, batched],
+)
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")

@@ -101,3 +101,21 @@ def test_priority_shifts_the_start_and_is_clamped(factor: int, shift_s: int) -> 
 def test_no_flow_control_by_default() -> None:
     run = run_for({}, {})
     assert run.rate_limit is None and run.singleton_key is None and run.start_at is None
+
+
+def test_cron_jitter_spreads_the_start_of_each_tick() -> None:
+    from server_support import job, make_executor
+
+    from stepwise.server.store.records import JobKind
+
+    record = function_record("app-cron", triggers=[{"cron": "*/5 * * * *", "jitter": "30s"}])
+    executor, _ = make_executor(record)
+    tick = job(kind=JobKind.CRON, payload={"function_slug": "app-cron", "cron": "*/5 * * * *"})
+    starts = set()
+    for _ in range(20):
+        t = executor.jobs.cron_tick(tick, NOW)
+        assert t.ingest is not None
+        [run] = t.ingest.runs
+        assert run.start_at is not None and NOW <= run.start_at < NOW + 30_000
+        starts.add(run.start_at)
+    assert len(starts) > 1  # spread, not fixed

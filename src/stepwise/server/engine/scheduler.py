@@ -101,6 +101,7 @@ class Scheduler:
             jobs=tuple(jobs),
             rate_limit=flow.rate_limit,
             singleton_key=flow.singleton_key,
+            singleton_cancels=flow.singleton_cancels,
             start_at=flow.start_at,
             concurrency=flow.concurrency,
             throttle=flow.throttle,
@@ -128,6 +129,7 @@ class _Flow:
     idempotency_key: str | None = None
     rate_limit: RateLimit | None = None
     singleton_key: str | None = None
+    singleton_cancels: bool = False
     start_at: int | None = None
     concurrency: tuple[tuple[str, int], ...] = ()
     throttle: Throttle | None = None
@@ -172,9 +174,11 @@ def _flow_control(spec: FunctionSpec, event: dict[str, Any], now: int) -> _Flow:
         if key is not None and rate["limit"] >= 1 and period_ms > 0:
             rate_limit = RateLimit(key=f"{spec.id}:{key}", limit=rate["limit"], period_ms=period_ms)
     singleton_key = None
+    singleton_cancels = False
     singleton = config.get("singleton")
-    if isinstance(singleton, dict) and singleton.get("mode", "skip") == "skip":
+    if isinstance(singleton, dict) and singleton.get("mode", "skip") in ("skip", "cancel"):
         singleton_key = _key(spec, singleton.get("key"), event)
+        singleton_cancels = singleton.get("mode") == "cancel"
     start_at = None
     priority = config.get("priority")
     if isinstance(priority, dict) and isinstance(priority.get("run"), str):
@@ -190,6 +194,7 @@ def _flow_control(spec: FunctionSpec, event: dict[str, Any], now: int) -> _Flow:
         idempotency_key,
         rate_limit,
         singleton_key,
+        singleton_cancels,
         start_at,
         _concurrency(spec, config.get("concurrency"), event),
         _throttle(spec, config.get("throttle"), event),

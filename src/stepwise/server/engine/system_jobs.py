@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,6 +100,16 @@ class SystemJobs:
             received_at=now,
         )
         run = Scheduler.new_run(spec, event, now, cron=cron)
+        jitter = next((t.jitter for t in spec.cron_triggers if t.cron == cron), None)
+        if jitter:
+            try:
+                spread = int(protocol.parse_duration(jitter).total_seconds() * 1000)
+            except protocol.DurationError:
+                spread = 0
+            # Jitter spreads the start of each tick's run over [0, jitter).
+            run = dataclasses.replace(
+                run, start_at=now + random.randrange(spread) if spread > 0 else None
+            )
         return _done(
             job,
             reschedule_at=next_cron_ms(cron, max(now, job.run_at)),
@@ -159,7 +171,10 @@ class SystemJobs:
         timeout = (job.payload or {}).get("timeout")
         if which == "start" and state.run.status is not RunStatus.SCHEDULED:
             return _done(job)
-        reason = f"the run did not {'start' if which == 'start' else 'finish'} within its {timeout} timeout"
+        if which == "singleton":
+            reason = f"cancelled by a newer singleton run {(job.payload or {}).get('by')}"
+        else:
+            reason = f"the run did not {'start' if which == 'start' else 'finish'} within its {timeout} timeout"
         return _done(job, run_changes=[lifecycle.cancel_change(state, self.scheduler, now, reason)])
 
     async def cancel_bulk(self, job: Job, now: int) -> Transition:

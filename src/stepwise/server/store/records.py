@@ -204,6 +204,7 @@ class NewRun:
     skip_reason: str | None = None  # decided before the store (e.g. a key that failed)
     rate_limit: RateLimit | None = None
     singleton_key: str | None = None  # skip the run while one with this key is active
+    singleton_cancels: bool = False  # ...or, in "cancel" mode, cancel that one and start
     start_at: int | None = None  # the first job's due time (priority shifts it)
     concurrency: tuple[tuple[str, int], ...] = ()  # (key, limit): steps executing at once
     throttle: Throttle | None = None

@@ -197,11 +197,23 @@ def _flow_skip(conn: sqlite3.Connection, run: NewRun) -> str | None:
     """Why a new run may not start (rate limit, singleton), or None. Consumes a rate slot."""
     if run.singleton_key is not None:
         active = conn.execute(
-            "SELECT 1 FROM runs WHERE function_id = ? AND singleton_key = ? AND status IN (?, ?) LIMIT 1",
+            "SELECT id FROM runs WHERE function_id = ? AND singleton_key = ? AND status IN (?, ?)",
             (run.function_id, run.singleton_key, *ACTIVE),
-        ).fetchone()
-        if active is not None:
+        ).fetchall()
+        if active and not run.singleton_cancels:
             return "singleton"
+        for (other,) in active:
+            # "cancel" mode: the newer run wins; a job cancels the older one right away.
+            insert_job(
+                conn,
+                NewJob(
+                    run_id=other,
+                    kind=JobKind.RUN_TIMEOUT,
+                    run_at=run.created_at,
+                    key=f"singleton:{other}",
+                    payload={"which": "singleton", "by": run.id},
+                ),
+            )
     if run.rate_limit is not None:
         limit = run.rate_limit
         row = conn.execute("SELECT tat FROM rate_limits WHERE key = ?", (limit.key,)).fetchone()
