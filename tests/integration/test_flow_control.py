@@ -124,6 +124,20 @@ def test_never_more_steps_executing_than_the_concurrency_limit(stack: Stack) -> 
         assert peak == 3, f"tenant {tenant}: the limit was never used in full ({peak})"
 
 
+def test_a_sleeping_run_holds_no_concurrency_slot(stack: Stack) -> None:
+    # Three runs take the key's three slots for their first step, then sleep; a fourth run's
+    # first step must start while they sleep (1 s), not after their second steps.
+    events = [stack.server.send("flow/bounded", {"tenant": "sleepy", "i": i}) for i in range(4)]
+    for event_id in events:
+        assert stack.server.wait_for_run(event_id, timeout=30)["status"] == "Completed"
+    mine = [e for e in stack.app.executions() if e["data"].get("tenant") == "sleepy"]
+    firsts = sorted(e["t"] for e in mine if e["step"] == "first-end")
+    seconds = sorted(e["t"] for e in mine if e["step"] == "second-start")
+    fourth_first_start = sorted(e["t"] for e in mine if e["step"] == "first-start")[3]
+    assert len(firsts) == 4 and len(seconds) == 4
+    assert fourth_first_start < seconds[0], "the fourth run waited for a sleeping run's slot"
+
+
 def test_throttle_delays_starts_and_drops_nothing(stack: Stack) -> None:
     events = [stack.server.send("flow/throttled", {"i": i}) for i in range(20)]
     for event_id in events:
