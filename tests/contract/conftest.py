@@ -7,6 +7,7 @@ PostgreSQL is one more entry and one more class; the tests themselves do not cha
 
 from __future__ import annotations
 
+import abc
 import itertools
 import sqlite3
 from collections.abc import AsyncIterator
@@ -32,21 +33,21 @@ from stepwise.server.store.sqlite.store import SqliteStore
 BACKENDS = ["sqlite"]
 
 
-class Backend:
+class Backend(abc.ABC):
     """One database for one test. ``new_store`` may be called more than once (re-open)."""
 
     name: str
 
-    def new_store(self) -> Store:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def new_store(self) -> Store: ...
 
+    @abc.abstractmethod
     def schema(self) -> dict[str, list[str]]:
         """User tables of the database and their columns, in declaration order."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def schema_versions(self) -> list[int]:
         """Every row of the migration bookkeeping table, in insertion order."""
-        raise NotImplementedError
 
     def commits(self, store: Store) -> int | None:
         """How many database transactions the store has committed, if it counts them."""
