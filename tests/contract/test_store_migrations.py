@@ -33,6 +33,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "singleton_key",
         "concurrency",
         "throttle",
+        "run_concurrency",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
     "jobs": ["id", "key", "run_id", "kind", "step_id", "attempt", "run_at", "lease", "payload"],
@@ -55,6 +56,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     ],
     "rate_limits": ["key", "tat"],
     "concurrency_slots": ["job_id", "ckey", "expires_at"],
+    "run_slots": ["run_id", "ckey"],
     "debounces": ["key", "function_id", "event_id", "event_ts", "first_at", "due_at", "job_key"],
     "batches": ["key", "batch_id", "function_id", "function_slug", "event_ids", "first_at"],
     "cancellations": [
@@ -67,7 +69,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "created_at",
     ],
 }
-EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6]
+EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6, 7]
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

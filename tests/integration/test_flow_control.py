@@ -74,7 +74,7 @@ def test_singleton_skips_while_a_run_with_the_same_key_is_active(stack: Stack) -
 @pytest.fixture
 def one_worker(tmp_path: Path) -> Iterator[Stack]:
     # One worker: under a backlog, the order runs start in is exactly the queue's order.
-    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=9) as s:
+    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=10) as s:
         yield s
 
 
@@ -136,6 +136,25 @@ def test_a_sleeping_run_holds_no_concurrency_slot(stack: Stack) -> None:
     fourth_first_start = sorted(e["t"] for e in mine if e["step"] == "first-start")[3]
     assert len(firsts) == 4 and len(seconds) == 4
     assert fourth_first_start < seconds[0], "the fourth run waited for a sleeping run's slot"
+
+
+def test_run_level_concurrency_holds_a_slot_for_the_whole_run(stack: Stack) -> None:
+    events = [
+        stack.server.send("flow/run-bounded", {"tenant": t, "i": i})
+        for i in range(6)
+        for t in ("r1", "r2")
+    ]
+    for event_id in events:
+        assert stack.server.wait_for_run(event_id, timeout=60)["status"] == "Completed"
+    for tenant in ("r1", "r2"):
+        mine = [e for e in stack.app.executions() if e["data"].get("tenant") == tenant]
+        begins = {e["run_id"]: e["t"] for e in mine if e["step"] == "run-begin"}
+        finishes = {e["run_id"]: e["t"] for e in mine if e["step"] == "run-finish"}
+        spans = [(begins[r], finishes[r]) for r in begins]
+        assert len(spans) == 6
+        peak = max_overlap(spans)
+        assert peak <= 2, f"{tenant}: {peak} runs at once"
+        assert peak == 2, f"{tenant}: the run limit was never used in full"
 
 
 def test_throttle_delays_starts_and_drops_nothing(stack: Stack) -> None:

@@ -150,6 +150,7 @@ class Stepwise:
         timeouts: Timeouts | None = None,
         on_failure: AsyncHandler | SyncHandler | None = None,
         concurrency: int | Concurrency | Sequence[int | Concurrency] | None = None,
+        run_concurrency: Concurrency | None = None,
         throttle: Throttle | None = None,
         rate_limit: RateLimit | None = None,
         idempotency: str | None = None,
@@ -165,7 +166,9 @@ class Stepwise:
         (``def`` or ``async def``) called with the ``inngest/function.failed`` event once a
         run has failed for good; it is served as the function ``<id>-failure``.
 
-        Flow control: ``concurrency`` (an int, a ``Concurrency`` or a list of up to 2),
+        Flow control: ``concurrency`` (an int, a ``Concurrency`` or a list of up to 2:
+        steps executing at once), ``run_concurrency`` (a ``Concurrency`` on whole runs: a run
+        holds its slot from its start to its end, sleeping or not),
         ``throttle``, ``rate_limit``, ``idempotency`` (a CEL expression: one run per
         evaluated key per 24 h), ``debounce``, ``batch_events``, ``priority`` and
         ``singleton``. Batching cannot be combined with ``cancel_on``, ``debounce``,
@@ -181,6 +184,7 @@ class Stepwise:
             cancel_on=normalize_cancel_on(cancel_on),
             timeouts=timeouts,
             concurrency=normalize_concurrency(concurrency),
+            run_concurrency=check_option(run_concurrency, Concurrency, what="run_concurrency"),
             throttle=check_option(throttle, Throttle, what="throttle"),
             rate_limit=check_option(rate_limit, RateLimit, what="rate_limit"),
             idempotency=normalize_idempotency(idempotency),

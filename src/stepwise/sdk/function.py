@@ -45,6 +45,7 @@ class FunctionOptions:
     description: str | None = None
     retries: int | None = None
     concurrency: tuple[Concurrency, ...] | None = None
+    run_concurrency: Concurrency | None = None
     throttle: Throttle | None = None
     rate_limit: RateLimit | None = None
     debounce: Debounce | None = None
@@ -140,6 +141,12 @@ class Function:
             value = getattr(self.options, option.name)
             if wire_key is not None and value is not None:
                 config[wire_key] = _to_wire(value)
+        if self.options.run_concurrency is not None:
+            # The run-level form: a slot held for the whole run, beside any step limits.
+            config["concurrency"] = {
+                "fn": [self.options.run_concurrency.to_wire()],
+                "step": config.get("concurrency", []),
+            }
         return config
 
     def __repr__(self) -> str:

@@ -107,6 +107,18 @@ async def bounded(ctx: stepwise.Context) -> int:
 
 
 @client.create_function(
+    fn_id="run-bounded",
+    trigger=stepwise.TriggerEvent(event="flow/run-bounded"),
+    run_concurrency=stepwise.Concurrency(limit=2, key="event.data.tenant"),
+)
+async def run_bounded(ctx: stepwise.Context) -> int:
+    await ctx.step.run("begin", lambda: record(ctx, "run-begin") or 1)
+    await ctx.step.sleep("rest", "1s")  # a run-level slot is held while sleeping too
+    await ctx.step.run("finish", lambda: record(ctx, "run-finish") or 1)
+    return 1
+
+
+@client.create_function(
     fn_id="throttled",
     trigger=stepwise.TriggerEvent(event="flow/throttled"),
     throttle=stepwise.Throttle(limit=5, period="1s", burst=1),
@@ -151,7 +163,18 @@ async def batched(ctx: stepwise.Context) -> list[int]:
 
 app = asgi_app(
     client,
-    [limited, once, single, single_cancel, prioritized, bounded, throttled, debounced, batched],
+    [
+        limited,
+        once,
+        single,
+        single_cancel,
+        prioritized,
+        bounded,
+        run_bounded,
+        throttled,
+        debounced,
+        batched,
+    ],
 )
 
 if __name__ == "__main__":

@@ -372,3 +372,39 @@ def test_idempotency_cannot_be_combined_with_a_rate_limit() -> None:
             idempotency="event.data.id",
             rate_limit=stepwise.RateLimit(limit=1, period="1h"),
         )
+
+
+def test_run_concurrency_uses_the_fn_and_step_form() -> None:
+    client = stepwise.Stepwise(app_id="app", is_production=False)
+
+    @client.create_function(
+        fn_id="runs",
+        trigger=stepwise.TriggerEvent(event="x"),
+        concurrency=3,
+        run_concurrency=stepwise.Concurrency(limit=1, key="event.data.k"),
+    )
+    async def runs(ctx: stepwise.Context) -> None:
+        return None
+
+    config = runs.get_config("http://app.test/api/inngest")
+    assert config["concurrency"] == {
+        "fn": [{"limit": 1, "key": "event.data.k"}],
+        "step": [{"limit": 3}],
+    }
+
+    @client.create_function(
+        fn_id="only-runs",
+        trigger=stepwise.TriggerEvent(event="x"),
+        run_concurrency=stepwise.Concurrency(limit=2),
+    )
+    async def only_runs(ctx: stepwise.Context) -> None:
+        return None
+
+    assert only_runs.get_config("http://app.test/api/inngest")["concurrency"] == {
+        "fn": [{"limit": 2}],
+        "step": [],
+    }
+    with pytest.raises(stepwise.ConfigError):
+        client.create_function(
+            fn_id="bad", trigger=stepwise.TriggerEvent(event="x"), run_concurrency=2
+        )  # type: ignore[arg-type]

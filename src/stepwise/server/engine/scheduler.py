@@ -104,6 +104,7 @@ class Scheduler:
             singleton_cancels=flow.singleton_cancels,
             start_at=flow.start_at,
             concurrency=flow.concurrency,
+            run_concurrency=flow.run_concurrency,
             throttle=flow.throttle,
             # ``hold=False`` when a debounce or batch releases the run it held.
             debounce=flow.debounce if hold else None,
@@ -132,6 +133,7 @@ class _Flow:
     singleton_cancels: bool = False
     start_at: int | None = None
     concurrency: tuple[tuple[str, int], ...] = ()
+    run_concurrency: tuple[tuple[str, int], ...] = ()
     throttle: Throttle | None = None
     debounce: Debounce | None = None
     batch: Batch | None = None
@@ -197,6 +199,7 @@ def _flow_control(spec: FunctionSpec, event: dict[str, Any], now: int) -> _Flow:
         singleton_cancels,
         start_at,
         _concurrency(spec, config.get("concurrency"), event),
+        _concurrency(spec, config.get("concurrency"), event, level="fn"),
         _throttle(spec, config.get("throttle"), event),
         _debounce(spec, config.get("debounce"), event),
         _batch(spec, config.get("batchEvents"), event),
@@ -235,15 +238,25 @@ def _batch(spec: FunctionSpec, raw: object, event: dict[str, Any]) -> Batch | No
     return Batch(key=f"{spec.id}:{value}", max_size=raw["maxSize"], timeout_ms=timeout)
 
 
-def _concurrency_limits(raw: object) -> list[dict[str, Any]]:
-    """Step-level limits from any of the config's forms: int, object, list, {fn, step}."""
+def _concurrency_limits(raw: object, level: str) -> list[dict[str, Any]]:
+    """Limits from any of the config's forms: int, object, list, or {"fn": [...], "step": [...]}.
+
+    ``level`` "step" gives the limits on steps executing; "fn" the run-level ones (only
+    the {"fn": [...]} form has any, and only one counts, as the reference allows).
+    """
+    split = isinstance(raw, dict) and ("step" in raw or "fn" in raw)
+    if level == "fn":
+        return (
+            _concurrency_limits(raw.get("fn"), "step")[:1]
+            if split and isinstance(raw, dict)
+            else []
+        )
     if isinstance(raw, bool):
         return []
     if isinstance(raw, int):
         return [{"limit": raw}]
     if isinstance(raw, dict):
-        # {"fn": [...], "step": [...]}: the step-level part (run-level limits are not enforced yet).
-        raw = (raw.get("step") or []) if ("step" in raw or "fn" in raw) else [raw]
+        raw = (raw.get("step") or []) if split else [raw]
     if not isinstance(raw, list):
         return []
     return [
@@ -254,10 +267,10 @@ def _concurrency_limits(raw: object) -> list[dict[str, Any]]:
 
 
 def _concurrency(
-    spec: FunctionSpec, raw: object, event: dict[str, Any]
+    spec: FunctionSpec, raw: object, event: dict[str, Any], *, level: str = "step"
 ) -> tuple[tuple[str, int], ...]:
     limits = []
-    for c in _concurrency_limits(raw):
+    for c in _concurrency_limits(raw, level):
         key_expr = c.get("key") if isinstance(c.get("key"), str) else ""
         value = _key(spec, key_expr, event)
         if value is None:
@@ -266,7 +279,7 @@ def _concurrency(
         # Function scope counts this function's steps; env and account scopes share a key
         # (expression and value) with every function that declares the same one.
         owner = spec.id if scope == "fn" else scope
-        limits.append((f"{owner}|{key_expr}|{value}", int(c["limit"])))
+        limits.append((f"{level}:{owner}|{key_expr}|{value}", int(c["limit"])))
     return tuple(limits)
 
 

@@ -207,6 +207,7 @@ class NewRun:
     singleton_cancels: bool = False  # ...or, in "cancel" mode, cancel that one and start
     start_at: int | None = None  # the first job's due time (priority shifts it)
     concurrency: tuple[tuple[str, int], ...] = ()  # (key, limit): steps executing at once
+    run_concurrency: tuple[tuple[str, int], ...] = ()  # (key, limit): runs started, not ended
     throttle: Throttle | None = None
     debounce: Debounce | None = None  # not created now: held by the debouncer
     batch: Batch | None = None  # not created now: appended to a batch

@@ -56,11 +56,13 @@ def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list
     takes one slot per concurrency key until its transition commits.
     """
     rows = conn.execute(
-        f"SELECT {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}, r.concurrency, r.throttle, r.status"
+        f"SELECT {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}, r.concurrency, r.throttle, r.status,"
+        " r.run_concurrency"
         " FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.run_at <= ? ORDER BY j.run_at LIMIT ?",
         (now, limit + LEASE_SCAN_EXTRA),
     ).fetchall()
     in_use: dict[str, int] = {}
+    run_in_use: dict[str, int] = {}
     jobs: list[Job] = []
     updates = []
     slots = []
@@ -82,6 +84,13 @@ def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list
                     "UPDATE jobs SET run_at = ? WHERE id = ?", (now + CONCURRENCY_RETRY_MS, job.id)
                 )
                 continue
+        run_limits = load(row[12]) if row[12] else []
+        starting = run_limits and job.kind is JobKind.CALL and row[11] == RunStatus.SCHEDULED.value
+        if starting and not _take_run_slots(conn, str(job.run_id), run_limits, run_in_use):
+            conn.execute(
+                "UPDATE jobs SET run_at = ? WHERE id = ?", (now + CONCURRENCY_RETRY_MS, job.id)
+            )
+            continue
         throttle = load(row[10]) if row[10] else None
         if (
             throttle
@@ -138,6 +147,30 @@ def _throttle_turn(
         (key, int(tat + interval)),
     )
     return None
+
+
+def _take_run_slots(
+    conn: sqlite3.Connection, run_id: str, limits: list[list[Any]], in_use: dict[str, int]
+) -> bool:
+    """A starting run takes one slot per run-level limit, or none if any limit is full."""
+    needed = []
+    for key, cap in limits:
+        held = conn.execute(
+            "SELECT 1 FROM run_slots WHERE run_id = ? AND ckey = ?", (run_id, key)
+        ).fetchone()
+        if held is not None:
+            continue  # a retried start keeps the slot it took
+        if key not in in_use:
+            in_use[key] = conn.execute(
+                "SELECT count(*) FROM run_slots WHERE ckey = ?", (key,)
+            ).fetchone()[0]
+        if in_use[key] >= cap:
+            return False
+        needed.append(key)
+    for key in needed:
+        conn.execute("INSERT INTO run_slots (run_id, ckey) VALUES (?, ?)", (run_id, key))
+        in_use[key] += 1
+    return True
 
 
 def release_slots(conn: sqlite3.Connection, job_id: int) -> None:
@@ -247,7 +280,7 @@ def create_run(conn: sqlite3.Connection, run: NewRun) -> bool:
     conn.execute(
         "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
         " created_at, ended_at, cron, correlation_id, skip_reason, singleton_key, concurrency,"
-        " throttle) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " throttle, run_concurrency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run.id,
             run.function_id,
@@ -265,6 +298,7 @@ def create_run(conn: sqlite3.Connection, run: NewRun) -> bool:
             dump([run.throttle.key, run.throttle.limit, run.throttle.period_ms, run.throttle.burst])
             if run.throttle
             else None,
+            dump([list(c) for c in run.run_concurrency]) if run.run_concurrency else None,
         ),
     )
     if skip:
@@ -467,7 +501,8 @@ def write_history(conn: sqlite3.Connection, run_id: str, history: list[HistoryEn
 
 
 def end_run(conn: sqlite3.Connection, run_id: str, keep_job: int | None = None) -> None:
-    """A run ended: none of its jobs or pauses may act any more."""
+    """A run ended: none of its jobs or pauses may act any more, and its slots are free."""
+    conn.execute("DELETE FROM run_slots WHERE run_id = ?", (run_id,))
     conn.execute(
         "DELETE FROM concurrency_slots WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?)",
         (run_id,),
