@@ -206,6 +206,25 @@ def test_debounce_starts_one_run_per_key_per_quiet_period_with_the_last_event(st
     assert users.count("d1") == 2 and users.count("d2") == 1
 
 
+def test_debounce_timeout_caps_the_wait_under_a_steady_stream(stack: Stack) -> None:
+    # An event every 0.4 s never leaves the 1 s quiet period; the 3 s timeout starts a run anyway.
+    started = time.time()
+    sent = []
+    while time.time() - started < 4.5:
+        sent.append(stack.server.send("flow/debounced", {"user": "stream", "seq": len(sent)}))
+        time.sleep(0.4)
+
+    def stream_runs() -> list[dict[str, Any]]:
+        return [e for e in executions(stack, "debounced") if e["data"]["user"] == "stream"]
+
+    first = wait_until(stream_runs, timeout=10, what="a run despite the steady stream")[0]
+    assert first["t"] - started < 4.5, "the timeout started a run while events kept coming"
+    assert (
+        0 < first["data"]["seq"] < len(sent) - 1
+    )  # the latest event at the timeout, not the last sent
+    wait_until(lambda: len(stream_runs()) == 2, timeout=10, what="the next period's run")
+
+
 def test_batches_never_exceed_max_size_and_start_at_the_timeout(stack: Stack) -> None:
     sent_at = time.time()
     for seq in range(12):

@@ -131,7 +131,7 @@ async def throttled(ctx: stepwise.Context) -> int:
 @client.create_function(
     fn_id="debounced",
     trigger=stepwise.TriggerEvent(event="flow/debounced"),
-    debounce=stepwise.Debounce(period="1s", key="event.data.user"),
+    debounce=stepwise.Debounce(period="1s", key="event.data.user", timeout="3s"),
 )
 async def debounced(ctx: stepwise.Context) -> int:
     await ctx.step.run("work", lambda: record(ctx, "debounced") or 1)

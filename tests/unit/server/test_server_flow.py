@@ -119,3 +119,37 @@ def test_cron_jitter_spreads_the_start_of_each_tick() -> None:
         assert run.start_at is not None and NOW <= run.start_at < NOW + 30_000
         starts.add(run.start_at)
     assert len(starts) > 1  # spread, not fixed
+
+
+def test_batch_if_lets_failing_events_run_on_their_own() -> None:
+    config = {"batchEvents": {"maxSize": 5, "timeout": "2s", "if": "event.data.vip == false"}}
+    assert run_for(config, {"vip": False}).batch is not None
+    unbatched = run_for(config, {"vip": True})
+    assert unbatched.batch is None  # started at once, alone
+
+
+def test_env_scope_concurrency_is_shared_across_functions_fn_scope_is_not() -> None:
+    limit = {"limit": 2, "key": "event.data.tenant"}
+    env = [{**limit, "scope": "env"}]
+    a = Scheduler(registry_of(function_record("app-a", fn_id="uuid-a", extra={"concurrency": env})))
+    b = Scheduler(registry_of(function_record("app-b", fn_id="uuid-b", extra={"concurrency": env})))
+    [run_a] = a.plan([event(data={"tenant": "t"})], NOW).runs
+    [run_b] = b.plan([event(data={"tenant": "t"})], NOW).runs
+    assert run_a.concurrency == run_b.concurrency  # one key: both functions share the limit
+    fa = Scheduler(
+        registry_of(function_record("app-a", fn_id="uuid-a", extra={"concurrency": [limit]}))
+    )
+    fb = Scheduler(
+        registry_of(function_record("app-b", fn_id="uuid-b", extra={"concurrency": [limit]}))
+    )
+    [fn_a] = fa.plan([event(data={"tenant": "t"})], NOW).runs
+    [fn_b] = fb.plan([event(data={"tenant": "t"})], NOW).runs
+    assert fn_a.concurrency != fn_b.concurrency  # function scope: each its own
+
+
+def test_throttle_keys_are_per_evaluated_key() -> None:
+    config = {"throttle": {"limit": 3, "period": "10s", "burst": 2, "key": "event.data.user"}}
+    a, b = run_for(config, {"user": "a"}), run_for(config, {"user": "b"})
+    assert a.throttle is not None and b.throttle is not None
+    assert a.throttle.key != b.throttle.key
+    assert (a.throttle.limit, a.throttle.period_ms, a.throttle.burst) == (3, 10_000, 2)
