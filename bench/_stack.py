@@ -51,7 +51,7 @@ def bench_stack(workdir: Path, name: str, app: Path, *, workers: int = 100) -> I
     url = f"http://127.0.0.1:{server_port}"
     db = workdir / f"{name}.db"
     env = {**os.environ, "PORT": str(app_port), "INNGEST_DEV": url, "PYTHONUNBUFFERED": "1"}
-    logs = [open(workdir / f"{name}-{part}.log", "wb") for part in ("server", "app")]  # noqa: SIM115
+    logs = [open(workdir / f"{name}-{part}.log", "wb") for part in ("server", "app")]  # noqa: SIM115 - owned by the children
     command = [
         sys.executable, "-m", "stepwise", "dev", "--port", str(server_port), "--sqlite-path", str(db),
         "--no-discovery", "--no-poll", "--queue-workers", str(workers), "--log-level", "warning",

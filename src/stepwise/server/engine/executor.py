@@ -278,7 +278,8 @@ class Executor:
         retry_at: int | None = None
         complete: tuple[Any] | None = None
         real_ops = [op for op in ops if op.op is not Opcode.NONE]
-        new_steps = sum(1 for op in real_ops if op.id not in {m.step_id for m in state.steps})
+        known = {m.step_id for m in state.steps}
+        new_steps = sum(1 for op in real_ops if op.id not in known)
         if len(state.steps) + new_steps > MAX_STEPS:
             error = {
                 "name": "StepLimitExceededError",

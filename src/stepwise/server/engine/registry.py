@@ -75,6 +75,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._by_slug: dict[str, FunctionSpec] = {}
+        self._by_id: dict[str, FunctionSpec] = {}
         self._by_event: dict[str, list[tuple[FunctionSpec, EventTrigger]]] = {}
         self._wildcards: list[tuple[str, FunctionSpec, EventTrigger]] = []
 
@@ -89,13 +90,19 @@ class Registry:
                 else:
                     by_event.setdefault(trigger.event, []).append((spec, trigger))
         # Swap whole maps so readers never see a half-built index.
-        self._by_slug, self._by_event, self._wildcards = by_slug, by_event, wildcards
+        by_id = {spec.id: spec for spec in by_slug.values()}
+        self._by_slug, self._by_id, self._by_event, self._wildcards = (
+            by_slug,
+            by_id,
+            by_event,
+            wildcards,
+        )
 
     def get(self, slug: str) -> FunctionSpec | None:
         return self._by_slug.get(slug)
 
     def by_id(self, function_id: str) -> FunctionSpec | None:
-        return next((s for s in self._by_slug.values() if s.id == function_id), None)
+        return self._by_id.get(function_id)
 
     def all(self) -> list[FunctionSpec]:
         return list(self._by_slug.values())
