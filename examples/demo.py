@@ -51,6 +51,8 @@ def wait_for(what: str, check: Any, timeout: float = 30) -> Any:
 def main() -> int:
     server_port = free_port(8288)
     app_port = free_port(8000)
+    while app_port == server_port:  # both fell back to an OS-chosen port, and got the same one
+        app_port = free_port(0)
     server_url = f"http://127.0.0.1:{server_port}"
     app_url = f"http://127.0.0.1:{app_port}/api/inngest"
     workdir = Path(tempfile.mkdtemp(prefix="stepwise-demo-"))

@@ -26,11 +26,22 @@ APPS = REPO / "tests" / "integration" / "apps"
 TERMINAL = {"Completed", "Failed", "Cancelled", "Skipped"}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port never handed out before in this process.
+
+    The OS may give the same free port to two calls in a row (nothing holds it between
+    them), so a server and an app started together could otherwise collide.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_until(
