@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from _clock import HOUR, MINUTE, T0
+from _steps import results as settled_as
 
 from stepwise.server.store.records import (
     HistoryEntry,
@@ -33,7 +34,7 @@ def everything(world: World, job_id: int, lease: str, run_id: str) -> Transition
         job_id=job_id,
         lease=lease,
         run_id=run_id,
-        memos=[("charge", {"data": "late"})],
+        settled=settled_as(("charge", {"data": "late"})),
         run_update=RunUpdate(
             status=RunStatus.COMPLETED,
             output="late",
@@ -77,7 +78,7 @@ async def test_a_lost_lease_raises_and_writes_nothing(world: World) -> None:
     assert await store.get_run(late.ingest.runs[0].id) is None
     # Both jobs are still there, the taken one still under its new lease.
     assert await store.next_due_at() == T0 + 2 * MINUTE
-    await store.commit(world.done(taken, memos=[("charge", {"data": "on time"})]))
+    await store.commit(world.done(taken, settled=settled_as(("charge", {"data": "on time"}))))
     assert await store.list_steps(run.id) == [("charge", {"data": "on time"})]
     assert [(j.kind, j.step_id) for j in await world.drain()] == [(JobKind.WAKE, "nap")]
 
@@ -85,7 +86,7 @@ async def test_a_lost_lease_raises_and_writes_nothing(world: World) -> None:
 async def test_a_job_committed_twice_fails_the_second_time(world: World) -> None:
     store = world.store
     run, job = await world.running()
-    await store.commit(world.done(job, memos=[("charge", 1)]))
+    await store.commit(world.done(job, settled=settled_as(("charge", 1))))
 
     with pytest.raises(LeaseLost):
         await store.commit(everything(world, job.id, job.lease, run.id))
@@ -101,7 +102,7 @@ async def test_a_job_with_no_lease_cannot_be_committed(world: World) -> None:
     await world.store.recover_leases(T0)  # the lease is gone, the job stays
 
     with pytest.raises(LeaseLost):
-        await world.store.commit(world.done(job, memos=[("charge", 1)]))
+        await world.store.commit(world.done(job, settled=settled_as(("charge", 1))))
 
     assert await world.store.list_steps(run.id) == []
     [again] = await world.drain()
@@ -125,7 +126,7 @@ async def test_concurrent_commits_land_whole_or_not_at_all_and_share_commits(
         transitions.append(
             world.done(
                 job,
-                memos=[("charge", {"data": job.run_id}), ("ship", {"data": job.id})],
+                settled=settled_as(("charge", {"data": job.run_id}), ("ship", {"data": job.id})),
                 run_update=RunUpdate(status=RunStatus.RUNNING, started_at=T0 + 1),
                 new_jobs=[
                     NewJob(
@@ -180,7 +181,7 @@ async def test_concurrent_commits_land_whole_or_not_at_all_and_share_commits(
     assert sorted(j.key or "" for j in pending) == sorted(
         f"d:{r.id}" for i, r in enumerate(runs) if i != bad_index
     )
-    await store.commit(world.done(jobs[bad_index], memos=[("charge", "retried")]))
+    await store.commit(world.done(jobs[bad_index], settled=settled_as(("charge", "retried"))))
     assert await store.list_steps(runs[bad_index].id) == [("charge", "retried")]
     # And its follow-up run's idempotency key was not used up.
     retry_run = make.run(world.other_fn, bad_event)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from _clock import FAR, HOUR, MINUTE, T0
+from _steps import results as settled_as
 
 from stepwise.server.store.records import (
     HistoryEntry,
@@ -14,6 +15,7 @@ from stepwise.server.store.records import (
     JobKind,
     LeaseLost,
     NewJob,
+    PlannedStep,
     RunStatus,
     RunUpdate,
 )
@@ -28,12 +30,12 @@ async def test_memos_are_kept_in_completion_order(world: World) -> None:
     await store.commit(
         world.done(
             job,
-            memos=[("ship", {"data": 2}), ("charge", {"data": 1})],
+            settled=settled_as(("ship", {"data": 2}), ("charge", {"data": 1})),
             new_jobs=[NewJob(run_id=run.id, kind=JobKind.CALL, run_at=T0 + 1)],
         )
     )
     [job] = await store.lease_due_jobs(T0 + 1, 10, MINUTE)
-    await store.commit(world.done(job, memos=[("email", None)]))
+    await store.commit(world.done(job, settled=settled_as(("email", None))))
 
     state = await store.load_run_state(run.id)
     assert state is not None
@@ -57,14 +59,16 @@ async def test_a_memo_once_written_is_never_overwritten(world: World) -> None:
     await store.commit(
         world.done(
             job,
-            memos=[("charge", {"data": "first"}), ("ship", {"data": 1})],
+            settled=settled_as(("charge", {"data": "first"}), ("ship", {"data": 1})),
             new_jobs=[NewJob(run_id=run.id, kind=JobKind.CALL, run_at=T0)],
         )
     )
     job = await world.leased(run)
 
     # A duplicate execution reports the step again, with a different result.
-    await store.commit(world.done(job, memos=[("charge", {"data": "second"}), ("email", 3)]))
+    await store.commit(
+        world.done(job, settled=settled_as(("charge", {"data": "second"}), ("email", 3)))
+    )
 
     assert await store.list_steps(run.id) == [
         ("charge", {"data": "first"}),
@@ -182,49 +186,28 @@ async def test_reschedule_at_keeps_the_job_with_the_same_attempt(world: World) -
     assert (again.id, again.attempt, again.run_at) == (job.id, job.attempt, T0 + 10)
 
 
-async def test_become_call_at_turns_a_wake_job_into_a_discovery_call(world: World) -> None:
+async def test_a_wake_settles_its_sleep_and_the_run_goes_on(world: World) -> None:
     store = world.store
     run, job = await world.running()
-    wake_key = f"wake:{run.id}:nap"
-    await store.commit(
-        world.done(
-            job,
-            new_jobs=[
-                NewJob(
-                    run_id=run.id,
-                    kind=JobKind.WAKE,
-                    run_at=T0 + HOUR,
-                    step_id="nap",
-                    key=wake_key,
-                    payload={"why": "sleep"},
-                )
-            ],
-        )
+    wake = NewJob(
+        run_id=run.id, kind=JobKind.WAKE, run_at=T0 + HOUR, step_id="nap", key=f"wake:{run.id}:nap"
     )
-    [wake] = await store.lease_due_jobs(T0 + HOUR, 10, MINUTE)
-    assert wake.kind is JobKind.WAKE
+    await store.commit(world.done(job, planned=[PlannedStep("nap", jobs=(wake,))]))
+    [alarm] = await store.lease_due_jobs(T0 + HOUR, 10, MINUTE)
+    assert alarm.kind is JobKind.WAKE
 
-    await store.commit(world.done(wake, memos=[("nap", None)], become_call_at=T0 + HOUR + 1))
+    next_call = NewJob(run_id=run.id, kind=JobKind.CALL, run_at=T0 + HOUR, key=f"d:{run.id}:nap")
+    await store.commit(
+        world.done(alarm, settled=settled_as(("nap", None)), continue_with=next_call)
+    )
 
     assert await store.list_steps(run.id) == [("nap", None)]
-    assert await store.next_due_at() == T0 + HOUR + 1
-    [call] = await store.lease_due_jobs(T0 + HOUR + 1, 10, MINUTE)
-    assert (
-        call.id,
-        call.run_id,
-        call.kind,
-        call.step_id,
-        call.attempt,
-        call.key,
-        call.payload,
-    ) == (
-        wake.id,
-        run.id,
+    [call] = await store.lease_due_jobs(T0 + HOUR, 10, MINUTE)
+    assert (call.kind, call.step_id, call.attempt, call.key) == (
         JobKind.CALL,
         "step",
         0,
-        None,
-        None,
+        f"d:{run.id}:nap",
     )
 
 
@@ -341,7 +324,7 @@ async def test_an_ingest_inside_a_transition_lands_with_it(world: World) -> None
     await store.commit(
         world.done(
             job,
-            memos=[("charge", 1)],
+            settled=settled_as(("charge", 1)),
             run_update=RunUpdate(status=RunStatus.COMPLETED, has_output=True, ended_at=T0 + 1),
             clear_run_jobs=True,
             ingest=Ingest(events=[finished], runs=[follow_up]),
@@ -375,11 +358,15 @@ async def test_commit_many_answers_each_transition_on_its_own(world: World) -> N
     store = world.store
     run_a, job_a = await world.running()
     run_b, job_b = await world.running()
-    stale = world.done(job_b, memos=[("x", 1)])
+    stale = world.done(job_b, settled=settled_as(("x", 1)))
     await store.commit(world.done(job_b))  # job_b is gone: a second commit has no lease
 
     results = await store.commit_many(
-        [world.done(job_a, memos=[("a", 1)]), stale, world.done(job_a, memos=[("a2", 2)])]
+        [
+            world.done(job_a, settled=settled_as(("a", 1))),
+            stale,
+            world.done(job_a, settled=settled_as(("a2", 2))),
+        ]
     )
 
     assert results[0] is None

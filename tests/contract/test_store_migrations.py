@@ -36,7 +36,19 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "run_concurrency",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
-    "jobs": ["id", "key", "run_id", "kind", "step_id", "attempt", "run_at", "lease", "payload"],
+    "jobs": [
+        "id",
+        "key",
+        "run_id",
+        "kind",
+        "step_id",
+        "attempt",
+        "run_at",
+        "lease",
+        "payload",
+        "generation",
+        "faults",
+    ],
     "idempotency": ["function_id", "key", "run_id", "expires_at"],
     "history": ["id", "run_id", "at", "kind", "step_id", "name", "attempt", "data"],
     "pauses": [
@@ -59,6 +71,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     "run_slots": ["run_id", "ckey"],
     "debounces": ["key", "function_id", "event_id", "event_ts", "first_at", "due_at", "job_key"],
     "batches": ["key", "batch_id", "function_id", "function_slug", "event_ids", "first_at"],
+    "open_steps": ["run_id", "step_id", "batch", "race"],
     "cancellations": [
         "id",
         "app_id",
@@ -69,7 +82,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "created_at",
     ],
 }
-EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6, 7]
+EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6, 7, 9]
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

@@ -24,7 +24,7 @@ from server_support import (
     spec,
 )
 
-from stepwise.protocol import RUN_COMPLETE_ID, WireError, to_iso
+from stepwise.protocol import RUN_COMPLETE_ID, to_iso
 from stepwise.protocol import events as ev
 from stepwise.server.engine.driver import USE_API_BYTES, build_call_body
 from stepwise.server.engine.executor import MAX_RUN_STATE, MAX_SLEEP, Executor, next_cron_ms
@@ -36,17 +36,24 @@ from stepwise.server.store.records import (
     JobKind,
     NewJob,
     NewRun,
+    PlannedStep,
     RunState,
     RunStatus,
     RunUpdate,
+    Settled,
     Transition,
 )
 
 # The default test function allows 2 retries: attempts 0, 1 and 2.
 LAST_ATTEMPT = 2
-DISCOVERY = NewJob(run_id=RUN_ID, kind=JobKind.CALL, run_at=NOW, key=f"discovery:{RUN_ID}")
 SDK_ERROR = {"name": "TypeError", "message": "boom", "stack": "at step (app.js:1)"}
-STANDARD_SDK_ERROR = {**SDK_ERROR, "error": "TypeError: boom"}
+# function.failed's error for a 500 with that body (the run's output is the body itself).
+EVENT_ERROR_500 = {"error": "invalid status code: 500", **SDK_ERROR}
+
+
+def call_after(step_id: str) -> NewJob:
+    """The discovery call that follows ``step_id``."""
+    return NewJob(run_id=RUN_ID, kind=JobKind.CALL, run_at=NOW, key=f"discovery:{RUN_ID}:{step_id}")
 
 
 def base(**fields: Any) -> Transition:
@@ -134,7 +141,7 @@ def test_200_completes_the_run_and_emits_function_finished() -> None:
         ),
         clear_run_jobs=True,
         ingest=Ingest(events=[finished], runs=[listener_run]),
-        history=[HistoryEntry(HistoryKind.RUN_COMPLETED, NOW)],
+        ending=HistoryEntry(HistoryKind.RUN_COMPLETED, NOW),
     )
 
 
@@ -155,7 +162,7 @@ def test_first_reply_of_a_scheduled_run_starts_it() -> None:
     )
     assert t == base(
         run_update=RunUpdate(status=RunStatus.RUNNING, started_at=NOW),
-        new_jobs=[DISCOVERY],
+        new_jobs=[call_after("d")],
         history=[HistoryEntry(HistoryKind.RUN_STARTED, NOW)],
     )
 
@@ -165,10 +172,10 @@ def test_first_reply_of_a_scheduled_run_starts_it() -> None:
 
 def test_step_run_memoizes_data_and_asks_for_discovery() -> None:
     ops = [{"op": "StepRun", "id": "s1", "name": "s1", "displayName": "Fetch", "data": [1, 2]}]
+    entry = HistoryEntry(HistoryKind.STEP_COMPLETED, NOW, "s1", "Fetch", 0)
     assert handle(ops) == base(
-        memos=[("s1", {"data": [1, 2]})],
-        new_jobs=[DISCOVERY],
-        history=[HistoryEntry(HistoryKind.STEP_COMPLETED, NOW, "s1", "Fetch", 0)],
+        settled=[Settled("s1", {"data": [1, 2]}, (entry,))],
+        continue_with=call_after("s1"),
     )
 
 
@@ -178,18 +185,19 @@ def test_step_run_name_falls_back_to_userland_id_then_name() -> None:
         {"op": "StepRun", "id": "h2", "name": "n2", "data": 2},
     ]
     t = handle(ops)
-    assert [(e.step_id, e.name) for e in t.history] == [("h1", "raw-id"), ("h2", "n2")]
+    names = [(e.step_id, e.name) for s in t.settled for e in s.history]
+    assert names == [("h1", "raw-id"), ("h2", "n2")]
 
 
 def test_legacy_step_op_memoizes_raw_data() -> None:
     ops = [{"op": "Step", "id": "s1", "name": "s1", "data": {"data": "already wrapped"}}]
+    entry = HistoryEntry(HistoryKind.STEP_COMPLETED, NOW, "s1", "s1", 0)
     assert handle(ops) == base(
-        memos=[("s1", {"data": "already wrapped"})],
-        new_jobs=[DISCOVERY],
-        history=[HistoryEntry(HistoryKind.STEP_COMPLETED, NOW, "s1", "s1", 0)],
+        settled=[Settled("s1", {"data": "already wrapped"}, (entry,))],
+        continue_with=call_after("s1"),
     )
     raw = handle([{"op": "Step", "id": "s2", "data": 5}])
-    assert raw.memos == [("s2", 5)]
+    assert [(s.step_id, s.memo) for s in raw.settled] == [("s2", 5)]
 
 
 def test_step_error_with_attempts_left_is_retried_with_table_backoff() -> None:
@@ -228,16 +236,14 @@ def test_step_error_with_a_fixed_retry_interval() -> None:
     executor, _ = make_executor(function_record(), retry_interval_s=3)
     t = handle([{"op": "StepError", "id": "s1", "error": SDK_ERROR}], executor=executor)
     assert t.retry_at == NOW + 3_000
-    assert t.memos == [] and t.new_jobs == []
+    assert t.settled == [] and t.new_jobs == [] and t.continue_with is None
 
 
 def _step_failed(step_id: str, error: dict[str, Any], attempt: int | None) -> Transition:
+    entry = HistoryEntry(HistoryKind.STEP_FAILED, NOW, step_id, step_id, attempt, {"error": error})
     return base(
-        memos=[(step_id, {"error": error})],
-        new_jobs=[DISCOVERY],
-        history=[
-            HistoryEntry(HistoryKind.STEP_FAILED, NOW, step_id, step_id, attempt, {"error": error})
-        ],
+        settled=[Settled(step_id, {"error": error}, (entry,))],
+        continue_with=call_after(step_id),
     )
 
 
@@ -301,54 +307,62 @@ def test_retry_after_also_overrides_a_fixed_retry_interval() -> None:
 
 def test_step_planned_enqueues_a_targeted_call() -> None:
     ops = [{"op": "StepPlanned", "id": "p1", "name": "p1", "displayName": "Plan A"}]
-    assert handle(ops) == base(
-        new_jobs=[
-            NewJob(
-                run_id=RUN_ID, kind=JobKind.CALL, run_at=NOW, step_id="p1", key=f"step:{RUN_ID}:p1"
-            )
-        ],
-        history=[HistoryEntry(HistoryKind.STEP_PLANNED, NOW, "p1", "Plan A")],
+    call = NewJob(
+        run_id=RUN_ID, kind=JobKind.CALL, run_at=NOW, step_id="p1", key=f"step:{RUN_ID}:p1"
     )
+    entry = HistoryEntry(HistoryKind.STEP_PLANNED, NOW, "p1", "Plan A")
+    assert handle(ops) == base(planned=[PlannedStep("p1", jobs=(call,), history=(entry,))])
 
 
-def test_two_ops_force_step_planning_from_now_on() -> None:
+def test_two_ops_force_step_planning_from_now_on_and_make_a_batch() -> None:
     ops = [
         {"op": "StepPlanned", "id": "p1", "name": "p1"},
         {"op": "StepPlanned", "id": "p2", "name": "p2"},
     ]
     t = handle(ops)
     assert t.run_update == RunUpdate(force_step_plan=True)
-    assert [j.step_id for j in t.new_jobs] == ["p1", "p2"]
-    assert [j.key for j in t.new_jobs] == [f"step:{RUN_ID}:p1", f"step:{RUN_ID}:p2"]
+    assert [(p.step_id, p.batch, p.race) for p in t.planned] == [
+        ("p1", True, False),
+        ("p2", True, False),
+    ]
+    assert [j.key for p in t.planned for j in p.jobs] == [f"step:{RUN_ID}:p1", f"step:{RUN_ID}:p2"]
     # Already forced: nothing to update.
     assert handle(ops, state=run_state(force_step_plan=True)).run_update is None
     # A "None" op is no op at all.
-    assert handle([ops[0], {"op": "None", "id": ""}]).run_update is None
+    single = handle([ops[0], {"op": "None", "id": ""}])
+    assert single.run_update is None and [p.batch for p in single.planned] == [False]
+
+
+def test_a_race_and_request_version_1_make_no_batch() -> None:
+    race = [
+        {"op": "StepPlanned", "id": "p1", "opts": {"parallelMode": "race"}},
+        {"op": "StepPlanned", "id": "p2", "opts": {"parallelMode": "race"}},
+    ]
+    assert [(p.batch, p.race) for p in handle(race).planned] == [(False, True), (False, True)]
+    assert [p.jobs[0].payload for p in handle(race).planned] == [{"race": True}] * 2
+    plain = [{"op": "StepPlanned", "id": "p1"}, {"op": "StepPlanned", "id": "p2"}]
+    v1 = handle(plain, state=run_state(request_version=1))
+    assert [(p.batch, p.race) for p in v1.planned] == [(False, False), (False, False)]
 
 
 def _wake(step_id: str, name: str, at: int) -> Transition:
-    return base(
-        new_jobs=[
-            NewJob(
-                run_id=RUN_ID,
-                kind=JobKind.WAKE,
-                run_at=at,
-                step_id=step_id,
-                key=f"wake:{RUN_ID}:{step_id}",
-                payload={"name": name},
-            )
-        ],
-        history=[
-            HistoryEntry(
-                HistoryKind.SLEEP_STARTED,
-                NOW,
-                step_id,
-                name,
-                None,
-                {"until": to_iso(datetime.fromtimestamp(at / 1000, UTC))},
-            )
-        ],
+    alarm = NewJob(
+        run_id=RUN_ID,
+        kind=JobKind.WAKE,
+        run_at=at,
+        step_id=step_id,
+        key=f"wake:{RUN_ID}:{step_id}",
+        payload={"name": name},
     )
+    entry = HistoryEntry(
+        HistoryKind.SLEEP_STARTED,
+        NOW,
+        step_id,
+        name,
+        None,
+        {"until": to_iso(datetime.fromtimestamp(at / 1000, UTC))},
+    )
+    return base(planned=[PlannedStep(step_id, jobs=(alarm,), history=(entry,))])
 
 
 def test_sleep_with_a_duration_name() -> None:
@@ -378,10 +392,9 @@ def test_sleep_longer_than_366_days_is_clamped(name: str) -> None:
 def test_invalid_sleep_memoizes_an_error(name: str) -> None:
     ops = [{"op": "Sleep", "id": "z1", "name": name}]
     error = {"name": "Error", "message": f"invalid sleep duration {name!r}"}
+    entry = HistoryEntry(HistoryKind.STEP_FAILED, NOW, "z1", name, None, {"error": error})
     assert handle(ops) == base(
-        memos=[("z1", {"error": error})],
-        new_jobs=[DISCOVERY],
-        history=[HistoryEntry(HistoryKind.STEP_FAILED, NOW, "z1", name, None, {"error": error})],
+        settled=[Settled("z1", {"error": error}, (entry,))], continue_with=call_after("z1")
     )
 
 
@@ -399,31 +412,51 @@ def test_run_complete_finishes_the_run_with_its_data() -> None:
         started_at=NOW,
         ended_at=NOW,
     )
-    assert t.memos == [("s1", {"data": 1})]
+    assert [(s.step_id, s.memo) for s in t.settled] == [("s1", {"data": 1})]
     assert t.new_jobs == []
     assert t.clear_run_jobs is True
     [finished] = finish_events(t)
     assert finished.data["result"] == {"ok": True}
-    assert [h.kind for h in t.history] == [HistoryKind.STEP_COMPLETED, HistoryKind.RUN_COMPLETED]
+    assert [h.kind for s in t.settled for h in s.history] == [HistoryKind.STEP_COMPLETED]
+    assert t.ending == HistoryEntry(HistoryKind.RUN_COMPLETED, NOW)
 
 
 def test_discovery_request_enqueues_discovery() -> None:
-    assert handle([{"op": "DiscoveryRequest", "id": "abc"}]) == base(new_jobs=[DISCOVERY])
+    assert handle([{"op": "DiscoveryRequest", "id": "abc"}]) == base(new_jobs=[call_after("abc")])
 
 
 def test_empty_206_does_nothing() -> None:
     assert handle([]) == base()
 
 
+def test_only_empty_none_ops_drive_discovery_again_a_bounded_number_of_times() -> None:
+    t = handle([{"op": "None"}, {"op": "None", "id": ""}])
+    redrive = NewJob(
+        run_id=RUN_ID,
+        kind=JobKind.CALL,
+        run_at=NOW,
+        key=f"discovery:{RUN_ID}:redrive:7",
+        payload={"redrive": 1},
+    )
+    assert t == base(new_jobs=[redrive])
+    # A None op that names a step is a finished thread of a parallel batch, not a stall.
+    assert handle([{"op": "None", "id": "p1"}]) == base()
+    executor, _ = make_executor(function_record())
+    again = executor.handle_reply(
+        job(payload={"redrive": 10}), run_state(), spec(), reply(206, [{"op": "None"}]), NOW
+    )
+    assert again.run_update is not None and again.run_update.status is RunStatus.FAILED
+
+
 @pytest.mark.parametrize("op", ["AIGateway", "aigateway", "DeferAdd"])
 def test_unsupported_op_memoizes_not_supported_error(op: str) -> None:
     ops = [{"op": op, "id": "w1", "name": "x", "opts": {}}]
     t = handle(ops)
-    [(step_id, memo)] = t.memos
-    assert step_id == "w1"
-    assert memo["error"]["name"] == "NotSupportedError"
-    assert "not supported" in memo["error"]["message"]
-    assert t.new_jobs == [DISCOVERY]
+    [result] = t.settled
+    assert result.step_id == "w1"
+    assert result.memo["error"]["name"] == "NotSupportedError"
+    assert "not supported" in result.memo["error"]["message"]
+    assert t.continue_with == call_after("w1")
     assert t.run_update is None and t.retry_at is None
 
 
@@ -438,8 +471,10 @@ def test_wait_for_event_writes_an_indexed_pause_and_its_timeout() -> None:
         }
     ]
     t = handle(ops)
-    assert t.memos == [] and t.fan_in is None
-    [pause] = t.new_pauses
+    assert t.settled == [] and t.continue_with is None
+    [planned] = t.planned
+    pause = planned.pause
+    assert pause is not None
     assert (
         pause.kind.value == "wait" and pause.event_name == "app/approved" and pause.step_id == "w1"
     )
@@ -447,15 +482,16 @@ def test_wait_for_event_writes_an_indexed_pause_and_its_timeout() -> None:
     assert pause.expression is not None and "event." not in pause.expression
     assert pause.index_path == "data.user_id"
     assert pause.expires_at == NOW + 3_600_000
-    [timeout] = t.new_jobs
+    [timeout] = planned.jobs
     assert timeout.run_at == NOW + 3_600_000 and timeout.payload == {"pause": pause.key}
-    assert [h.kind for h in t.history] == [HistoryKind.WAIT_STARTED]
+    assert [h.kind for h in planned.history] == [HistoryKind.WAIT_STARTED]
 
 
 # ---- errors of the whole request --------------------------------------------------
 
 
-def assert_run_failed(t: Transition, error: dict[str, Any], attempt: int = 0) -> None:
+def assert_run_failed(t: Transition, output: Any, error: dict[str, Any], attempt: int = 0) -> None:
+    """The run failed: ``output`` is what the API shows, ``error`` what the events carry."""
     failed, finished = finish_events(t)
     trigger_event = event().to_wire()
     data = {
@@ -490,7 +526,7 @@ def assert_run_failed(t: Transition, error: dict[str, Any], attempt: int = 0) ->
     assert t == base(
         run_update=RunUpdate(
             status=RunStatus.FAILED,
-            output=error,
+            output=output,
             has_output=True,
             error=error,
             started_at=NOW,
@@ -498,19 +534,38 @@ def assert_run_failed(t: Transition, error: dict[str, Any], attempt: int = 0) ->
         ),
         clear_run_jobs=True,
         ingest=Ingest(events=[failed, finished], runs=[]),
-        history=[HistoryEntry(HistoryKind.RUN_FAILED, NOW, None, None, attempt, {"error": error})],
+        ending=HistoryEntry(HistoryKind.RUN_FAILED, NOW, None, None, attempt, {"error": output}),
     )
 
 
 def test_500_with_no_retry_fails_the_run() -> None:
     t = handle(SDK_ERROR, status=500, headers={"X-Inngest-No-Retry": "true"})
-    assert_run_failed(t, STANDARD_SDK_ERROR)
+    assert_run_failed(t, SDK_ERROR, EVENT_ERROR_500)
+
+
+def test_the_run_output_is_the_sdk_error_body_exactly() -> None:
+    # The Python SDK's body: its "code" and a null "stack" stay as sent.
+    body = {
+        "code": "non_retriable_error",
+        "message": "foo",
+        "name": "NonRetriableError",
+        "stack": None,
+    }
+    t = handle(body, status=500, headers={"X-Inngest-No-Retry": "true"})
+    event_error = {
+        "error": "invalid status code: 500",
+        "name": "NonRetriableError",
+        "message": "foo",
+    }
+    assert_run_failed(t, body, event_error)
 
 
 def test_400_with_no_retry_fails_the_run_and_keeps_an_sdk_error_field() -> None:
     body = {"name": "NonRetriableError", "message": "nope", "error": "custom text"}
     t = handle(body, status=400, headers={"x-inngest-no-retry": "TRUE"})
-    assert_run_failed(t, {"name": "NonRetriableError", "message": "nope", "error": "custom text"})
+    assert_run_failed(
+        t, body, {"name": "NonRetriableError", "message": "nope", "error": "custom text"}
+    )
 
 
 def test_500_with_attempts_left_is_retried() -> None:
@@ -533,7 +588,7 @@ def test_500_with_attempts_left_is_retried() -> None:
 
 def test_500_on_the_last_attempt_fails_the_run() -> None:
     t = handle(SDK_ERROR, status=500, attempt=LAST_ATTEMPT)
-    assert_run_failed(t, STANDARD_SDK_ERROR, LAST_ATTEMPT)
+    assert_run_failed(t, SDK_ERROR, EVENT_ERROR_500, LAST_ATTEMPT)
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
@@ -553,16 +608,23 @@ def test_function_with_zero_retries_fails_on_the_first_error() -> None:
 def test_non_sdk_error_reply_gets_a_synthesized_error() -> None:
     sdk_reply = reply(502, None, sdk=False, raw=b"<html>Bad Gateway</html>")
     t = handle(sdk_reply, attempt=LAST_ATTEMPT)
-    message = "the app answered HTTP 502: <html>Bad Gateway</html>"
-    assert_run_failed(
-        t, {"name": "Error", "message": message, "error": f"Error: {message}"}, LAST_ATTEMPT
-    )
+    message = "Your server returned HTTP 502 before the SDK responded."
+    assert t.run_update is not None
+    output = t.run_update.output
+    assert output["name"] == "Server returned a fatal error"
+    assert output["message"] == output["error"] == message
+    assert output["stack"].endswith("<html>Bad Gateway</html>")
+    assert_run_failed(t, output, output, LAST_ATTEMPT)
 
 
 def test_sdk_error_with_unparsed_body_uses_the_raw_text() -> None:
     sdk_reply = reply(500, None, raw=b"kaboom", headers={"X-Inngest-No-Retry": "true"})
     t = handle(sdk_reply)
-    assert_run_failed(t, {"name": "Error", "message": "kaboom", "error": "Error: kaboom"})
+    assert_run_failed(
+        t,
+        {"name": "Error", "message": "kaboom"},
+        {"error": "invalid status code: 500", "name": "Error", "message": "kaboom"},
+    )
 
 
 def test_transport_error_is_retried_then_fails_the_run() -> None:
@@ -573,7 +635,10 @@ def test_transport_error_is_retried_then_fails_the_run() -> None:
     message = "could not reach the app: ClientConnectorError: refused"
     last = handle(sdk_reply, attempt=LAST_ATTEMPT)
     assert_run_failed(
-        last, {"name": "Error", "message": message, "error": f"Error: {message}"}, LAST_ATTEMPT
+        last,
+        {"name": "Error", "message": message},
+        {"error": message, "name": "Error", "message": message},
+        LAST_ATTEMPT,
     )
 
 
@@ -592,11 +657,12 @@ def test_2xx_without_sdk_header_is_an_error(status: int, body: Any) -> None:
     sdk_reply = reply(status, body, sdk=False)
     first = handle(sdk_reply)
     assert_backoff(first.retry_at)
-    assert first.run_update is None and first.memos == []
+    assert first.run_update is None and first.settled == []
     message = "the response did not come from an Inngest SDK (no X-Inngest-SDK header)"
     assert_run_failed(
         handle(sdk_reply, attempt=LAST_ATTEMPT),
-        {"name": "Error", "message": message, "error": f"Error: {message}"},
+        {"name": "Error", "message": message},
+        {"error": message, "name": "Error", "message": message},
         LAST_ATTEMPT,
     )
 
@@ -617,7 +683,7 @@ def test_2xx_without_sdk_header_is_an_error(status: int, body: Any) -> None:
 def test_unparseable_206_is_an_error(body: Any) -> None:
     first = handle(body)
     assert_backoff(first.retry_at)
-    assert first.memos == [] and first.new_jobs == []
+    assert first.settled == [] and first.new_jobs == []
     [entry] = first.history
     assert entry.kind is HistoryKind.ATTEMPT_FAILED
     assert entry.data["error"]["message"].startswith("unreadable response from the SDK: ")
@@ -649,39 +715,31 @@ def test_finished_event_lists_every_event_of_a_batch() -> None:
     assert finished.data["events"] == [event().to_wire(), second.to_wire()]
 
 
-def test_sdk_error_normalization_matches_wire_error() -> None:
-    # The retried attempt keeps the SDK's error as parsed, without the "error" summary.
+def test_a_retried_attempt_records_the_sdk_error_body_as_sent() -> None:
     body = {"name": "", "message": None, "cause": {"x": 1}}
     t = handle(body, status=500)
-    assert t.history[0].data["error"] == WireError.from_wire(body).to_wire()
-    assert t.history[0].data["error"] == {"cause": {"x": 1}, "name": "Error", "message": ""}
+    assert t.history[0].data["error"] == body
 
 
 # ---- execute(): timers and terminal runs -------------------------------------------
 
 
-async def test_wake_job_memoizes_null_and_becomes_a_discovery_call() -> None:
+async def test_wake_job_settles_the_sleep_with_null_and_goes_on() -> None:
     executor, _ = make_executor()
     before = int(time.time() * 1000)
     t = await executor.execute(
         job(kind=JobKind.WAKE, step_id="z1", payload={"name": "nap"}), run_state()
     )
     after = int(time.time() * 1000)
-    assert t.become_call_at is not None and before <= t.become_call_at <= after
+    assert t.continue_with is not None
+    at = t.continue_with.run_at
+    assert before <= at <= after
     assert t == base(
-        memos=[("z1", None)],
-        become_call_at=t.become_call_at,
-        history=[HistoryEntry(HistoryKind.SLEEP_ENDED, t.become_call_at, "z1", "nap")],
+        settled=[Settled("z1", None, (HistoryEntry(HistoryKind.SLEEP_ENDED, at, "z1", "nap"),))],
+        continue_with=NewJob(
+            run_id=RUN_ID, kind=JobKind.CALL, run_at=at, key=f"discovery:{RUN_ID}:z1"
+        ),
     )
-
-
-async def test_wake_job_turns_off_forced_planning() -> None:
-    executor, _ = make_executor()
-    t = await executor.execute(
-        job(kind=JobKind.WAKE, step_id="z1"), run_state(force_step_plan=True)
-    )
-    assert t.run_update == RunUpdate(force_step_plan=False)
-    assert t.history[0].name is None
 
 
 @pytest.mark.parametrize(
@@ -706,11 +764,9 @@ async def test_call_for_an_unknown_function_fails_the_run() -> None:
     t = await executor.execute(job(), state)
     assert t.run_update is not None
     assert t.run_update.status is RunStatus.FAILED
-    assert t.run_update.error == {
-        "name": "Error",
-        "message": "could not find function with ID: app-gone",
-        "error": "Error: could not find function with ID: app-gone",
-    }
+    message = "could not find function with ID: app-gone"
+    assert t.run_update.output == {"name": "Error", "message": message}
+    assert t.run_update.error == {"error": message, "name": "Error", "message": message}
     assert t.run_update.ended_at is not None and t.run_update.ended_at >= before
     assert t.clear_run_jobs
     assert [e.name for e in finish_events(t)] == [ev.FUNCTION_FAILED, ev.FUNCTION_FINISHED]

@@ -64,6 +64,7 @@ class Engine:
             concurrency=concurrency,
             lease_ms=int((call_timeout_s + 60) * 1000),
             on_committed=self._committed,
+            give_up=self.executor.fail_after_faults,
         )
 
     async def start(self) -> None:
@@ -84,7 +85,9 @@ class Engine:
             transition.new_jobs
             or transition.ingest
             or transition.retry_at
-            or transition.become_call_at
+            or transition.continue_with
+            or transition.planned
+            or transition.run_changes
         ):
             self.worker.notify()
 

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ... import protocol
-from ...protocol import GeneratorOp, Opcode, OpParseError, WireError
+from ...protocol import GeneratorOp, Opcode, OpParseError
 from ...protocol import events as ev
 from ...protocol import headers as h
+from ..store.base import Store
 from ..store.records import (
     EventRecord,
     HistoryEntry,
@@ -27,16 +28,20 @@ from ..store.records import (
     NewJob,
     NewPause,
     Pause,
+    PlannedStep,
     RunChange,
     RunState,
     RunStatus,
     RunUpdate,
+    Settled,
     Transition,
 )
 from . import lifecycle, pauses
 from .backoff import clamp_retry_after, retry_delay_ms
+from .calls import next_call
 from .cron import next_cron_ms
 from .driver import Driver, SdkReply, build_call_body
+from .lifecycle import Failure
 from .registry import FunctionSpec, Registry
 from .scheduler import Scheduler
 from .system_jobs import SystemJobs
@@ -47,6 +52,12 @@ MAX_SLEEP = timedelta(days=366)
 MAX_STEPS = 1000  # steps per run
 MAX_STEP_OUTPUT = 4 * 1024 * 1024  # bytes of one step's output
 MAX_RUN_STATE = 32 * 1024 * 1024  # bytes of all of a run's step results
+
+# A reply of only empty ops re-drives discovery at most this many times in a row.
+MAX_REDRIVES = 10
+
+# Ops that ride along with others and have no job of their own: they never make a batch.
+_LAZY_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT}
 
 # Ops this server does not carry out; a step using one fails with a clear error.
 _UNSUPPORTED_OPS = {
@@ -69,12 +80,12 @@ class _Outcome:
     run_id: str
     now: int
     run_fields: dict[str, Any] = field(default_factory=dict)
-    memos: list[tuple[str, Any]] = field(default_factory=list)
+    settled: list[Settled] = field(default_factory=list)
+    planned: list[PlannedStep] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
     jobs: list[NewJob] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
-    pauses: list[NewPause] = field(default_factory=list)
     changes: list[RunChange] = field(default_factory=list)
-    fan_in: NewJob | None = None
 
     def note(
         self,
@@ -86,18 +97,33 @@ class _Outcome:
     ) -> None:
         self.history.append(HistoryEntry(kind, self.now, step_id, name, attempt, data))
 
+    def entry(
+        self,
+        kind: HistoryKind,
+        step_id: str,
+        name: str | None,
+        attempt: int | None = None,
+        data: Any = None,
+    ) -> HistoryEntry:
+        return HistoryEntry(kind, self.now, step_id, name, attempt, data)
+
+    def settle(self, step_id: str, memo: Any, *history: HistoryEntry) -> None:
+        self.settled.append(Settled(step_id, memo, tuple(history)))
+
     def transition(self, **extra: Any) -> Transition:
+        last = [*(s.step_id for s in self.settled), *self.abandoned]
         return Transition(
             job_id=self.job.id,
             lease=self.job.lease,
             run_id=self.run_id,
-            memos=self.memos,
+            settled=self.settled,
+            planned=self.planned,
+            abandoned=self.abandoned,
+            continue_with=next_call(self.run_id, self.now, last[-1]) if last else None,
             new_jobs=self.jobs,
             run_update=RunUpdate(**self.run_fields) if self.run_fields else None,
             history=self.history,
-            new_pauses=self.pauses,
             run_changes=self.changes,
-            fan_in=self.fan_in,
             **extra,
         )
 
@@ -110,7 +136,7 @@ class Executor:
         scheduler: Scheduler,
         driver: Driver,
         retry_interval_s: float | None = None,
-        store: Any = None,
+        store: Store | None = None,
     ) -> None:
         self.registry = registry
         self.scheduler = scheduler
@@ -147,19 +173,18 @@ class Executor:
             return self.jobs.run_timeout(job, state, now)
         spec = self.registry.get(state.run.function_slug)
         if spec is None:
-            error = {
-                "name": "Error",
-                "message": f"could not find function with ID: {state.run.function_slug}",
-            }
-            return self._finish(_Outcome(job, state.run.id, now), state, error=error)
+            failure = Failure.of_server(
+                "Error", f"could not find function with ID: {state.run.function_slug}"
+            )
+            return self._finish(_Outcome(job, state.run.id, now), state, failure=failure)
         if job.kind is JobKind.GATEWAY:
             return await self.jobs.gateway(job, state, spec.max_attempts, now)
         if state.state_bytes > MAX_RUN_STATE:
-            error = {
-                "name": "StateTooLargeError",
-                "message": f"the run's step results take {state.state_bytes} bytes, over the {MAX_RUN_STATE}-byte limit",
-            }
-            return self._finish(_Outcome(job, state.run.id, now), state, error=error)
+            failure = Failure.of_server(
+                "StateTooLargeError",
+                f"the run's step results take {state.state_bytes} bytes, over the {MAX_RUN_STATE}-byte limit",
+            )
+            return self._finish(_Outcome(job, state.run.id, now), state, failure=failure)
         body = build_call_body(
             state,
             step_id=job.step_id,
@@ -174,7 +199,8 @@ class Executor:
             step_id=job.step_id,
             request_version=state.run.request_version,
         )
-        # A new signal wait may collide with another run's: look the owner up first.
+        # A signal wait in "fail" mode fails the run if another run holds the signal; the
+        # store refuses the pause if someone takes it between this read and the commit.
         owners: dict[str, Pause] = {}
         if self.store is not None and reply.status == 206 and b"WaitForSignal" in reply.raw:
             for op in _ops_or_empty(reply.body):
@@ -184,6 +210,11 @@ class Executor:
                     if owner is not None and owner.run_id != state.run.id:
                         owners[signal] = owner
         return self.handle_reply(job, state, spec, reply, now_ms(), signal_owners=owners)
+
+    def fail_after_faults(self, job: Job, state: RunState, message: str) -> Transition:
+        """The server kept failing on this run's job: fail the run, visibly, with why."""
+        failure = Failure.of_server("InternalServerError", message)
+        return self._finish(_Outcome(job, state.run.id, now_ms()), state, failure=failure)
 
     # ---- replies ---------------------------------------------------------------
     def handle_reply(
@@ -223,21 +254,16 @@ class Executor:
             out.run_fields["request_version"] = int(version)
 
         if reply.transport_error is not None:
-            error = {
-                "name": "Error",
-                "message": f"could not reach the app: {reply.transport_error}",
-            }
-            return self._fail_attempt(out, state, spec, error, no_retry=False, retry_after=None)
-        if 200 <= reply.status < 300 and not reply.from_sdk:
-            message = "the response did not come from an Inngest SDK (no X-Inngest-SDK header)"
-            return self._fail_attempt(
-                out,
-                state,
-                spec,
-                {"name": "Error", "message": message},
-                no_retry=False,
-                retry_after=None,
+            failure = Failure.of_server(
+                "Error", f"could not reach the app: {reply.transport_error}"
             )
+            return self._fail_attempt(out, state, spec, failure, no_retry=False, retry_after=None)
+        if 200 <= reply.status < 300 and not reply.from_sdk:
+            failure = Failure.of_server(
+                "Error",
+                "the response did not come from an Inngest SDK (no X-Inngest-SDK header)",
+            )
+            return self._fail_attempt(out, state, spec, failure, no_retry=False, retry_after=None)
         no_retry = (reply.header(h.NO_RETRY) or "").strip().lower() == "true"
         retry_after = _parse_retry_after(reply.header(h.RETRY_AFTER), now)
 
@@ -247,19 +273,16 @@ class Executor:
             try:
                 ops = protocol.parse_ops(reply.body)
             except OpParseError as exc:
-                error = {"name": "Error", "message": f"unreadable response from the SDK: {exc}"}
-                return self._fail_attempt(out, state, spec, error, no_retry=False, retry_after=None)
+                failure = Failure.of_server("Error", f"unreadable response from the SDK: {exc}")
+                return self._fail_attempt(
+                    out, state, spec, failure, no_retry=False, retry_after=None
+                )
             return self._apply_ops(
                 out, state, spec, ops, no_retry, retry_after, signal_owners or {}, len(reply.raw)
             )
-        if reply.from_sdk:
-            raw = reply.body if reply.body is not None else reply.raw.decode("utf-8", "replace")
-            error = WireError.from_wire(raw).to_wire()
-        else:
-            text = reply.raw[:500].decode("utf-8", "replace")
-            error = {"name": "Error", "message": f"the app answered HTTP {reply.status}: {text}"}
+        failure = Failure.of_reply(reply.status, reply.body, reply.raw, from_sdk=reply.from_sdk)
         return self._fail_attempt(
-            out, state, spec, error, no_retry=no_retry, retry_after=retry_after
+            out, state, spec, failure, no_retry=no_retry, retry_after=retry_after
         )
 
     def _apply_ops(
@@ -274,39 +297,54 @@ class Executor:
         body_bytes: int,
     ) -> Transition:
         job, run_id, now = out.job, out.run_id, out.now
-        discovery = False
         retry_at: int | None = None
         complete: tuple[Any] | None = None
         real_ops = [op for op in ops if op.op is not Opcode.NONE]
+        if ops and not real_ops and all(not op.id for op in ops):
+            # Only empty "None" ops: the reply neither advances nor ends the run.
+            return self._redrive(out, state)
         known = {m.step_id for m in state.steps}
         new_steps = sum(1 for op in real_ops if op.id not in known)
         if len(state.steps) + new_steps > MAX_STEPS:
-            error = {
-                "name": "StepLimitExceededError",
-                "message": f"the run has more than {MAX_STEPS} steps",
-            }
-            return self._finish(out, state, error=error)
-        if len(real_ops) > 1 and not state.run.force_step_plan:
+            failure = Failure.of_server(
+                "StepLimitExceededError", f"the run has more than {MAX_STEPS} steps"
+            )
+            return self._finish(out, state, failure=failure)
+        parallel = sum(1 for op in real_ops if op.op not in _LAZY_OPS) > 1
+        if parallel and not state.run.force_step_plan:
             # Parallel steps: from now on every step must be planned, not run inline.
             out.run_fields["force_step_plan"] = True
+        version = out.run_fields.get("request_version", state.run.request_version)
         trigger = state.events[0].to_wire() if state.events else {}
         # Waits first, as the reference orders them: their pauses exist before anything resumes.
         for op in sorted(real_ops, key=lambda o: o.op is not Opcode.WAIT_FOR_EVENT):
             name = _step_name(op)
+            race = (op.opts or {}).get("parallelMode") == "race"
+            # Request version 1 (JS v3) calls the SDK after every step of a batch.
+            batch = parallel and not race and version != 1
 
-            # Only a step.run result has an attempt: other ops fail before anything runs.
-            attempt = job.attempt if op.op in (Opcode.STEP_ERROR, Opcode.STEP_FAILED) else None
+            def planned(
+                *history: HistoryEntry,
+                jobs: tuple[NewJob, ...] = (),
+                pause: NewPause | None = None,
+                ingest: Ingest | None = None,
+                op: GeneratorOp = op,
+                batch: bool = batch,
+                race: bool = race,
+            ) -> None:
+                out.planned.append(
+                    PlannedStep(op.id, jobs, pause, ingest, tuple(history), batch, race)
+                )
 
             def fail_step(
                 error: dict[str, Any],
                 op: GeneratorOp = op,
                 name: str | None = name,
-                attempt: int | None = attempt,
             ) -> None:
-                nonlocal discovery
-                out.memos.append((op.id, {"error": error}))
-                out.note(HistoryKind.STEP_FAILED, op.id, name, attempt, {"error": error})
-                discovery = True
+                # Only a step.run result has an attempt: other ops fail before anything runs.
+                attempt = job.attempt if op.op in (Opcode.STEP_ERROR, Opcode.STEP_FAILED) else None
+                entry = out.entry(HistoryKind.STEP_FAILED, op.id, name, attempt, {"error": error})
+                out.settle(op.id, {"error": error}, entry)
 
             if op.op in (Opcode.STEP_RUN, Opcode.STEP):
                 if body_bytes > MAX_STEP_OUTPUT and len(protocol.dumps(op.data)) > MAX_STEP_OUTPUT:
@@ -317,13 +355,12 @@ class Executor:
                         }
                     )
                     continue
-                out.memos.append(
-                    (op.id, {"data": op.data} if op.op is Opcode.STEP_RUN else op.data)
+                memo = {"data": op.data} if op.op is Opcode.STEP_RUN else op.data
+                out.settle(
+                    op.id, memo, out.entry(HistoryKind.STEP_COMPLETED, op.id, name, job.attempt)
                 )
-                out.note(HistoryKind.STEP_COMPLETED, op.id, name, job.attempt)
-                discovery = True
             elif op.op is Opcode.STEP_ERROR:
-                error = WireError.from_wire(op.error).to_wire()
+                error = lifecycle.step_error(op.error)
                 if not no_retry and job.attempt + 1 < spec.max_attempts:
                     backoff = now + retry_delay_ms(job.attempt, self.retry_interval_s)
                     retry_at = retry_after if retry_after is not None else backoff
@@ -337,83 +374,79 @@ class Executor:
                 else:
                     fail_step(error)
             elif op.op is Opcode.STEP_FAILED:
-                fail_step(WireError.from_wire(op.error).to_wire())
+                fail_step(lifecycle.step_error(op.error))
             elif op.op is Opcode.STEP_PLANNED:
-                race = (op.opts or {}).get("parallelMode") == "race"
-                out.jobs.append(
-                    NewJob(
-                        run_id=run_id,
-                        kind=JobKind.CALL,
-                        run_at=now,
-                        step_id=op.id,
-                        key=f"step:{run_id}:{op.id}",
-                        payload={"race": True} if race else None,
-                    )
+                call = NewJob(
+                    run_id=run_id,
+                    kind=JobKind.CALL,
+                    run_at=now,
+                    step_id=op.id,
+                    key=f"step:{run_id}:{op.id}",
+                    payload={"race": True} if race else None,
                 )
-                out.note(HistoryKind.STEP_PLANNED, op.id, name)
+                planned(out.entry(HistoryKind.STEP_PLANNED, op.id, name), jobs=(call,))
             elif op.op is Opcode.SLEEP:
                 wake = _sleep_until(op, now)
                 if wake is None:
                     fail_step({"name": "Error", "message": f"invalid sleep duration {op.name!r}"})
-                else:
-                    out.jobs.append(
-                        NewJob(
-                            run_id=run_id,
-                            kind=JobKind.WAKE,
-                            run_at=wake,
-                            step_id=op.id,
-                            key=f"wake:{run_id}:{op.id}",
-                            payload={"name": name},
-                        )
-                    )
-                    out.note(HistoryKind.SLEEP_STARTED, op.id, name, None, {"until": _iso_ms(wake)})
+                    continue
+                alarm = NewJob(
+                    run_id=run_id,
+                    kind=JobKind.WAKE,
+                    run_at=wake,
+                    step_id=op.id,
+                    key=f"wake:{run_id}:{op.id}",
+                    payload={"name": name},
+                )
+                entry = out.entry(
+                    HistoryKind.SLEEP_STARTED, op.id, name, None, {"until": _iso_ms(wake)}
+                )
+                planned(entry, jobs=(alarm,))
             elif op.op is Opcode.WAIT_FOR_EVENT:
                 try:
-                    planned = pauses.wait_for_event(run_id, op, name, trigger, now)
+                    wait = pauses.wait_for_event(run_id, op, name, trigger, now)
                 except pauses.PauseError as exc:
                     fail_step({"name": "Error", "message": f"cannot wait for an event: {exc}"})
                     continue
-                self._add_pause(out, planned, HistoryKind.WAIT_STARTED, op, name)
+                planned(
+                    *_pause_history(out, wait, HistoryKind.WAIT_STARTED, op, name),
+                    **_pause_parts(wait),
+                )
             elif op.op is Opcode.WAIT_FOR_SIGNAL:
                 try:
-                    planned = pauses.wait_for_signal(run_id, op, name, now)
+                    wait = pauses.wait_for_signal(run_id, op, name, now)
                 except pauses.PauseError as exc:
                     fail_step({"name": "Error", "message": f"cannot wait for a signal: {exc}"})
                     continue
-                signal = planned.pause.signal or ""
-                owner = signal_owners.get(signal)
-                if owner is not None:
-                    if (planned.pause.data or {}).get("conflict") == "fail":
-                        fail_step(
-                            {
-                                "name": "SignalConflictError",
-                                "message": f"another run already waits for signal {signal!r}",
-                            }
-                        )
-                        continue
-                    # "replace": the run that waited before stops waiting, as if it timed out.
-                    out.changes.append(pauses.resume(owner, None, now, timed_out=True))
-                self._add_pause(out, planned, HistoryKind.WAIT_STARTED, op, name)
+                signal = wait.pause.signal or ""
+                if signal in signal_owners and not wait.pause.steal_signal:
+                    # The reference fails the whole run here, not just the step.
+                    failure = Failure.of_server(
+                        "Error", "Signal conflict; signal wait already exists for another run"
+                    )
+                    return self._finish(out, state, failure=failure)
+                planned(
+                    *_pause_history(out, wait, HistoryKind.WAIT_STARTED, op, name),
+                    **_pause_parts(wait),
+                )
             elif op.op is Opcode.INVOKE_FUNCTION:
-                invoke_error = self._invoke(out, state, op, name)
+                invoke_error = self._invoke(out, state, op, name, planned)
                 if invoke_error is not None:
                     fail_step(invoke_error)
             elif op.op is Opcode.GATEWAY:
-                out.jobs.append(
-                    NewJob(
-                        run_id=run_id,
-                        kind=JobKind.GATEWAY,
-                        run_at=now,
-                        step_id=op.id,
-                        key=f"gateway:{run_id}:{op.id}",
-                        payload={"opts": op.opts or {}, "name": name},
-                    )
+                fetch = NewJob(
+                    run_id=run_id,
+                    kind=JobKind.GATEWAY,
+                    run_at=now,
+                    step_id=op.id,
+                    key=f"gateway:{run_id}:{op.id}",
+                    payload={"opts": op.opts or {}, "name": name},
                 )
-                out.note(HistoryKind.STEP_PLANNED, op.id, name)
+                planned(out.entry(HistoryKind.STEP_PLANNED, op.id, name), jobs=(fetch,))
             elif op.op is Opcode.RUN_COMPLETE:
                 complete = (op.data,)
             elif op.op is Opcode.DISCOVERY_REQUEST:
-                discovery = True
+                out.jobs.append(next_call(run_id, now, op.id or f"request:{job.id}"))
             elif op.op in _UNSUPPORTED_OPS:
                 fail_step(
                     {
@@ -423,34 +456,41 @@ class Executor:
                 )
         if complete is not None:
             return self._finish(out, state, output=complete)
-        if retry_at is not None and not out.memos and not out.jobs and not out.pauses:
+        if retry_at is not None and not out.settled and not out.planned and not out.jobs:
             return out.transition(retry_at=retry_at)
-        if discovery:
-            next_call = NewJob(
-                run_id=run_id, kind=JobKind.CALL, run_at=now, key=f"discovery:{run_id}"
-            )
-            if _joins_parallel_batch(job, state):
-                out.fan_in = next_call
-            else:
-                out.jobs.append(next_call)
+        if job.step_id != "step" and all(s.step_id != job.step_id for s in out.settled):
+            # A targeted call that did not settle its step: the app no longer has it there
+            # (a parallel step that disappeared). The run goes on with a discovery call,
+            # which lets the SDK decide, instead of waiting for it forever.
+            out.abandoned.append(job.step_id)
         return out.transition()
 
-    def _add_pause(
-        self,
-        out: _Outcome,
-        planned: pauses.PlannedPause,
-        kind: HistoryKind,
-        op: GeneratorOp,
-        name: str | None,
-    ) -> None:
-        out.pauses.append(planned.pause)
-        if planned.timeout_job is not None:
-            out.jobs.append(planned.timeout_job)
-        until = planned.pause.expires_at
-        out.note(kind, op.id, name, None, {"until": _iso_ms(until)} if until is not None else None)
+    def _redrive(self, out: _Outcome, state: RunState) -> Transition:
+        """Call the SDK again after a reply of only empty ops, a bounded number of times."""
+        count = int((out.job.payload or {}).get("redrive", 0)) + 1
+        if count > MAX_REDRIVES:
+            failure = Failure.of_server(
+                "Error", f"the SDK answered {count} calls in a row with no ops to run"
+            )
+            return self._finish(out, state, failure=failure)
+        out.jobs.append(
+            NewJob(
+                run_id=out.run_id,
+                kind=JobKind.CALL,
+                run_at=out.now,
+                key=f"discovery:{out.run_id}:redrive:{out.job.id}",
+                payload={"redrive": count},
+            )
+        )
+        return out.transition()
 
     def _invoke(
-        self, out: _Outcome, state: RunState, op: GeneratorOp, name: str | None
+        self,
+        out: _Outcome,
+        state: RunState,
+        op: GeneratorOp,
+        name: str | None,
+        planned: Any,
     ) -> dict[str, Any] | None:
         """Start a child run and pause until its ``function.finished``; or an error for the step."""
         opts = op.opts or {}
@@ -493,18 +533,15 @@ class Executor:
         child = Scheduler.new_run(
             target, invoked, now, correlation_id=correlation_id, idempotency_key=correlation_id
         )
-        planned = pauses.invoke_pause(run_id, op, name, correlation_id, expires, now)
-        self._add_pause(out, planned, HistoryKind.INVOKE_STARTED, op, name)
-        out.history[-1] = HistoryEntry(
+        wait = pauses.invoke_pause(run_id, op, name, correlation_id, expires, now)
+        entry = out.entry(
             HistoryKind.INVOKE_STARTED,
-            now,
             op.id,
             name,
             None,
             {"function_id": function_id, "run_id": child.id},
         )
-        ingest = Ingest(events=[invoked], runs=[child])
-        out.changes.append(RunChange(run_id=run_id, require_active=False, ingest=ingest))
+        planned(entry, ingest=Ingest(events=[invoked], runs=[child]), **_pause_parts(wait))
         return None
 
     def _fail_attempt(
@@ -512,7 +549,7 @@ class Executor:
         out: _Outcome,
         state: RunState,
         spec: FunctionSpec,
-        error: dict[str, Any],
+        failure: Failure,
         *,
         no_retry: bool,
         retry_after: int | None,
@@ -525,17 +562,17 @@ class Executor:
                 "run %s attempt %d failed, retrying: %s",
                 state.run.id,
                 job.attempt,
-                error.get("message"),
+                failure.event_error.get("message"),
             )
             out.note(
                 HistoryKind.ATTEMPT_FAILED,
                 None,
                 None,
                 job.attempt,
-                {"error": error, "retry_at": at},
+                {"error": failure.output, "retry_at": at},
             )
             return out.transition(retry_at=at)
-        return self._finish(out, state, error=error)
+        return self._finish(out, state, failure=failure)
 
     # ---- ends of runs ------------------------------------------------------------
     def _finish(
@@ -544,27 +581,52 @@ class Executor:
         state: RunState,
         *,
         output: tuple[Any] | None = None,
-        error: dict[str, Any] | None = None,
+        failure: Failure | None = None,
     ) -> Transition:
         now = out.now
         fields = out.run_fields
-        if error is not None:
-            error = lifecycle.standard_error(error)
+        # A run that ends plans nothing more; what settled with the end is still kept.
+        out.planned.clear()
+        out.abandoned.clear()
+        error: dict[str, Any] | None = None
+        if failure is not None:
+            error = failure.event_error
             status = RunStatus.FAILED
-            fields.update(status=status, error=error, output=error, has_output=True)
-            out.note(HistoryKind.RUN_FAILED, None, None, out.job.attempt, {"error": error})
+            fields.update(status=status, error=error, output=failure.output, has_output=True)
+            ending = HistoryEntry(
+                HistoryKind.RUN_FAILED, now, None, None, out.job.attempt, {"error": failure.output}
+            )
         else:
             status = RunStatus.COMPLETED
             fields.update(status=status, output=output[0] if output else None, has_output=True)
-            out.note(HistoryKind.RUN_COMPLETED)
+            ending = HistoryEntry(HistoryKind.RUN_COMPLETED, now)
         fields["ended_at"] = now
         fields.setdefault("started_at", now)
         if not lifecycle.reports_its_end(state):
-            return out.transition(clear_run_jobs=True)
+            return out.transition(clear_run_jobs=True, ending=ending)
         events = lifecycle.end_events(
             state.run, state.events, now, status, output=output, error=error
         )
-        return out.transition(clear_run_jobs=True, ingest=self.scheduler.plan(events, now))
+        return out.transition(
+            clear_run_jobs=True, ending=ending, ingest=self.scheduler.plan(events, now)
+        )
+
+
+def _pause_parts(wait: pauses.PlannedPause) -> dict[str, Any]:
+    jobs = (wait.timeout_job,) if wait.timeout_job is not None else ()
+    return {"pause": wait.pause, "jobs": jobs}
+
+
+def _pause_history(
+    out: _Outcome,
+    wait: pauses.PlannedPause,
+    kind: HistoryKind,
+    op: GeneratorOp,
+    name: str | None,
+) -> tuple[HistoryEntry]:
+    until = wait.pause.expires_at
+    data = {"until": _iso_ms(until)} if until is not None else None
+    return (out.entry(kind, op.id, name, None, data),)
 
 
 def _step_name(op: GeneratorOp) -> str | None:
@@ -606,16 +668,6 @@ def _parse_retry_after(value: str | None, now: int) -> int | None:
         except protocol.DurationError:
             return None
     return clamp_retry_after(now, at)
-
-
-def _joins_parallel_batch(job: Job, state: RunState) -> bool:
-    """A planned step's result waits for its batch: the last one to finish calls discovery.
-
-    Request version 1 (JS v3) re-enters after every step; a race resumes on the first.
-    """
-    if job.step_id == "step" or state.run.request_version == 1:
-        return False
-    return not (job.payload or {}).get("race")
 
 
 def _ops_or_empty(body: Any) -> list[GeneratorOp]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ... import protocol
@@ -28,10 +29,89 @@ _EXTRA_EVENT = {
 
 
 def standard_error(error: dict[str, Any]) -> dict[str, Any]:
-    """The error object runs and finish events carry: ``{name, message, stack?, error}``."""
+    """The error object finish events carry: ``{name, message, stack?, error}``."""
     wire = WireError.from_wire(error).to_wire()
     wire.setdefault("error", f"{wire['name']}: {wire['message']}")
     return wire
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a run failed, in the two shapes the reference gives it.
+
+    ``output`` is what ``GET /v1/runs/{id}`` shows: the app's error body exactly as its
+    SDK sent it, or our own ``{name, message}`` when the server failed the run.
+    ``event_error`` is the ``data.error`` of ``inngest/function.failed`` and
+    ``.finished``: ``{error, name, message, stack?, cause?}``, where ``error`` says how
+    the attempt failed (``invalid status code: 500``).
+    """
+
+    output: Any
+    event_error: dict[str, Any]
+
+    @classmethod
+    def of_server(cls, name: str, message: str) -> Failure:
+        """A failure the server decided (a limit, a timeout, an unreachable app)."""
+        return cls(
+            {"name": name, "message": message}, {"error": message, "name": name, "message": message}
+        )
+
+    @classmethod
+    def of_reply(cls, status: int, body: Any, raw: bytes, *, from_sdk: bool) -> Failure:
+        """The last failed attempt was an HTTP answer with this status and body."""
+        how = f"invalid status code: {status}"
+        if not from_sdk:
+            return cls.of_upstream(status, raw)
+        if not isinstance(body, dict):
+            text = body if isinstance(body, str) else raw.decode("utf-8", "replace")
+            body = {"name": "Error", "message": text}
+        return cls(body, _event_error(body, how))
+
+    @classmethod
+    def of_upstream(cls, status: int, raw: bytes) -> Failure:
+        """Something in front of the app answered, not its SDK (a proxy, a crash page)."""
+        message = f"Your server returned HTTP {status} before the SDK responded."
+        stack = (
+            "No step output was produced before the request failed: a proxy or load"
+            " balancer in front of the app may have answered, or the app could not."
+        )
+        if raw:
+            shown = raw[:_UPSTREAM_BODY_SHOWN].decode("utf-8", "replace")
+            cut = "\n(truncated)" if len(raw) > _UPSTREAM_BODY_SHOWN else ""
+            stack = f"{stack}\n\nThe response was:\n{shown}{cut}"
+        error = {"error": message, "name": UPSTREAM_ERROR_NAME, "message": message, "stack": stack}
+        return cls(error, dict(error))
+
+
+# The name the reference gives a non-2xx answer that did not come from an SDK.
+UPSTREAM_ERROR_NAME = "Server returned a fatal error"
+_UPSTREAM_BODY_SHOWN = 8192
+
+
+def _event_error(body: dict[str, Any], how: str) -> dict[str, Any]:
+    """``{error, name, message, stack?, cause?}`` from an SDK's error body."""
+    nested = body.get("error")
+    source: dict[str, Any] = nested if isinstance(nested, dict) else body
+    out: dict[str, Any] = {"error": how, "name": "Error", "message": how}
+    for key in ("error", "name", "message", "stack"):
+        value = source.get(key)
+        if isinstance(value, str) and value:
+            out[key] = value
+    if "cause" in source:
+        out["cause"] = source["cause"]
+    return out
+
+
+def step_error(raw: object) -> dict[str, Any]:
+    """A step's error as it is memoized: ``{name, message, stack?, data?, cause?}``."""
+    wire = WireError.from_wire(raw)
+    out: dict[str, Any] = {"name": wire.name, "message": wire.message}
+    if wire.stack:
+        out["stack"] = wire.stack
+    for key in ("data", "cause"):
+        if wire.extra.get(key) is not None:
+            out[key] = wire.extra[key]
+    return out
 
 
 def reports_its_end(state: RunState) -> bool:
@@ -49,7 +129,10 @@ def end_events(
     output: tuple[Any] | None = None,
     error: dict[str, Any] | None = None,
 ) -> list[EventRecord]:
-    """``inngest/function.finished``, preceded by ``.failed`` or ``.cancelled`` when so."""
+    """``inngest/function.finished``, preceded by ``.failed`` or ``.cancelled`` when so.
+
+    ``error`` is a ``Failure.event_error`` (or a cancellation's standard error).
+    """
     wire_events = [e.to_wire() for e in events]
     data: dict[str, Any] = {
         "function_id": run.function_slug,

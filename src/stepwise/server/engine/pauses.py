@@ -26,7 +26,9 @@ from ..store.records import (
     Pause,
     PauseKind,
     RunChange,
+    Settled,
 )
+from .calls import next_call
 
 MAX_WAIT = timedelta(days=366)
 INVOKE_TIMEOUT_ERROR = {
@@ -136,6 +138,9 @@ def wait_for_signal(run_id: str, op: GeneratorOp, name: str | None, now: int) ->
     signal = opts.get("signal")
     if not isinstance(signal, str) or not signal:
         raise PauseError("WaitForSignal needs a signal id")
+    conflict = opts.get("conflict") or "fail"  # the reference's default
+    if conflict not in ("fail", "replace"):
+        raise PauseError(f"conflict must be 'fail' or 'replace', got {conflict!r}")
     expires = expiry(opts.get("timeout"), now)
     key = f"signal:{run_id}:{op.id}"
     pause = NewPause(
@@ -145,8 +150,9 @@ def wait_for_signal(run_id: str, op: GeneratorOp, name: str | None, now: int) ->
         created_at=now,
         step_id=op.id,
         signal=signal,
+        steal_signal=conflict == "replace",
         expires_at=expires,
-        data={"name": name, "conflict": opts.get("conflict") or "replace"},
+        data={"name": name, "conflict": conflict},
     )
     return PlannedPause(pause, _timeout_job(key, run_id, expires))
 
@@ -216,20 +222,16 @@ def event_matches(pause: Pause, event: EventRecord) -> bool:
 
 
 def resume(pause: Pause, memo: Any, now: int, *, timed_out: bool) -> RunChange:
-    """Resolve a wait, signal or invoke pause with ``memo`` and call the function again."""
+    """Resolve a wait, signal or invoke pause with ``memo``; the run goes on by fan-in."""
     assert pause.step_id is not None
     name = (pause.data or {}).get("name")
     kind = HistoryKind.INVOKE_ENDED if pause.kind is PauseKind.INVOKE else HistoryKind.WAIT_ENDED
+    entry = HistoryEntry(kind, now, pause.step_id, name, data={"timed_out": timed_out})
     return RunChange(
         run_id=pause.run_id,
         consume_pause=pause.key,
-        memos=[(pause.step_id, memo)],
-        new_jobs=[
-            NewJob(
-                run_id=pause.run_id, kind=JobKind.CALL, run_at=now, key=f"discovery:{pause.run_id}"
-            )
-        ],
-        history=[HistoryEntry(kind, now, pause.step_id, name, data={"timed_out": timed_out})],
+        settled=[Settled(pause.step_id, memo, (entry,))],
+        continue_with=next_call(pause.run_id, now, pause.step_id),
     )
 
 

@@ -27,11 +27,12 @@ from ..store.records import (
     RunChange,
     RunState,
     RunStatus,
-    RunUpdate,
+    Settled,
     Transition,
 )
 from . import lifecycle, pauses
 from .backoff import retry_delay_ms
+from .calls import next_call
 from .cron import next_cron_ms
 from .driver import Driver
 from .registry import Registry
@@ -65,14 +66,13 @@ class SystemJobs:
 
     # ---- sleeps and cron ------------------------------------------------------------
     def wake(self, job: Job, state: RunState, now: int) -> Transition:
-        """A sleep is over: its memo is null, and the job becomes the next discovery call."""
+        """A sleep is over: its memo is null, and the run goes on (by the fan-in rule)."""
         name = (job.payload or {}).get("name")
+        entry = HistoryEntry(HistoryKind.SLEEP_ENDED, now, job.step_id, name)
         return _done(
             job,
-            memos=[(job.step_id, None)],
-            become_call_at=now,
-            history=[HistoryEntry(HistoryKind.SLEEP_ENDED, now, job.step_id, name)],
-            run_update=RunUpdate(force_step_plan=False) if state.run.force_step_plan else None,
+            settled=[Settled(job.step_id, None, (entry,))],
+            continue_with=next_call(state.run.id, now, job.step_id),
         )
 
     def cron_tick(self, job: Job, now: int) -> Transition:
@@ -254,10 +254,9 @@ class SystemJobs:
                 return _done(job, retry_at=at, history=[entry])
             memo = {"error": {"name": "GatewayError", "message": message}}
         kind = HistoryKind.STEP_COMPLETED if "data" in memo else HistoryKind.STEP_FAILED
-        discovery = NewJob(run_id=run_id, kind=JobKind.CALL, run_at=now, key=f"discovery:{run_id}")
+        entry = HistoryEntry(kind, now, job.step_id, name, job.attempt)
         return _done(
             job,
-            memos=[(job.step_id, memo)],
-            fan_in=discovery,
-            history=[HistoryEntry(kind, now, job.step_id, name, job.attempt)],
+            settled=[Settled(job.step_id, memo, (entry,))],
+            continue_with=next_call(run_id, now, job.step_id),
         )

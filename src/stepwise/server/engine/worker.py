@@ -1,8 +1,13 @@
 """The queue worker: leases due jobs, runs them concurrently, commits their transitions.
 
-It never polls on a tick. It sleeps until the earliest due job, and is woken early by
-``notify`` whenever something commits a job that is due sooner (an event ingested, a
-step finished, a retry scheduled).
+It never polls on a tick. It sleeps until the earliest due job (with none due, until
+notified), and is woken early by ``notify`` whenever this process commits a job that is
+due sooner (an event ingested, a step finished, a retry scheduled). This process is the
+only writer of its database, so no job can appear without a notification.
+
+When the server itself fails on a job (a bug, a full disk), the job is handed back at
+once with a short backoff and its concurrency slots freed; after ``MAX_FAULTS`` faults
+in a row a run's job fails the run with the error, so nothing waits out a lease.
 """
 
 from __future__ import annotations
@@ -12,14 +17,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from .. import faults
 from ..store.base import Store
-from ..store.records import Job, LeaseLost, RunState, Transition
+from ..store.records import Job, LeaseLost, RunState, SignalTaken, Transition
 
 log = logging.getLogger("stepwise.worker")
 
-# Longest the worker sleeps without a notification (a guard against a missed wake-up,
-# e.g. a job written by another process sharing the database).
-MAX_IDLE_S = 1.0
+# Faults in a row after which a run's job fails its run (system jobs keep retrying).
+MAX_FAULTS = 5
+# Backoff after a fault: 0.5 s doubling, at most this long.
+MAX_FAULT_DELAY_S = 300.0
+
+
+def fault_delay_ms(faults: int) -> int:
+    """How long a job rests after its ``faults``-th fault (1-based)."""
+    return int(min(0.5 * 2 ** (faults - 1), MAX_FAULT_DELAY_S) * 1000)
 
 
 class Worker:
@@ -31,9 +43,11 @@ class Worker:
         concurrency: int,
         lease_ms: int,
         on_committed: Callable[[Transition], None] | None = None,
+        give_up: Callable[[Job, RunState, str], Transition] | None = None,
     ) -> None:
         self.store = store
         self.execute = execute
+        self.give_up = give_up
         self.concurrency = concurrency
         self.lease_ms = lease_ms
         self.on_committed = on_committed
@@ -87,9 +101,10 @@ class Worker:
             except Exception:
                 log.exception("reading the next due time failed")
                 next_due = None
-            delay = MAX_IDLE_S
-            if next_due is not None:
-                delay = min(MAX_IDLE_S, max(0.0, (next_due - int(time.time() * 1000)) / 1000))
+            if next_due is None:
+                await self._wake.wait()
+                continue
+            delay = (next_due - int(time.time() * 1000)) / 1000
             if delay > 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
@@ -108,15 +123,49 @@ class Worker:
     async def _run(self, job: Job, state: RunState | None) -> None:
         try:
             transition = await self.execute(job, state)
+            faults.hit(f"commit.{job.kind.value}")
             await self.store.commit(transition)
         except LeaseLost:
             log.warning("job %s lost its lease; its outcome was dropped", job.id)
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # The job stays leased and falls due again when the lease expires.
+        except SignalTaken as exc:
+            # Another run took the signal after the reply was read: run the job again, and
+            # the reply is then judged against the new holder.
+            log.info("job %s raced for a signal (%s); running it again", job.id, exc)
+            await self._after_fault(job, state, f"{exc}", delay_ms=0)
+            return
+        except Exception as exc:
             log.exception("job %s (%s) failed inside the server", job.id, job.kind)
+            await self._after_fault(job, state, f"{type(exc).__name__}: {exc}")
             return
         if self.on_committed is not None:
             self.on_committed(transition)
+
+    async def _after_fault(
+        self, job: Job, state: RunState | None, reason: str, *, delay_ms: int | None = None
+    ) -> None:
+        """Hand a job back after the server failed on it; fail its run once faults pile up."""
+        faults = job.faults + 1
+        try:
+            if faults >= MAX_FAULTS and state is not None and self.give_up is not None:
+                message = f"the server failed {faults} times in a row on this run: {reason}"
+                transition = self.give_up(job, state, message)
+                await self.store.commit(transition)
+                log.error("run %s failed after %d server faults", state.run.id, faults)
+                if self.on_committed is not None:
+                    self.on_committed(transition)
+                return
+        except LeaseLost:
+            return
+        except Exception:
+            log.exception("failing run %s after its faults failed too", job.run_id)
+        delay = fault_delay_ms(faults) if delay_ms is None else delay_ms
+        try:
+            await self.store.release_after_fault(job, int(time.time() * 1000) + delay)
+        except Exception:
+            # The job stays leased and falls due again when its lease expires.
+            log.exception("could not hand job %s back after a fault", job.id)
+            return
+        self._wake.set()

@@ -85,7 +85,12 @@ class Store(Protocol):
         """When the earliest job falls due (leased jobs count at their lease expiry)."""
 
     async def commit(self, transition: Transition) -> None:
-        """Apply one job's outcome atomically; raise ``LeaseLost`` if the lease is gone."""
+        """Apply one job's outcome atomically; raise ``LeaseLost`` if the lease is gone,
+        ``SignalTaken`` if a new signal wait finds its signal taken (nothing is written)."""
+
+    async def release_after_fault(self, job: Job, run_at: int) -> bool:
+        """The server failed handling ``job``: unlease it, due at ``run_at``, one more fault
+        counted and its concurrency slots freed; False if the lease was no longer ours."""
 
     async def load_run_states(self, run_ids: list[str]) -> dict[str, RunState]: ...
 

@@ -111,6 +111,11 @@ class Job:
     lease: str
     key: str | None
     payload: dict[str, Any] | None
+    # Dispatches of this job that ended without an answer (a failed attempt, a lost
+    # lease): SDKs echo it in checkpoints, so a late writer from an old dispatch is fenced.
+    generation: int = 0
+    # Times the server itself failed while handling this job (not the app's failures).
+    faults: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,9 @@ class NewPause:
     index_path: str | None = None  # a lifted equality term: async.<path> == value
     index_value: str | None = None
     signal: str | None = None
+    # A second wait for a taken signal: True takes the signal over (the earlier waiter
+    # keeps waiting until its own timeout), False refuses (the store raises SignalTaken).
+    steal_signal: bool = False
     expires_at: int | None = None
     data: dict[str, Any] | None = None
 
@@ -290,6 +298,34 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Settled:
+    """A step of a run got its result. The memo is written once; its history only with it."""
+
+    step_id: str
+    memo: Any
+    history: tuple[HistoryEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    """A step the run now waits on: its jobs, pause, child run and history.
+
+    Created only if the step has no result yet and is not already planned, so a reply
+    computed before some results arrived can never start a finished step again.
+    ``batch``: one of a parallel batch; the run goes on when the batch's last step settles.
+    ``race``: the run goes on when this step settles, whatever else is open.
+    """
+
+    step_id: str
+    jobs: tuple[NewJob, ...] = ()
+    pause: NewPause | None = None
+    ingest: Ingest | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    batch: bool = False
+    race: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Ingest:
     """Events to store and the runs they start, written together."""
 
@@ -309,7 +345,8 @@ class RunChange:
     run_id: str
     consume_pause: str | None = None
     require_active: bool = True
-    memos: list[tuple[str, Any]] = field(default_factory=list)
+    settled: list[Settled] = field(default_factory=list)
+    continue_with: NewJob | None = None  # see Transition.continue_with
     new_jobs: list[NewJob] = field(default_factory=list)
     run_update: RunUpdate | None = None
     history: list[HistoryEntry] = field(default_factory=list)
@@ -327,18 +364,24 @@ class Transition:
     job_id: int
     lease: str
     run_id: str | None
-    memos: list[tuple[str, Any]] = field(default_factory=list)  # (step_id, memo)
+    settled: list[Settled] = field(default_factory=list)
+    planned: list[PlannedStep] = field(default_factory=list)
+    # Steps the job was meant to settle but the app no longer has (a targeted step that
+    # disappeared): they stop holding their parallel batch open.
+    abandoned: list[str] = field(default_factory=list)
+    # The run's next call, added only if the fan-in rule says the run goes on after what
+    # settled here (``server/flow/fanin.py``) and nothing new was planned.
+    continue_with: NewJob | None = None
     run_update: RunUpdate | None = None
     new_jobs: list[NewJob] = field(default_factory=list)
     retry_at: int | None = None  # keep the job, attempt+1, due at this time
     reschedule_at: int | None = None  # keep the job, same attempt, due at this time
-    become_call_at: int | None = None  # a wake job turning into a discovery call
     ingest: Ingest | None = None
     clear_run_jobs: bool = False  # the run ended: drop its other pending jobs and pauses
+    # The run's own history (started, an attempt failed), written before its steps' entries;
+    # ``ending`` (completed, failed) is written after them.
     history: list[HistoryEntry] = field(default_factory=list)
-    new_pauses: list[NewPause] = field(default_factory=list)
-    # Parallel fan-in: add a discovery job only if no other step of the run is pending.
-    fan_in: NewJob | None = None
+    ending: HistoryEntry | None = None
     run_changes: list[RunChange] = field(default_factory=list)
     # A debounce fired with this (key, event id): its row goes, unless a newer event came.
     clear_debounce: tuple[str, str] | None = None
@@ -348,6 +391,10 @@ class Transition:
 
 class LeaseLost(Exception):
     """The job was no longer ours when its transition was committed."""
+
+
+class SignalTaken(Exception):
+    """Another run took the signal a new wait wanted between the reply and its commit."""
 
 
 @dataclass(frozen=True, slots=True)

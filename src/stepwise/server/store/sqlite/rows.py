@@ -52,7 +52,7 @@ CANCELLATION_COLUMNS = (
 )
 
 
-JOB_COLUMNS = "id, run_id, kind, step_id, attempt, run_at, lease, key, payload"
+JOB_COLUMNS = "id, run_id, kind, step_id, attempt, run_at, lease, key, payload, generation, faults"
 
 
 def run_from_row(row: tuple[Any, ...]) -> RunRecord:
@@ -127,6 +127,8 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
         lease=row[6] or "",
         key=row[7],
         payload=load(row[8]),
+        generation=row[9],
+        faults=row[10],
     )
 
 

@@ -51,6 +51,7 @@ from .writes import (
     cron_key,
     insert_job,
     lease,
+    release_after_fault,
 )
 
 T = TypeVar("T")
@@ -160,8 +161,10 @@ class SqliteStore:
 
     async def recover_leases(self, now: int) -> int:
         def op(conn: sqlite3.Connection) -> int:
+            # A dispatch cut off by the stop is a lost one: its job starts a new generation.
             cur = conn.execute(
-                "UPDATE jobs SET run_at = min(run_at, ?), lease = NULL WHERE lease IS NOT NULL",
+                "UPDATE jobs SET run_at = min(run_at, ?), lease = NULL, generation = generation + 1"
+                " WHERE lease IS NOT NULL",
                 (now,),
             )
             # One node owns this file: nothing is in flight after a restart.
@@ -419,6 +422,11 @@ class SqliteStore:
 
     async def commit(self, transition: Transition) -> None:
         await self._writer.run(lambda conn: apply_transition(conn, transition))
+
+    async def release_after_fault(self, job: Job, run_at: int) -> bool:
+        return await self._writer.run(
+            lambda conn: release_after_fault(conn, job.id, job.lease, run_at)
+        )
 
     async def commit_many(self, transitions: list[Transition]) -> list[BaseException | None]:
         results = await asyncio.gather(

@@ -6,11 +6,13 @@ group-commit writer decides when that transaction commits.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
-from ...flow import gcra
+from ...flow import fanin, gcra
 from ..records import (
     EventRecord,
     HistoryEntry,
@@ -21,9 +23,12 @@ from ..records import (
     NewJob,
     NewPause,
     NewRun,
+    PlannedStep,
     RunChange,
     RunStatus,
     RunUpdate,
+    Settled,
+    SignalTaken,
     Transition,
 )
 from .rows import (
@@ -48,19 +53,23 @@ CONCURRENCY_RETRY_MS = 250
 LEASE_SCAN_EXTRA = 200
 
 
+_JOB_FIELDS = len(JOB_COLUMNS.split(","))
+_LEASE_SELECT = (
+    f"SELECT {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))},"
+    " r.concurrency, r.throttle, r.status, r.run_concurrency"
+    " FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.run_at <= ? ORDER BY j.run_at LIMIT ?"
+)
+
+
 def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[Job]:
     """Lease up to ``limit`` due jobs, honouring concurrency limits and throttles.
 
     A step whose key is at its limit stays unleased (its run holds nothing while it
     waits); a throttled first call is moved to when its turn comes. Each leased step
-    takes one slot per concurrency key until its transition commits.
+    takes one slot per concurrency key until its transition commits. A job leased again
+    after its lease ran out starts a new generation: the old dispatch may still be alive.
     """
-    rows = conn.execute(
-        f"SELECT {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}, r.concurrency, r.throttle, r.status,"
-        " r.run_concurrency"
-        " FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.run_at <= ? ORDER BY j.run_at LIMIT ?",
-        (now, limit + LEASE_SCAN_EXTRA),
-    ).fetchall()
+    rows = conn.execute(_LEASE_SELECT, (now, limit + LEASE_SCAN_EXTRA)).fetchall()
     in_use: dict[str, int] = {}
     run_in_use: dict[str, int] = {}
     jobs: list[Job] = []
@@ -69,8 +78,9 @@ def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list
     for row in rows:
         if len(jobs) >= limit:
             break
-        job = job_from_row(row[:9])
-        limits = load(row[9]) if row[9] else []
+        job = job_from_row(row[:_JOB_FIELDS])
+        concurrency, throttle_row, status, run_concurrency = row[_JOB_FIELDS:]
+        limits = load(concurrency) if concurrency else []
         steps_run = job.kind in (JobKind.CALL, JobKind.GATEWAY)
         if steps_run and limits:
             for key, _ in limits:
@@ -84,18 +94,18 @@ def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list
                     "UPDATE jobs SET run_at = ? WHERE id = ?", (now + CONCURRENCY_RETRY_MS, job.id)
                 )
                 continue
-        run_limits = load(row[12]) if row[12] else []
-        starting = run_limits and job.kind is JobKind.CALL and row[11] == RunStatus.SCHEDULED.value
+        run_limits = load(run_concurrency) if run_concurrency else []
+        starting = run_limits and job.kind is JobKind.CALL and status == RunStatus.SCHEDULED.value
         if starting and not _take_run_slots(conn, str(job.run_id), run_limits, run_in_use):
             conn.execute(
                 "UPDATE jobs SET run_at = ? WHERE id = ?", (now + CONCURRENCY_RETRY_MS, job.id)
             )
             continue
-        throttle = load(row[10]) if row[10] else None
+        throttle = load(throttle_row) if throttle_row else None
         if (
             throttle
             and job.kind is JobKind.CALL
-            and row[11] == RunStatus.SCHEDULED.value
+            and status == RunStatus.SCHEDULED.value
             and job.attempt == 0
         ):
             key, cap, period, burst = throttle
@@ -104,25 +114,15 @@ def lease(conn: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list
                 conn.execute("UPDATE jobs SET run_at = ? WHERE id = ?", (turn, job.id))
                 continue
         token = secrets.token_hex(8)
-        updates.append((token, now + lease_ms, job.id))
+        generation = job.generation + (1 if job.lease else 0)
+        updates.append((token, now + lease_ms, generation, job.id))
         if steps_run:
             for key, _ in limits:
                 in_use[key] += 1
                 slots.append((job.id, key, now + lease_ms))
-        jobs.append(
-            Job(
-                id=job.id,
-                run_id=job.run_id,
-                kind=job.kind,
-                step_id=job.step_id,
-                attempt=job.attempt,
-                run_at=job.run_at,  # the time it was due, not its lease expiry
-                lease=token,
-                key=job.key,
-                payload=job.payload,
-            )
-        )
-    conn.executemany("UPDATE jobs SET lease = ?, run_at = ? WHERE id = ?", updates)
+        # run_at stays the time it was due, not its lease expiry.
+        jobs.append(dataclasses.replace(job, lease=token, generation=generation))
+    conn.executemany("UPDATE jobs SET lease = ?, run_at = ?, generation = ? WHERE id = ?", updates)
     conn.executemany(
         "INSERT INTO concurrency_slots (job_id, ckey, expires_at) VALUES (?, ?, ?)"
         " ON CONFLICT(job_id, ckey) DO UPDATE SET expires_at = excluded.expires_at",
@@ -442,6 +442,15 @@ def queue_pause_matches(conn: sqlite3.Connection, events: list[EventRecord]) -> 
 
 
 def insert_pause(conn: sqlite3.Connection, p: NewPause) -> None:
+    if p.signal is not None:
+        holder = conn.execute(
+            "SELECT run_id, step_id FROM pauses WHERE signal = ?", (p.signal,)
+        ).fetchone()
+        if holder is not None and tuple(holder) != (p.run_id, p.step_id):
+            if not p.steal_signal:
+                raise SignalTaken(f"signal {p.signal!r} is already awaited by run {holder[0]}")
+            # The earlier waiter keeps its pause and its timeout, but no longer the signal.
+            conn.execute("UPDATE pauses SET signal = NULL WHERE signal = ?", (p.signal,))
     conn.execute(
         "INSERT INTO pauses (key, run_id, step_id, kind, event_name, expression, index_path,"
         " index_value, signal, expires_at, created_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -463,41 +472,103 @@ def insert_pause(conn: sqlite3.Connection, p: NewPause) -> None:
     )
 
 
-def write_memos(conn: sqlite3.Connection, run_id: str, memos: list[tuple[str, Any]]) -> None:
-    if not memos:
-        return
-    seq = int(
-        conn.execute(
-            "SELECT coalesce(max(seq), -1) FROM steps WHERE run_id = ?", (run_id,)
-        ).fetchone()[0]
+def write_history(conn: sqlite3.Connection, run_id: str, history: Iterable[HistoryEntry]) -> None:
+    conn.executemany(
+        "INSERT INTO history (run_id, at, kind, step_id, name, attempt, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                run_id,
+                h.at,
+                h.kind.value,
+                h.step_id,
+                h.name,
+                h.attempt,
+                None if h.data is None else dump(h.data),
+            )
+            for h in history
+        ],
     )
-    for step_id, memo in memos:
-        seq += 1
-        # A memo is written once: a step that already has a result keeps it.
+
+
+# ---- steps: settling results, planning new ones, and going on -------------------------
+def settle(conn: sqlite3.Connection, run_id: str, step: Settled) -> fanin.SettledStep:
+    """Store a step's result (the first one wins) and close the step if it was open."""
+    seq = conn.execute(
+        "SELECT coalesce(max(seq), -1) + 1 FROM steps WHERE run_id = ?", (run_id,)
+    ).fetchone()[0]
+    fresh = (
         conn.execute(
             "INSERT INTO steps (run_id, step_id, seq, memo) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(run_id, step_id) DO NOTHING",
-            (run_id, step_id, seq, dump(memo)),
-        )
+            (run_id, step.step_id, seq, dump(step.memo)),
+        ).rowcount
+        == 1
+    )
+    if fresh:
+        # A step's ending is told once, with the result that ended it.
+        write_history(conn, run_id, step.history)
+    return _close(conn, run_id, step.step_id, fresh=fresh)
 
 
-def write_history(conn: sqlite3.Connection, run_id: str, history: list[HistoryEntry]) -> None:
-    if history:
-        conn.executemany(
-            "INSERT INTO history (run_id, at, kind, step_id, name, attempt, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    run_id,
-                    h.at,
-                    h.kind.value,
-                    h.step_id,
-                    h.name,
-                    h.attempt,
-                    None if h.data is None else dump(h.data),
-                )
-                for h in history
-            ],
-        )
+def abandon(conn: sqlite3.Connection, run_id: str, step_id: str) -> fanin.SettledStep:
+    """Close an open step that settled without a result (the app no longer has it)."""
+    return _close(conn, run_id, step_id, fresh=False)
+
+
+def _close(
+    conn: sqlite3.Connection, run_id: str, step_id: str, *, fresh: bool
+) -> fanin.SettledStep:
+    row = conn.execute(
+        "DELETE FROM open_steps WHERE run_id = ? AND step_id = ? RETURNING batch, race",
+        (run_id, step_id),
+    ).fetchone()
+    if row is None:
+        return fanin.SettledStep(fresh=fresh, was_open=False)
+    return fanin.SettledStep(fresh=fresh, was_open=True, batch=bool(row[0]), race=bool(row[1]))
+
+
+def plan(conn: sqlite3.Connection, run_id: str, step: PlannedStep) -> bool:
+    """Open a step with everything it waits on; False if it has a result or is open."""
+    if conn.execute(
+        "SELECT 1 FROM steps WHERE run_id = ?1 AND step_id = ?2"
+        " UNION ALL SELECT 1 FROM open_steps WHERE run_id = ?1 AND step_id = ?2 LIMIT 1",
+        (run_id, step.step_id),
+    ).fetchone():
+        return False
+    conn.execute(
+        "INSERT INTO open_steps (run_id, step_id, batch, race) VALUES (?, ?, ?, ?)",
+        (run_id, step.step_id, int(step.batch), int(step.race)),
+    )
+    for job in step.jobs:
+        insert_job(conn, job)
+    if step.pause is not None:
+        insert_pause(conn, step.pause)
+    if step.ingest is not None:
+        apply_ingest(conn, step.ingest)
+    write_history(conn, run_id, step.history)
+    return True
+
+
+def go_on(
+    conn: sqlite3.Connection,
+    run_id: str,
+    settled: list[fanin.SettledStep],
+    next_call: NewJob | None,
+) -> None:
+    """Add the run's next call if the fan-in rule says what settled lets it go on."""
+    if next_call is None or not settled:
+        return
+    left = conn.execute(
+        "SELECT count(*) FROM open_steps WHERE run_id = ? AND batch = 1 AND race = 0", (run_id,)
+    ).fetchone()[0]
+    if not fanin.goes_on(settled, left):
+        return
+    insert_job(conn, next_call)
+    row = conn.execute(
+        "SELECT request_version, force_step_plan FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    if row is not None and row[1] and fanin.resets_step_planning(row[0]):
+        conn.execute("UPDATE runs SET force_step_plan = 0 WHERE id = ?", (run_id,))
 
 
 def end_run(conn: sqlite3.Connection, run_id: str, keep_job: int | None = None) -> None:
@@ -509,6 +580,7 @@ def end_run(conn: sqlite3.Connection, run_id: str, keep_job: int | None = None) 
     )
     conn.execute("DELETE FROM jobs WHERE run_id = ? AND id IS NOT ?", (run_id, keep_job))
     conn.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
+    conn.execute("DELETE FROM open_steps WHERE run_id = ?", (run_id,))
 
 
 ACTIVE = (RunStatus.SCHEDULED.value, RunStatus.RUNNING.value)
@@ -524,13 +596,14 @@ def apply_run_change(conn: sqlite3.Connection, c: RunChange) -> bool:
         cur = conn.execute("DELETE FROM pauses WHERE key = ?", (c.consume_pause,))
         if cur.rowcount == 0:
             return False  # consumed already: a timeout and an event raced, and the other won
-    write_memos(conn, c.run_id, c.memos)
+    outcomes = [settle(conn, c.run_id, step) for step in c.settled]
     if c.run_update is not None:
         update_run(conn, c.run_id, c.run_update)
     if c.end_run:
         end_run(conn, c.run_id)
     for job in c.new_jobs:
         insert_job(conn, job)
+    go_on(conn, c.run_id, outcomes, c.continue_with)
     write_history(conn, c.run_id, c.history)
     if c.ingest is not None:
         apply_ingest(conn, c.ingest)
@@ -542,24 +615,26 @@ def apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
     if row is None or row[0] != t.lease:
         raise LeaseLost(f"job {t.job_id} is no longer leased by this worker")
     release_slots(conn, t.job_id)
+    outcomes: list[fanin.SettledStep] = []
+    opened = False
     if t.run_id is not None:
-        write_memos(conn, t.run_id, t.memos)
+        write_history(conn, t.run_id, t.history)
+        outcomes = [settle(conn, t.run_id, step) for step in t.settled]
+        outcomes += [abandon(conn, t.run_id, step_id) for step_id in t.abandoned]
+        for step in t.planned:
+            opened = plan(conn, t.run_id, step) or opened
     if t.run_update is not None and t.run_id is not None:
         update_run(conn, t.run_id, t.run_update)
     if t.retry_at is not None:
+        # A failed attempt: the next dispatch is a new generation.
         conn.execute(
-            "UPDATE jobs SET attempt = attempt + 1, run_at = ?, lease = NULL WHERE id = ?",
+            "UPDATE jobs SET attempt = attempt + 1, run_at = ?, lease = NULL,"
+            " generation = generation + 1 WHERE id = ?",
             (t.retry_at, t.job_id),
         )
     elif t.reschedule_at is not None:
         conn.execute(
             "UPDATE jobs SET run_at = ?, lease = NULL WHERE id = ?", (t.reschedule_at, t.job_id)
-        )
-    elif t.become_call_at is not None:
-        conn.execute(
-            "UPDATE jobs SET kind = ?, step_id = 'step', attempt = 0, run_at = ?, lease = NULL,"
-            " key = NULL, payload = NULL WHERE id = ?",
-            (JobKind.CALL.value, t.become_call_at, t.job_id),
         )
     else:
         conn.execute("DELETE FROM jobs WHERE id = ?", (t.job_id,))
@@ -567,20 +642,12 @@ def apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
         end_run(conn, t.run_id, keep_job=t.job_id)
     for job in t.new_jobs:
         insert_job(conn, job)
-    for pause in t.new_pauses:
-        insert_pause(conn, pause)
-    if t.fan_in is not None and t.run_id is not None:
-        # The last of a parallel batch to finish starts the next discovery, and the run
-        # leaves planning mode; earlier ones add nothing. One writer makes this exact.
-        pending = conn.execute(
-            "SELECT 1 FROM jobs WHERE run_id = ? AND id != ? AND kind IN (?, ?) AND step_id != 'step' LIMIT 1",
-            (t.run_id, t.job_id, JobKind.CALL.value, JobKind.GATEWAY.value),
-        ).fetchone()
-        if pending is None:
-            insert_job(conn, t.fan_in)
-            conn.execute("UPDATE runs SET force_step_plan = 0 WHERE id = ?", (t.run_id,))
-    if t.run_id is not None:
-        write_history(conn, t.run_id, t.history)
+    if t.run_id is not None and not opened and not t.clear_run_jobs:
+        # A step planned here calls the SDK again when it settles; going on now as well
+        # would only call it early.
+        go_on(conn, t.run_id, outcomes, t.continue_with)
+    if t.run_id is not None and t.ending is not None:
+        write_history(conn, t.run_id, [t.ending])
     if t.ingest is not None:
         apply_ingest(conn, t.ingest)
     for change in t.run_changes:
@@ -589,6 +656,22 @@ def apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
         conn.execute("DELETE FROM debounces WHERE key = ? AND event_id = ?", t.clear_debounce)
     if t.flush_batch is not None:
         flush_batch(conn, *t.flush_batch)
+
+
+def release_after_fault(conn: sqlite3.Connection, job_id: int, lease: str, run_at: int) -> bool:
+    """The server failed handling a job: hand it back for another try at ``run_at``.
+
+    Its concurrency slots are freed meanwhile; False if the lease was no longer ours.
+    """
+    cur = conn.execute(
+        "UPDATE jobs SET lease = NULL, run_at = ?, faults = faults + 1, generation = generation + 1"
+        " WHERE id = ? AND lease = ?",
+        (run_at, job_id, lease),
+    )
+    if cur.rowcount == 0:
+        return False
+    release_slots(conn, job_id)
+    return True
 
 
 def update_run(conn: sqlite3.Connection, run_id: str, u: RunUpdate) -> None:
