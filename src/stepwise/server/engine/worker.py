@@ -100,11 +100,14 @@ class Worker:
                 next_due = await self.store.next_due_at()
             except Exception:
                 log.exception("reading the next due time failed")
-                next_due = None
+                await asyncio.sleep(0.5)
+                continue
             if next_due is None:
+                log.debug("worker idle: no job is due, waiting for a notification")
                 await self._wake.wait()
                 continue
             delay = (next_due - int(time.time() * 1000)) / 1000
+            log.debug("worker idle: the next job is due in %.3f s", max(delay, 0.0))
             if delay > 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
