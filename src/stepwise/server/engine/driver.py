@@ -14,6 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ... import protocol
 from ...protocol import headers as h
 from ..store.records import RunState
+from .outbound import DestinationPolicy, OutboundClient, OutboundError
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +80,21 @@ class Driver:
     """Outbound HTTP to apps, on one pooled aiohttp session (keep-alive, no per-call setup)."""
 
     def __init__(
-        self, *, signing_key: str | None, server_kind: str, timeout_s: float, max_connections: int
+        self,
+        *,
+        signing_key: str | None,
+        server_kind: str,
+        timeout_s: float,
+        max_connections: int,
+        outbound: OutboundClient | None = None,
     ) -> None:
         self.signing_key = signing_key
         self.server_kind = server_kind
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Requests to URLs a function names (step.fetch) go through their own guarded client.
+        self.outbound = outbound or OutboundClient(DestinationPolicy(), timeout_s=timeout_s)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created lazily: an aiohttp session belongs to the running event loop.
@@ -105,6 +114,7 @@ class Driver:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.outbound.close()
 
     async def call(
         self, url: str, body: dict[str, Any], *, run_id: str, step_id: str, request_version: int
@@ -136,30 +146,30 @@ class Driver:
         return reply
 
     async def fetch(self, opts: dict[str, Any]) -> dict[str, Any]:
-        """Make a ``step.fetch`` request for a run; any status is an answer.
+        """Make a ``step.fetch`` request for a run; any status, 3xx included, is an answer.
 
         Returns the memo data the protocol defines: ``{url, headers, body, status_code}``
-        with repeated headers joined by commas. Raises on transport errors.
+        with repeated headers joined by commas. Raises ``OutboundError``.
         """
         url = opts.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"step.fetch needs an http(s) url, got {url!r}")
+        if not isinstance(url, str):
+            raise OutboundError(f"step.fetch needs a URL, got {url!r}", retryable=False)
         method = str(opts.get("method") or "GET").upper()
-        headers = {str(k): str(v) for k, v in (opts.get("headers") or {}).items()}
+        given = opts.get("headers")
+        headers = {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
         body = opts.get("body")
-        data = body.encode() if isinstance(body, str) else None
-        async with self._client().request(method, url, data=data, headers=headers) as response:
-            text = (await response.read()).decode("utf-8", "replace")
-            joined: dict[str, str] = {}
-            for raw_key, value in response.headers.items():
-                key = str(raw_key).lower()  # aiohttp's keys are a str subclass that orjson refuses
-                joined[key] = f"{joined[key]},{value}" if key in joined else value
-            return {
-                "url": str(response.url),
-                "headers": joined,
-                "body": text,
-                "status_code": response.status,
-            }
+        response = await self.outbound.request(
+            method, url, headers=headers, body=body.encode() if isinstance(body, str) else None
+        )
+        joined: dict[str, str] = {}
+        for key, value in response.headers:
+            joined[key] = f"{joined[key]},{value}" if key in joined else value
+        return {
+            "url": url,
+            "headers": joined,
+            "body": response.body.decode("utf-8", "replace"),
+            "status_code": response.status,
+        }
 
     async def ping(self, url: str) -> tuple[int, str]:
         """Ask an app to sync itself (the PUT the dev server sends); returns (status, body)."""
