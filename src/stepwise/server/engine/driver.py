@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +25,9 @@ class SdkReply:
     body: Any  # parsed JSON, or None
     raw: bytes
     transport_error: str | None = None
+    # Set when the server signs its requests and this reply's signature does not hold: then
+    # nothing in it (status, headers, ops) is the app's word.
+    signature_error: str | None = None
 
     @property
     def from_sdk(self) -> bool:
@@ -141,8 +145,13 @@ class Driver:
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return SdkReply(0, CIMultiDictProxy(CIMultiDict()), None, b"", transport_error=message)
         reply = SdkReply(status, reply_headers, _parse_json(raw), raw)
-        if reply.status == 201:
-            return _unwrap_stream(reply)
+        streamed = reply.status == 201
+        if streamed:
+            reply = _unwrap_stream(reply)
+        if self.signing_key and reply.transport_error is None:
+            problem = reply_signature_problem(reply, self.signing_key, streamed=streamed)
+            if problem is not None:
+                return dataclasses.replace(reply, signature_error=problem)
         return reply
 
     async def fetch(self, opts: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +190,37 @@ class Driver:
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
         ) as response:
             return response.status, await response.text(errors="replace")
+
+
+def reply_signature_problem(reply: SdkReply, signing_key: str, *, streamed: bool) -> str | None:
+    """Why ``reply`` is not proven to come from an app holding ``signing_key``; None if it is.
+
+    Both official SDKs sign a reply to a signed request over the raw bytes of its body
+    (no canonical JSON), with a fresh timestamp; we allow the same clock skew they allow
+    us. A streamed reply's final chunk carries its own headers, and the signature there
+    covers the final body: that is the body acted on, so that is what must be signed.
+    """
+    try:
+        protocol.verify(reply.raw, reply.header(h.SIGNATURE), [signing_key], canonicalize=False)
+    except protocol.SignatureError as exc:
+        kind = "streamed reply (final status" if streamed else "reply (HTTP"
+        what = f"{kind} {reply.status})"
+        if reply.header(h.SIGNATURE) is None:
+            problem = f"the app's {what} is not signed (no X-Inngest-Signature header)"
+        else:
+            problem = f"the app's {what} has a bad signature: {exc}"
+        if reply.status == 401:
+            problem += (
+                "; a 401 usually means the app could not verify the server's request: "
+                "check that both use the same signing key"
+            )
+        elif streamed:
+            problem += (
+                "; a streamed reply must be signed over its final body in the final chunk's "
+                "headers (the official Python SDK does not do this: turn its streaming off)"
+            )
+        return f"{problem}. In production the server acts only on signed replies"
+    return None
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -198,6 +198,10 @@ class Executor:
     ) -> Transition:
         run = state.run
         out = _Outcome(job, run.id, now)
+        if reply.signature_error is not None:
+            # Unproven replies change nothing: not the run's status, version, output or steps.
+            error = {"name": "SignatureError", "message": reply.signature_error}
+            return self._fail_attempt(out, state, spec, error, no_retry=False, retry_after=None)
         # The run has started once its app answered; an unreachable app has not started it.
         if run.status is RunStatus.SCHEDULED and reply.transport_error is None and reply.from_sdk:
             out.run_fields.update(status=RunStatus.RUNNING, started_at=now)
