@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import sys
@@ -25,6 +26,53 @@ def _env_flag(name: str) -> bool:
 @click.version_option(package_name="stepwise")
 def main() -> None:
     """Stepwise: durable functions for Python, on the Inngest protocol."""
+
+
+def _networks(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """CIDR networks (``10.0.0.0/8``, ``fd00::/8``); a bare address stands for itself alone."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is not an IP network (like 10.0.0.0/8 or fd00::/8)"
+            ) from None
+    return tuple(networks)
+
+
+def _outbound(fn: click.decorators.FC) -> click.decorators.FC:
+    """Options for requests the server makes to URLs that functions choose (step.fetch)."""
+    options = [
+        click.option(
+            "--outbound-timeout",
+            default=300.0,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds a step.fetch request may take in all.",
+        ),
+        click.option(
+            "--outbound-allow",
+            multiple=True,
+            metavar="CIDR",
+            callback=_networks,
+            help="A network step.fetch may reach although it is not public (repeatable; "
+            "production refuses loopback, private, link-local and other non-public addresses).",
+        ),
+        click.option(
+            "--outbound-deny",
+            multiple=True,
+            metavar="CIDR",
+            callback=_networks,
+            help="A network step.fetch may never reach, in any mode (repeatable; wins over "
+            "--outbound-allow).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def _common(fn: click.decorators.FC) -> click.decorators.FC:
@@ -96,6 +144,7 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 @main.command()
 @_common
+@_outbound
 @click.option("--no-discovery", is_flag=True, help="Do not scan local ports for apps.")
 @click.option(
     "--sqlite-path",
@@ -110,6 +159,7 @@ def dev(no_discovery: bool, **common: Any) -> None:
 
 @main.command()
 @_common
+@_outbound
 @click.option(
     "--signing-key",
     envvar="INNGEST_SIGNING_KEY",
@@ -148,6 +198,9 @@ def _serve(common: dict[str, Any], **mode: Any) -> None:
         poll_interval_s=common["poll_interval"],
         retry_interval_s=common["retry_interval"],
         queue_workers=common["queue_workers"],
+        outbound_timeout_s=common["outbound_timeout"],
+        outbound_allow=common["outbound_allow"],
+        outbound_deny=common["outbound_deny"],
         **mode,
     )
     _run(config, common["log_level"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stepwise.protocol import sign
+from stepwise.protocol import canonical_json, sign, verify
 from support.harness import Stack
 
 SIGNING_KEY = "signkey-prod-" + "3c" * 32
@@ -55,6 +55,33 @@ def test_the_app_refuses_unsigned_and_forged_calls(stack: Stack) -> None:
         url, content=body, headers={"x-inngest-signature": sign(body, "signkey-prod-" + "00" * 32)}
     )
     assert forged.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "status"),
+    [
+        ("probe=trust", {"probe": True}, 200),
+        ("probe=nonsense", {"probe": True}, 400),
+        ("stepId=step", {"ctx": {}}, 400),  # no fnId
+        ("fnId=durable-nope&stepId=step", {"ctx": {}}, 404),
+        ("fnId=durable-three-steps&stepId=step", {"event": 1}, 400),  # not a call request
+    ],
+    ids=["trust-probe", "unknown-probe", "no-function-id", "unknown-function", "malformed"],
+)
+def test_the_app_signs_every_reply_to_a_verified_call(
+    stack: Stack, query: str, body: dict[str, object], status: int
+) -> None:
+    """The server acts only on signed replies, so even a refusal must carry a signature."""
+    raw = canonical_json(body)
+    reply = httpx.post(
+        f"{stack.app.url}?{query}",
+        content=raw,
+        headers={"x-inngest-signature": sign(raw, SIGNING_KEY), "content-type": "application/json"},
+    )
+    assert reply.status_code == status, reply.text
+    verify(
+        reply.content, reply.headers.get("x-inngest-signature"), [SIGNING_KEY], canonicalize=False
+    )
 
 
 def test_the_server_refuses_events_with_a_wrong_key(stack: Stack) -> None:

@@ -5,6 +5,7 @@ Both apps declare the same two functions, so one set of assertions checks both p
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,26 +19,31 @@ JS_DIR = REPO / "tests" / "interop" / "js"
 SIGNING_KEY = "signkey-prod-" + "5e" * 32
 
 # Each official SDK in dev mode, and in production mode against `stepwise start`: there the
-# server signs every request and the SDK verifies it, and the SDK syncs with a hashed key.
+# server signs every request and the SDK verifies it, the SDK signs every reply and the server
+# verifies that, and the SDK syncs with a hashed key. The JS SDK also streams its replies
+# (201, keep-alive spaces, then the final status, headers and body in one JSON chunk).
 PEERS = [
-    pytest.param(("official_py", "official-py", False), id="python-sdk-dev"),
-    pytest.param(("app.mjs", "official-js", False), id="js-sdk-dev"),
-    pytest.param(("official_py", "official-py", True), id="python-sdk-production"),
-    pytest.param(("app.mjs", "official-js", True), id="js-sdk-production"),
+    pytest.param(("official_py", "official-py", False, {}), id="python-sdk-dev"),
+    pytest.param(("app.mjs", "official-js", False, {}), id="js-sdk-dev"),
+    pytest.param(("official_py", "official-py", True, {}), id="python-sdk-production"),
+    pytest.param(("app.mjs", "official-js", True, {}), id="js-sdk-production"),
+    pytest.param(
+        ("app.mjs", "official-js", True, {"INNGEST_STREAMING": "true"}),
+        id="js-sdk-production-streaming",
+    ),
 ]
 
 
-@pytest.fixture(params=PEERS)
-def stack(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[ServerProcess, AppProcess, str]]:
-    module, app_id, production = request.param
+@contextlib.contextmanager
+def peer_stack(
+    tmp_path: Path, module: str, production: bool, env: dict[str, str]
+) -> Iterator[tuple[ServerProcess, AppProcess]]:
     if module.endswith(".mjs") and not (JS_DIR / "node_modules" / "inngest").is_dir():
         # `make test` installs it (npm ci); a missing install is a broken setup, not a skip.
         pytest.fail(f"the JS SDK is not installed: run `npm ci --prefix {JS_DIR}`")
     assert shutil.which("node"), "Node.js is required for the JS interop tests"
     port = free_port()
-    app_env = {"STEPWISE_TEST_SIGNING_KEY": SIGNING_KEY} if production else None
+    app_env = {**env, "STEPWISE_TEST_SIGNING_KEY": SIGNING_KEY} if production else env
     app = AppProcess(tmp_path, module, server_url=f"http://127.0.0.1:{port}", extra_env=app_env)
     server = ServerProcess(
         tmp_path, port=port, sdk_urls=[app.url], extra_args=["--retry-interval", "1"]
@@ -48,10 +54,19 @@ def stack(
         app.start_and_wait()
         server.start_and_wait()
         server.wait_for_functions(2)
-        yield server, app, app_id
+        yield server, app
     finally:
         app.stop()
         server.close()
+
+
+@pytest.fixture(params=PEERS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[ServerProcess, AppProcess, str]]:
+    module, app_id, production, env = request.param
+    with peer_stack(tmp_path, module, production, env) as (server, app):
+        yield server, app, app_id
 
 
 def test_steps_sleep_retry_and_send_event(stack: tuple[ServerProcess, AppProcess, str]) -> None:
@@ -81,3 +96,17 @@ def test_non_retriable_error_fails_the_run(stack: tuple[ServerProcess, AppProces
     ]
     assert failed and failed[0]["data"]["run_id"] == run["run_id"]
     assert failed[0]["data"]["function_id"] == f"{app_id}-fails"
+
+
+def test_python_sdk_streaming_is_refused_in_production(tmp_path: Path) -> None:
+    """The Python SDK signs a streamed reply over ``null``, not over the final body it sends
+    (inngest 0.5.x, ``comm_lib``): the server cannot tell it from a forged one, so the run
+    fails with a ``SignatureError`` that says why, and none of the reply's steps is kept."""
+    env = {"INNGEST_STREAMING": "force"}
+    with peer_stack(tmp_path, "official_py", True, env) as (server, app):
+        run = server.wait_for_run(server.send("interop/three", {"n": 1}), timeout=30)
+        assert run["status"] == "Failed", server.log() + app.log()
+        assert run["output"]["name"] == "SignatureError"
+        assert "streamed reply" in run["output"]["message"]
+        history = server.http.get(f"/v1/runs/{run['run_id']}/history").json()["data"]
+        assert not [h for h in history if h["kind"] == "StepCompleted"]

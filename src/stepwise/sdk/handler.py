@@ -201,7 +201,8 @@ class ServeHandler:
         if probe is not None:
             if probe == "trust":
                 return self._respond(200, b"", signing_key=key)
-            return self._json(400, {"code": "unknown_probe", "message": f"unknown probe {probe!r}"})
+            message = f"unknown probe {probe!r}"
+            return self._json(400, {"code": "unknown_probe", "message": message}, key)
 
         fn_id = params.get("fnId")
         if not fn_id:

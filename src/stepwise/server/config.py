@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from ..protocol import headers as h
@@ -27,6 +28,10 @@ class ServerConfig:
     max_event_bytes: int = 512 * 1024
     max_events_per_request: int = 5000
     max_request_bytes: int = 64 * 1024 * 1024
+    # Requests made for step.fetch: production refuses non-public destinations unless allowed.
+    outbound_timeout_s: float = 300.0
+    outbound_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    outbound_deny: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def server_kind(self) -> str:

@@ -16,6 +16,7 @@ from .api.state import ServerState
 from .app import build_app
 from .config import ServerConfig
 from .engine.engine import Engine
+from .engine.outbound import DestinationPolicy, OutboundClient
 from .store.sqlite.store import SqliteStore
 
 log = logging.getLogger("stepwise.server")
@@ -54,6 +55,16 @@ class Server:
             retry_interval_s=config.retry_interval_s,
             concurrency=config.queue_workers,
             call_timeout_s=config.call_timeout_s,
+            outbound=OutboundClient(
+                DestinationPolicy(
+                    public_only=not config.dev,
+                    allow=config.outbound_allow,
+                    deny=config.outbound_deny,
+                ),
+                # Never longer than an app call: a job's lease is sized for that.
+                timeout_s=min(config.outbound_timeout_s, config.call_timeout_s),
+                max_connections=config.queue_workers,
+            ),
         )
         self.app = build_app(ServerState(config=config, engine=self.engine))
         self._known_urls: set[str] = set(config.sdk_urls)

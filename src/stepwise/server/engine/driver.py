@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,6 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ... import protocol
 from ...protocol import headers as h
 from ..store.records import RunState
+from .outbound import DestinationPolicy, OutboundClient, OutboundError
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,9 @@ class SdkReply:
     body: Any  # parsed JSON, or None
     raw: bytes
     transport_error: str | None = None
+    # Set when the server signs its requests and this reply's signature does not hold: then
+    # nothing in it (status, headers, ops) is the app's word.
+    signature_error: str | None = None
 
     @property
     def from_sdk(self) -> bool:
@@ -79,13 +84,21 @@ class Driver:
     """Outbound HTTP to apps, on one pooled aiohttp session (keep-alive, no per-call setup)."""
 
     def __init__(
-        self, *, signing_key: str | None, server_kind: str, timeout_s: float, max_connections: int
+        self,
+        *,
+        signing_key: str | None,
+        server_kind: str,
+        timeout_s: float,
+        max_connections: int,
+        outbound: OutboundClient | None = None,
     ) -> None:
         self.signing_key = signing_key
         self.server_kind = server_kind
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Requests to URLs a function names (step.fetch) go through their own guarded client.
+        self.outbound = outbound or OutboundClient(DestinationPolicy(), timeout_s=timeout_s)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created lazily: an aiohttp session belongs to the running event loop.
@@ -105,6 +118,7 @@ class Driver:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.outbound.close()
 
     async def call(
         self, url: str, body: dict[str, Any], *, run_id: str, step_id: str, request_version: int
@@ -131,35 +145,40 @@ class Driver:
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return SdkReply(0, CIMultiDictProxy(CIMultiDict()), None, b"", transport_error=message)
         reply = SdkReply(status, reply_headers, _parse_json(raw), raw)
-        if reply.status == 201:
-            return _unwrap_stream(reply)
+        streamed = reply.status == 201
+        if streamed:
+            reply = _unwrap_stream(reply)
+        if self.signing_key and reply.transport_error is None:
+            problem = reply_signature_problem(reply, self.signing_key, streamed=streamed)
+            if problem is not None:
+                return dataclasses.replace(reply, signature_error=problem)
         return reply
 
     async def fetch(self, opts: dict[str, Any]) -> dict[str, Any]:
-        """Make a ``step.fetch`` request for a run; any status is an answer.
+        """Make a ``step.fetch`` request for a run; any status, 3xx included, is an answer.
 
         Returns the memo data the protocol defines: ``{url, headers, body, status_code}``
-        with repeated headers joined by commas. Raises on transport errors.
+        with repeated headers joined by commas. Raises ``OutboundError``.
         """
         url = opts.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"step.fetch needs an http(s) url, got {url!r}")
+        if not isinstance(url, str):
+            raise OutboundError(f"step.fetch needs a URL, got {url!r}", retryable=False)
         method = str(opts.get("method") or "GET").upper()
-        headers = {str(k): str(v) for k, v in (opts.get("headers") or {}).items()}
+        given = opts.get("headers")
+        headers = {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
         body = opts.get("body")
-        data = body.encode() if isinstance(body, str) else None
-        async with self._client().request(method, url, data=data, headers=headers) as response:
-            text = (await response.read()).decode("utf-8", "replace")
-            joined: dict[str, str] = {}
-            for raw_key, value in response.headers.items():
-                key = str(raw_key).lower()  # aiohttp's keys are a str subclass that orjson refuses
-                joined[key] = f"{joined[key]},{value}" if key in joined else value
-            return {
-                "url": str(response.url),
-                "headers": joined,
-                "body": text,
-                "status_code": response.status,
-            }
+        response = await self.outbound.request(
+            method, url, headers=headers, body=body.encode() if isinstance(body, str) else None
+        )
+        joined: dict[str, str] = {}
+        for key, value in response.headers:
+            joined[key] = f"{joined[key]},{value}" if key in joined else value
+        return {
+            "url": url,
+            "headers": joined,
+            "body": response.body.decode("utf-8", "replace"),
+            "status_code": response.status,
+        }
 
     async def ping(self, url: str) -> tuple[int, str]:
         """Ask an app to sync itself (the PUT the dev server sends); returns (status, body)."""
@@ -171,6 +190,37 @@ class Driver:
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
         ) as response:
             return response.status, await response.text(errors="replace")
+
+
+def reply_signature_problem(reply: SdkReply, signing_key: str, *, streamed: bool) -> str | None:
+    """Why ``reply`` is not proven to come from an app holding ``signing_key``; None if it is.
+
+    Both official SDKs sign a reply to a signed request over the raw bytes of its body
+    (no canonical JSON), with a fresh timestamp; we allow the same clock skew they allow
+    us. A streamed reply's final chunk carries its own headers, and the signature there
+    covers the final body: that is the body acted on, so that is what must be signed.
+    """
+    try:
+        protocol.verify(reply.raw, reply.header(h.SIGNATURE), [signing_key], canonicalize=False)
+    except protocol.SignatureError as exc:
+        kind = "streamed reply (final status" if streamed else "reply (HTTP"
+        what = f"{kind} {reply.status})"
+        if reply.header(h.SIGNATURE) is None:
+            problem = f"the app's {what} is not signed (no X-Inngest-Signature header)"
+        else:
+            problem = f"the app's {what} has a bad signature: {exc}"
+        if reply.status == 401:
+            problem += (
+                "; a 401 usually means the app could not verify the server's request: "
+                "check that both use the same signing key"
+            )
+        elif streamed:
+            problem += (
+                "; a streamed reply must be signed over its final body in the final chunk's "
+                "headers (the official Python SDK does not do this: turn its streaming off)"
+            )
+        return f"{problem}. In production the server acts only on signed replies"
+    return None
 
 
 def _parse_json(raw: bytes) -> Any:

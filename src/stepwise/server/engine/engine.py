@@ -23,6 +23,7 @@ from . import lifecycle, pauses
 from .cron import next_cron_ms
 from .driver import Driver
 from .executor import Executor, now_ms
+from .outbound import OutboundClient
 from .registry import Registry, spec_from_record
 from .scheduler import Scheduler
 from .worker import Worker
@@ -40,6 +41,7 @@ class Engine:
         retry_interval_s: float | None,
         concurrency: int,
         call_timeout_s: float,
+        outbound: OutboundClient | None = None,
     ) -> None:
         self.store = store
         self.registry = Registry()
@@ -49,6 +51,7 @@ class Engine:
             server_kind=server_kind,
             timeout_s=call_timeout_s,
             max_connections=concurrency,
+            outbound=outbound,
         )
         self.executor = Executor(
             registry=self.registry,

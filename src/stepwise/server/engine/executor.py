@@ -202,7 +202,8 @@ class Executor:
         # A signal wait in "fail" mode fails the run if another run holds the signal; the
         # store refuses the pause if someone takes it between this read and the commit.
         owners: dict[str, Pause] = {}
-        if self.store is not None and reply.status == 206 and b"WaitForSignal" in reply.raw:
+        signal_wait = reply.status == 206 and b"WaitForSignal" in reply.raw
+        if self.store is not None and signal_wait and reply.signature_error is None:
             for op in _ops_or_empty(reply.body):
                 signal = (op.opts or {}).get("signal")
                 if op.op is Opcode.WAIT_FOR_SIGNAL and isinstance(signal, str):
@@ -229,6 +230,10 @@ class Executor:
     ) -> Transition:
         run = state.run
         out = _Outcome(job, run.id, now)
+        if reply.signature_error is not None:
+            # Unproven replies change nothing: not the run's status, version, output or steps.
+            failure = Failure.of_server("SignatureError", reply.signature_error)
+            return self._fail_attempt(out, state, spec, failure, no_retry=False, retry_after=None)
         # The run has started once its app answered; an unreachable app has not started it.
         if run.status is RunStatus.SCHEDULED and reply.transport_error is None and reply.from_sdk:
             out.run_fields.update(status=RunStatus.RUNNING, started_at=now)

@@ -10,8 +10,6 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
 from ... import protocol
 from ...protocol import events as ev
 from .. import expr
@@ -35,13 +33,13 @@ from .backoff import retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
 from .driver import Driver
+from .outbound import OutboundError
 from .registry import Registry
 from .scheduler import Scheduler
 
 log = logging.getLogger("stepwise.jobs")
 
 CANCEL_PAGE = 200
-MAX_GATEWAY_BODY = 4 * 1024 * 1024
 
 
 def _done(job: Job, **fields: Any) -> Transition:
@@ -232,29 +230,30 @@ class SystemJobs:
 
     # ---- step.fetch ---------------------------------------------------------------------
     async def gateway(self, job: Job, state: RunState, max_attempts: int, now: int) -> Transition:
-        """Make a ``step.fetch`` request; any HTTP status is a result, a transport error retries."""
+        """Make a ``step.fetch`` request; any HTTP status is a result.
+
+        A failure that may pass (unreachable, timed out) is retried; one that cannot
+        (a refused destination, a body over the limit) fails the step at once.
+        """
         payload = job.payload or {}
         opts = payload.get("opts") or {}
         name = payload.get("name")
         run_id = state.run.id
         try:
             memo = {"data": await self.driver.fetch(opts)}
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            if job.attempt + 1 < max_attempts and not isinstance(exc, ValueError):
+        except OutboundError as exc:
+            error = {"name": "GatewayError", "message": str(exc)}
+            if exc.retryable and job.attempt + 1 < max_attempts:
                 at = now + retry_delay_ms(job.attempt, self.retry_interval_s)
                 entry = HistoryEntry(
-                    HistoryKind.STEP_ERRORED,
-                    now,
-                    job.step_id,
-                    name,
-                    job.attempt,
-                    {"error": {"name": "GatewayError", "message": message}},
+                    HistoryKind.STEP_ERRORED, now, job.step_id, name, job.attempt, {"error": error}
                 )
                 return _done(job, retry_at=at, history=[entry])
-            memo = {"error": {"name": "GatewayError", "message": message}}
-        kind = HistoryKind.STEP_COMPLETED if "data" in memo else HistoryKind.STEP_FAILED
-        entry = HistoryEntry(kind, now, job.step_id, name, job.attempt)
+            memo = {"error": error}
+        if "data" in memo:
+            entry = HistoryEntry(HistoryKind.STEP_COMPLETED, now, job.step_id, name, job.attempt)
+        else:
+            entry = HistoryEntry(HistoryKind.STEP_FAILED, now, job.step_id, name, job.attempt, memo)
         return _done(
             job,
             settled=[Settled(job.step_id, memo, (entry,))],
