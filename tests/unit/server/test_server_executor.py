@@ -492,7 +492,7 @@ def test_wait_for_event_writes_an_indexed_pause_and_its_timeout() -> None:
 
 def assert_run_failed(t: Transition, output: Any, error: dict[str, Any], attempt: int = 0) -> None:
     """The run failed: ``output`` is what the API shows, ``error`` what the events carry."""
-    failed, finished = finish_events(t)
+    finished, failed = finish_events(t)
     trigger_event = event().to_wire()
     data = {
         "function_id": "app-fn",
@@ -500,6 +500,7 @@ def assert_run_failed(t: Transition, output: Any, error: dict[str, Any], attempt
         "event": trigger_event,
         "events": [trigger_event],
         "error": error,
+        "result": output,
         "_inngest": {"status": "Failed"},
     }
     assert failed == EventRecord(
@@ -533,14 +534,15 @@ def assert_run_failed(t: Transition, output: Any, error: dict[str, Any], attempt
             ended_at=NOW,
         ),
         clear_run_jobs=True,
-        ingest=Ingest(events=[failed, finished], runs=[]),
+        ingest=Ingest(events=[finished, failed], runs=[]),
         ending=HistoryEntry(HistoryKind.RUN_FAILED, NOW, None, None, attempt, {"error": output}),
     )
 
 
 def test_500_with_no_retry_fails_the_run() -> None:
     t = handle(SDK_ERROR, status=500, headers={"X-Inngest-No-Retry": "true"})
-    assert_run_failed(t, SDK_ERROR, EVENT_ERROR_500)
+    # How the attempt failed, in the reference's words: the SDK said not to retry.
+    assert_run_failed(t, SDK_ERROR, {**EVENT_ERROR_500, "error": "NonRetriableError"})
 
 
 def test_the_run_output_is_the_sdk_error_body_exactly() -> None:
@@ -553,7 +555,7 @@ def test_the_run_output_is_the_sdk_error_body_exactly() -> None:
     }
     t = handle(body, status=500, headers={"X-Inngest-No-Retry": "true"})
     event_error = {
-        "error": "invalid status code: 500",
+        "error": "NonRetriableError",
         "name": "NonRetriableError",
         "message": "foo",
     }
@@ -623,7 +625,7 @@ def test_sdk_error_with_unparsed_body_uses_the_raw_text() -> None:
     assert_run_failed(
         t,
         {"name": "Error", "message": "kaboom"},
-        {"error": "invalid status code: 500", "name": "Error", "message": "kaboom"},
+        {"error": "NonRetriableError", "name": "Error", "message": "kaboom"},
     )
 
 
@@ -769,7 +771,7 @@ async def test_call_for_an_unknown_function_fails_the_run() -> None:
     assert t.run_update.error == {"error": message, "name": "Error", "message": message}
     assert t.run_update.ended_at is not None and t.run_update.ended_at >= before
     assert t.clear_run_jobs
-    assert [e.name for e in finish_events(t)] == [ev.FUNCTION_FAILED, ev.FUNCTION_FINISHED]
+    assert [e.name for e in finish_events(t)] == [ev.FUNCTION_FINISHED, ev.FUNCTION_FAILED]
 
 
 async def test_cron_job_emits_scheduled_timer_and_a_run() -> None:

@@ -285,7 +285,9 @@ class Executor:
             return self._apply_ops(
                 out, state, spec, ops, no_retry, retry_after, signal_owners or {}, len(reply.raw)
             )
-        failure = Failure.of_reply(reply.status, reply.body, reply.raw, from_sdk=reply.from_sdk)
+        failure = Failure.of_reply(
+            reply.status, reply.body, reply.raw, from_sdk=reply.from_sdk, no_retry=no_retry
+        )
         return self._fail_attempt(
             out, state, spec, failure, no_retry=no_retry, retry_after=retry_after
         )
@@ -609,6 +611,8 @@ class Executor:
         fields.setdefault("started_at", now)
         if not lifecycle.reports_its_end(state):
             return out.transition(clear_run_jobs=True, ending=ending)
+        if failure is not None:
+            output = (failure.output,)
         events = lifecycle.end_events(
             state.run, state.events, now, status, output=output, error=error
         )

@@ -57,9 +57,15 @@ class Failure:
         )
 
     @classmethod
-    def of_reply(cls, status: int, body: Any, raw: bytes, *, from_sdk: bool) -> Failure:
-        """The last failed attempt was an HTTP answer with this status and body."""
-        how = f"invalid status code: {status}"
+    def of_reply(
+        cls, status: int, body: Any, raw: bytes, *, from_sdk: bool, no_retry: bool = False
+    ) -> Failure:
+        """The last failed attempt was an HTTP answer with this status and body.
+
+        The events' ``error`` says how the attempt failed, as the reference words it: the
+        status code, or ``NonRetriableError`` when the SDK said not to retry.
+        """
+        how = "NonRetriableError" if no_retry else f"invalid status code: {status}"
         if not from_sdk:
             return cls.of_upstream(status, raw)
         if not isinstance(body, dict):
@@ -129,9 +135,10 @@ def end_events(
     output: tuple[Any] | None = None,
     error: dict[str, Any] | None = None,
 ) -> list[EventRecord]:
-    """``inngest/function.finished``, preceded by ``.failed`` or ``.cancelled`` when so.
+    """``inngest/function.finished``, followed by ``.failed`` or ``.cancelled`` when so.
 
-    ``error`` is a ``Failure.event_error`` (or a cancellation's standard error).
+    ``error`` is a ``Failure.event_error`` (or a cancellation's standard error); a failed
+    run's ``output`` is its ``Failure.output``, reported as ``result`` as the reference does.
     """
     wire_events = [e.to_wire() for e in events]
     data: dict[str, Any] = {
@@ -142,16 +149,12 @@ def end_events(
     }
     if error is not None:
         data["error"] = error
-    elif output is not None:
+    if output is not None:
         data["result"] = output[0]
     if run.correlation_id:
         data["correlation_id"] = run.correlation_id
     data["_inngest"] = {"status": status.value}
-    names = (
-        [_EXTRA_EVENT[status], ev.FUNCTION_FINISHED]
-        if status in _EXTRA_EVENT
-        else [ev.FUNCTION_FINISHED]
-    )
+    names = [ev.FUNCTION_FINISHED, *([_EXTRA_EVENT[status]] if status in _EXTRA_EVENT else [])]
     out = []
     for name in names:
         internal = protocol.new_ulid(now)
