@@ -191,11 +191,14 @@ def test_js_middleware_hooks_of_two_steps_and_a_sleep(exact_js: Stack) -> None:
     """inngest-js ``middleware/useCases/encoding.test.ts``: step-1, step-2, sleep."""
     run = completed(exact_js, "steps-then-sleep")
     assert run["output"] == {"one": {"message": "hello", "count": 42}, "two": ["a", "b", "c"]}
+    seen = hooks(exact_js, run["run_id"])
+    # What every call's hook sees: attempt 0 of 1 (retries=0), and ctx.jobId and
+    # ctx.requestId as strings (the SDK reads them from x-inngest-job-id, x-request-id).
+    assert {(h["attempt"], h["max_attempts"]) for h in seen} == {(0, 1)}
+    assert {(h["job_id_type"], h["request_id_type"]) for h in seen} == {("string", "string")}
     # Request 1 runs step-1 and step-2 by checkpointing and answers Sleep; request 2 comes
     # after the sleep and completes: exactly 2 transformFunctionInput calls.
     assert_requests(exact_js, run["run_id"], 2)
-    seen = hooks(exact_js, run["run_id"])
-    assert [(h["attempt"], h["max_attempts"]) for h in seen] == [(0, 1), (0, 1)]
     # The second sees exactly the two step outputs and the sleep's memo.
     assert [h["steps"] for h in seen] == [
         [],

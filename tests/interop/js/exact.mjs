@@ -24,6 +24,9 @@ class HookRecorder extends Middleware.BaseMiddleware {
       run_id: arg.ctx.runId,
       attempt: arg.ctx.attempt,
       max_attempts: arg.ctx.maxAttempts,
+      // The SDK reads these from the x-inngest-job-id and x-request-id headers.
+      job_id_type: typeof arg.ctx.jobId,
+      request_id_type: typeof arg.ctx.requestId,
       steps: Object.keys(arg.steps).sort(),
     });
     return arg;
