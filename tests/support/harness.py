@@ -187,6 +187,32 @@ class ServerProcess(Process):
         result: dict[str, Any] = wait_until(done, timeout=timeout, what=f"run of event {event_id}")
         return result
 
+    def run(self, run_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/v1/runs/{run_id}")
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()["data"]
+        return data
+
+    def wait_for_run_end(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            run = self.run(run_id)
+            return run if run["status"] in TERMINAL else None
+
+        result: dict[str, Any] = wait_until(done, timeout=timeout, what=f"end of run {run_id}")
+        return result
+
+    def history(self, run_id: str) -> list[dict[str, Any]]:
+        r = self.http.get(f"/v1/runs/{run_id}/history")
+        r.raise_for_status()
+        data: list[dict[str, Any]] = r.json()["data"]
+        return data
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        r = self.http.get("/v1/events", params={"name": name, "limit": 100})
+        r.raise_for_status()
+        data: list[dict[str, Any]] = r.json()["data"]
+        return data
+
     def stop(self) -> None:
         super().stop()
 
@@ -232,6 +258,14 @@ class AppProcess(Process):
         if not self.ledger.exists():
             return []
         return [json.loads(line) for line in self.ledger.read_text().splitlines() if line.strip()]
+
+    def ledger_of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        """The ledger lines of one kind whose fields equal ``match``, in the order written."""
+        return [
+            e
+            for e in self.executions()
+            if e.get("kind") == kind and all(e.get(k) == v for k, v in match.items())
+        ]
 
 
 class Stack:
