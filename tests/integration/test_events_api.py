@@ -1,7 +1,7 @@
 """The event API behaves as the reference's does where the official SDKs can tell.
 
 Retried sends (the same ``x-inngest-event-id-seed``) keep every copy under one id and start
-one run per event.
+one run per event; a batch with a bad event keeps the events before it.
 """
 
 from __future__ import annotations
@@ -153,6 +153,34 @@ def test_a_retried_send_resumes_a_waiting_run_once(stack: Stack) -> None:
     run = server.wait_for_run(start)
     assert run["status"] == "Completed", stack.logs()
     assert run["output"] == [1, 2]
+
+
+# ---- a batch with a bad event ---------------------------------------------------------
+
+
+def test_a_batch_keeps_the_events_before_its_first_bad_one(stack: Stack) -> None:
+    server = stack.server
+    seed = make_seed()
+    batch = [
+        {"name": "events/counted", "data": {"batch": "a"}},
+        {"name": "events/counted", "data": {"batch": "b"}},
+        {"name": "events/counted", "data": ["not", "an", "object"]},
+        {"name": "events/counted", "data": {"batch": "c"}},
+    ]
+
+    response = post(server, batch, seed=seed)
+
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert (body["status"], body["code"]) == (400, "invalid_event_data")
+    assert "event 2" in body["error"]
+    assert body["ids"] == ids_from_seed(seed, 2)
+    stored = {e["internal_id"]: e["data"] for e in listed(server, "events/counted")}
+    assert [stored.get(i) for i in body["ids"]] == [{"batch": "a"}, {"batch": "b"}]
+    assert {"batch": "c"} not in stored.values()
+    for internal, which in zip(body["ids"], "ab", strict=True):
+        run = server.wait_for_run(internal)
+        assert (run["status"], run["output"]) == ("Completed", {"batch": which}), stack.logs()
 
 
 def test_the_event_api_log_is_clean(stack: Stack) -> None:

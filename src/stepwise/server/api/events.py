@@ -1,4 +1,7 @@
-"""``POST /e/{key}``: validate every event, then store all of them and their runs in one commit."""
+"""``POST /e/{key}``: validate the events in order, then store them and their runs in one commit.
+
+A bad event ends the batch: the events before it are stored, it and those after it are not.
+"""
 
 from __future__ import annotations
 
@@ -101,7 +104,14 @@ async def send_events(request: Request) -> Response:
             f"{len(items)} events is over the limit of {config.max_events_per_request} per request",
         )
     now = int(time.time() * 1000)
-    valid = [_validate(item, i, now, config.max_event_bytes) for i, item in enumerate(items)]
+    valid: list[dict[str, Any]] = []
+    refused: EventError | None = None
+    for index, item in enumerate(items):
+        try:
+            valid.append(_validate(item, index, now, config.max_event_bytes))
+        except EventError as exc:
+            refused = exc
+            break
     ids = state.engine.new_event_ids(request.headers.get(h.EVENT_ID_SEED), len(valid))
     records = [
         EventRecord(
@@ -118,4 +128,8 @@ async def send_events(request: Request) -> Response:
     ]
     if records:
         await state.engine.ingest(records)
+    if refused is not None:
+        # As the reference does, the events before the first bad one are kept (and run);
+        # the answer names them so a client knows what to send again.
+        raise EventError(refused.status, refused.code, refused.message, ids=ids)
     return JSONResponse({"ids": ids, "status": 200})
