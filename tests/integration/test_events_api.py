@@ -1,7 +1,8 @@
 """The event API behaves as the reference's does where the official SDKs can tell.
 
 Retried sends (the same ``x-inngest-event-id-seed``) keep every copy under one id and start
-one run per event; a batch with a bad event keeps the events before it.
+one run per event; a batch with a bad event keeps the events before it; events may be as
+large as ``--max-event-size`` (3 MB in dev mode, 512 KB in production).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -181,6 +183,65 @@ def test_a_batch_keeps_the_events_before_its_first_bad_one(stack: Stack) -> None
     for internal, which in zip(body["ids"], "ab", strict=True):
         run = server.wait_for_run(internal)
         assert (run["status"], run["output"]) == ("Completed", {"batch": which}), stack.logs()
+
+
+# ---- event sizes ---------------------------------------------------------------------
+
+MB = 1024 * 1024
+
+
+def sized(blob_bytes: int, **data: Any) -> dict[str, Any]:
+    return {"name": "events/sized", "data": {"blob": "x" * blob_bytes, **data}}
+
+
+def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text[:500]
+    body: dict[str, Any] = response.json()
+    assert (body["status"], body["code"]) == (status, code), body
+    return body
+
+
+def test_the_dev_server_takes_events_up_to_3_mb(stack: Stack) -> None:
+    server = stack.server
+    # The official SDKs' own tests send events of 1 MB; the reference allows up to 3 MB.
+    assert len(sent_ids(post(server, sized(3 * MB - 1000)))) == 1
+
+    body = refused(post(server, sized(3 * MB)), 413, "event_too_large")
+    assert str(3 * MB) in body["error"]
+    assert body["ids"] == []
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path_factory.mktemp("events-production"), sdk_urls=[])
+    proc.production(signing_key="signkey-prod-" + "7a" * 32, event_key="first-key")
+    proc.start_and_wait()
+    yield proc
+    proc.close()
+
+
+def test_production_takes_events_up_to_512_kb(production: ServerProcess) -> None:
+    assert len(sent_ids(post(production, sized(500 * 1024)))) == 1
+
+    body = refused(post(production, sized(512 * 1024)), 413, "event_too_large")
+    assert str(512 * 1024) in body["error"]
+
+
+def test_max_event_size_sets_the_limit(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, sdk_urls=[], extra_args=["--max-event-size", "2000"])
+    server.start_and_wait()
+    try:
+        seed = make_seed()
+        response = post(server, [sized(1000, n=1), sized(2000, n=2), sized(10, n=3)], seed=seed)
+
+        body = refused(response, 413, "event_too_large")
+        assert "event 1" in body["error"] and "2000 bytes per event" in body["error"]
+        # As with any bad event in a batch, the events before it are kept.
+        assert body["ids"] == ids_from_seed(seed, 1)
+        assert [e["data"]["n"] for e in listed(server, "events/sized")] == [1]
+        assert "Traceback" not in server.log()
+    finally:
+        server.close()
 
 
 def test_the_event_api_log_is_clean(stack: Stack) -> None:

@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 
 from ..protocol import headers as h
 
+# Largest event, in bytes: the reference's default in production, and its absolute limit,
+# which the dev server allows (the official SDKs' own tests send events of 1 MB).
+MAX_EVENT_BYTES = 512 * 1024
+DEV_MAX_EVENT_BYTES = 3 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -24,9 +29,14 @@ class ServerConfig:
     call_timeout_s: float = 2 * 3600.0
     signing_key: str | None = None
     event_keys: tuple[str, ...] = field(default_factory=tuple)
-    max_event_bytes: int = 512 * 1024
+    max_event_bytes: int = MAX_EVENT_BYTES
     max_events_per_request: int = 5000
     max_request_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def max_event_request_bytes(self) -> int:
+        """The largest ``POST /e/{key}`` body: room for a full batch and for one largest event."""
+        return max(self.max_request_bytes, self.max_event_bytes)
 
     @property
     def server_kind(self) -> str:

@@ -81,7 +81,7 @@ def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, An
         raise EventError(
             413,
             "event_too_large",
-            f"{where}: {size} bytes is over the {max_bytes}-byte limit per event",
+            f"{where}: {size} bytes is over the server's limit of {max_bytes} bytes per event",
         )
     return event
 
@@ -93,7 +93,7 @@ async def send_events(request: Request) -> Response:
     if config.event_keys and key not in config.event_keys:
         raise EventError(401, "event_key_not_found", "Event key not found")
     try:
-        body = await read_json(request, max_bytes=config.max_request_bytes)
+        body = await read_json(request, max_bytes=config.max_event_request_bytes)
     except ApiError as exc:
         raise EventError(exc.status, exc.code, exc.message) from exc
     items = body if isinstance(body, list) else [body]
