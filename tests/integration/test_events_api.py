@@ -215,6 +215,7 @@ def test_the_dev_server_takes_events_up_to_3_mb(stack: Stack) -> None:
 def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("events-production"), sdk_urls=[])
     proc.production(signing_key="signkey-prod-" + "7a" * 32, event_key="first-key")
+    proc.args += ["--event-key", "second-key"]
     proc.start_and_wait()
     yield proc
     proc.close()
@@ -225,6 +226,20 @@ def test_production_takes_events_up_to_512_kb(production: ServerProcess) -> None
 
     body = refused(post(production, sized(512 * 1024)), 413, "event_too_large")
     assert str(512 * 1024) in body["error"]
+
+
+@pytest.mark.parametrize("key", ["first-ke", "first-key-", "ключ", "%FF%FE", "second-key%00"])
+def test_production_refuses_an_unknown_event_key(production: ServerProcess, key: str) -> None:
+    response = production.http.post(f"/e/{key}", content=b'{"name": "events/keyed"}')
+    body = refused(response, 401, "event_key_not_found")
+    assert body["ids"] == []
+
+
+def test_production_takes_any_configured_event_key(production: ServerProcess) -> None:
+    for key in ("first-key", "second-key"):
+        response = production.http.post(f"/e/{key}", content=b'{"name": "events/keyed"}')
+        assert len(sent_ids(response)) == 1
+    assert "Traceback" not in production.log()
 
 
 def test_max_event_size_sets_the_limit(tmp_path: Path) -> None:

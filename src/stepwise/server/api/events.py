@@ -5,6 +5,7 @@ A bad event ends the batch: the events before it are stored, it and those after 
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -86,11 +87,25 @@ def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, An
     return event
 
 
+def event_key_accepted(key: str, accepted: tuple[str, ...]) -> bool:
+    """True if ``key`` is one of ``accepted``.
+
+    Each comparison takes the same time wherever the strings differ, and every key is
+    compared, so the answer's timing tells a guesser nothing about any key.
+    """
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a URL may carry any.
+    given = key.encode("utf-8", "surrogatepass")
+    found = False
+    for candidate in accepted:
+        found |= hmac.compare_digest(given, candidate.encode("utf-8", "surrogatepass"))
+    return found
+
+
 async def send_events(request: Request) -> Response:
     state: ServerState = request.app.state.stepwise
     config = state.config
     key = request.path_params.get("key", "")
-    if config.event_keys and key not in config.event_keys:
+    if config.event_keys and not event_key_accepted(key, config.event_keys):
         raise EventError(401, "event_key_not_found", "Event key not found")
     try:
         body = await read_json(request, max_bytes=config.max_event_request_bytes)
