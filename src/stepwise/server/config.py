@@ -14,14 +14,16 @@ DEV_MAX_EVENT_BYTES = 3 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """Defaults are production's, the safe ones: ``stepwise dev`` asks for the fast ones."""
+
     host: str = "127.0.0.1"
     port: int = 8288
-    sqlite_path: str = ".stepwise/dev.db"
+    sqlite_path: str = ".stepwise/stepwise.db"
     # NORMAL survives a killed process; FULL also survives losing the machine.
-    sqlite_synchronous: str = "NORMAL"
-    dev: bool = True
+    sqlite_synchronous: str = "FULL"
+    dev: bool = False
     sdk_urls: tuple[str, ...] = ()
-    discovery: bool = True
+    discovery: bool = False
     poll: bool = True
     poll_interval_s: float = 5.0
     retry_interval_s: float | None = None

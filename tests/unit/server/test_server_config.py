@@ -74,3 +74,17 @@ def test_an_event_request_has_room_for_5000_events_and_for_one_largest_event(
     config = ServerConfig(max_event_bytes=event_bytes)
     assert config.max_event_request_bytes >= 64 * MB
     assert config.max_event_request_bytes >= event_bytes
+
+
+def test_a_config_built_in_code_is_production_with_durable_commits() -> None:
+    config = ServerConfig()
+    assert (config.dev, config.server_kind) == (False, "cloud")
+    assert config.sqlite_synchronous == "FULL"
+    assert config.discovery is False  # scanning local ports for apps is a dev-server habit
+    assert config.max_event_bytes == 512 * 1024
+
+
+def test_dev_asks_for_discovery_unless_told_not_to(configs: list[ServerConfig]) -> None:
+    invoke("dev")
+    invoke("dev", "--no-discovery")
+    assert [c.discovery for c in configs] == [True, False]
