@@ -5,7 +5,9 @@ Both apps declare the same two functions, so one set of assertions checks both p
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +83,24 @@ def test_non_retriable_error_fails_the_run(stack: tuple[ServerProcess, AppProces
     ]
     assert failed and failed[0]["data"]["run_id"] == run["run_id"]
     assert failed[0]["data"]["function_id"] == f"{app_id}-fails"
+
+
+def test_dev_lists_the_functions_as_the_js_sdk_tests_read_them(
+    stack: tuple[ServerProcess, AppProcess, str],
+) -> None:
+    server, app, _ = stack
+    if "start" in server.args:
+        assert server.http.get("/dev").status_code == 404  # a dev-server page only
+        return
+    expected = [
+        {"name": "three-steps", "slug": "three-steps", "triggers": [{"event": "interop/three"}]},
+        {"name": "fails", "slug": "fails", "triggers": [{"event": "interop/fail"}]},
+    ]
+    # The JS SDK's own test helper parses /dev with zod; run that check with the same zod.
+    check = subprocess.run(
+        ["node", str(JS_DIR / "check_dev.mjs"), server.url, json.dumps(expected)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr + server.log() + app.log()

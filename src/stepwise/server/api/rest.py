@@ -275,20 +275,47 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def dev_function_json(spec: FunctionSpec) -> dict[str, Any]:
+    """A synced function as the reference's dev server lists it in ``GET /dev``.
+
+    The official JS SDK's test helpers read this shape: the triggers as synced, and the
+    one step with the URL the server calls.
+    """
+    config = spec.record.config
+    step = (config.get("steps") or {}).get("step") or {}
+    return {
+        "id": spec.slug,
+        "slug": spec.slug,
+        "name": spec.record.name,
+        "triggers": config.get("triggers") or [],
+        "steps": [
+            {"id": step.get("id") or "step", "name": step.get("name") or "step", "uri": spec.url}
+        ],
+    }
+
+
 async def dev_info(request: Request) -> Response:
+    """What the dev server runs; the reference's shape. Not served in production."""
     state: ServerState = request.app.state.stepwise
-    if not state.config.dev:
+    config = state.config
+    if not config.dev:
         raise ApiError(404, "not_found", "not found")
-    functions = [
-        {"id": spec.slug, "name": spec.record.name, "url": spec.url}
-        for spec in state.engine.registry.all()
-    ]
     return JSONResponse(
         {
             "version": __version__,
             "authed": False,
-            "startOpts": {"dev": True, "sdkURLs": list(state.config.sdk_urls)},
-            "functions": functions,
+            "startOpts": {
+                "urls": list(config.sdk_urls),
+                "autodiscover": config.discovery,
+                "poll": config.poll,
+                "poll_interval": config.poll_interval_s,
+                "retry_interval": config.retry_interval_s or 0,
+                "queue_workers": config.queue_workers,
+                "require_keys": False,
+                "persist": True,
+                "max_event_size": config.max_event_bytes,
+            },
+            "functions": [dev_function_json(spec) for spec in state.engine.registry.all()],
             "handlers": [],
             "isSingleNodeService": True,
             "isMissingSigningKey": False,
