@@ -145,6 +145,6 @@ async def send_events(request: Request) -> Response:
         await state.engine.ingest(records)
     if refused is not None:
         # As the reference does, the events before the first bad one are kept (and run);
-        # the answer names them so a client knows what to send again.
+        # the answer names them, so a client can tell what was taken from what was not.
         raise EventError(refused.status, refused.code, refused.message, ids=ids)
     return JSONResponse({"ids": ids, "status": 200})
