@@ -7,7 +7,7 @@ import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from . import protocol
-from .server.config import ServerConfig
+from .server.config import DEV_MAX_EVENT_BYTES, MAX_EVENT_BYTES, ServerConfig
 
 
 def _env_flag(name: str) -> bool:
@@ -119,6 +119,17 @@ def _common(fn: click.decorators.FC) -> click.decorators.FC:
     return fn
 
 
+def _max_event_size(default: int) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    return click.option(
+        "--max-event-size",
+        "max_event_bytes",
+        default=default,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Largest event accepted, in bytes (its JSON); a larger one is refused with a 413.",
+    )
+
+
 def _run(config: ServerConfig, log_level: str) -> None:
     from .server.server import Server
 
@@ -152,9 +163,16 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     show_default=True,
     help="Where the embedded database lives.",
 )
-def dev(no_discovery: bool, **common: Any) -> None:
+@_max_event_size(DEV_MAX_EVENT_BYTES)
+def dev(no_discovery: bool, max_event_bytes: int, **common: Any) -> None:
     """Run the development server on an embedded SQLite file."""
-    _serve(common, sqlite_synchronous="NORMAL", dev=True, discovery=not no_discovery)
+    _serve(
+        common,
+        sqlite_synchronous="NORMAL",
+        dev=True,
+        discovery=not no_discovery,
+        max_event_bytes=max_event_bytes,
+    )
 
 
 @main.command()
@@ -175,7 +193,10 @@ def dev(no_discovery: bool, **common: Any) -> None:
     help="Accepted event key (repeatable).",
 )
 @click.option("--sqlite-path", default=".stepwise/stepwise.db", show_default=True)
-def start(signing_key: str, event_keys: tuple[str, ...], **common: Any) -> None:
+@_max_event_size(MAX_EVENT_BYTES)
+def start(
+    signing_key: str, event_keys: tuple[str, ...], max_event_bytes: int, **common: Any
+) -> None:
     """Run the server in production mode: keys required, commits survive power loss."""
     _serve(
         common,
@@ -184,6 +205,7 @@ def start(signing_key: str, event_keys: tuple[str, ...], **common: Any) -> None:
         discovery=False,
         signing_key=signing_key,
         event_keys=event_keys,
+        max_event_bytes=max_event_bytes,
     )
 
 

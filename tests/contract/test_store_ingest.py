@@ -1,4 +1,4 @@
-"""ingest: events are stored once, runs start with a due CALL job, idempotency keys hold 24 h."""
+"""ingest: every copy of an event is stored, runs start with a due CALL job, idempotency keys hold 24 h."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 from _clock import DAY, MINUTE, T0
 
-from stepwise.server.store.records import Ingest, JobKind, RunRecord, RunStatus
+from stepwise.server.store.records import (
+    Ingest,
+    JobKind,
+    NewPause,
+    PauseKind,
+    RunRecord,
+    RunStatus,
+)
 
 if TYPE_CHECKING:
     from conftest import World
@@ -111,16 +118,64 @@ async def test_an_expired_idempotency_key_allows_a_new_run(world: World) -> None
     assert {r.id for r in await store.runs_for_event(later_event.internal_id)} == {later.id}
 
 
-async def test_the_same_event_ingested_twice_is_stored_once(world: World) -> None:
+async def test_every_copy_of_an_event_is_stored_and_only_the_first_starts_runs(
+    world: World,
+) -> None:
     store, make = world.store, world.make
     event = make.event(data={"version": 1})
+    run = make.run(world.fn, event)
+    assert await store.ingest(Ingest(events=[event], runs=[run])) == [run.id]
+
+    # A retried send repeats the internal id. The scheduler plans its runs again; here
+    # for another function, so no idempotency key stands in the way: the copy rule does.
     resent = replace(event, data={"version": 2}, received_at=T0 + 1)
+    again = make.run(world.other_fn, resent)
+    assert await store.ingest(Ingest(events=[resent], runs=[again])) == []
+    assert await store.ingest(Ingest(events=[resent])) == []
 
-    await store.ingest(Ingest(events=[event]))
-    await store.ingest(Ingest(events=[resent, resent]))
-
-    assert await store.get_event(event.internal_id) == event
+    assert await store.get_event(event.internal_id) == event  # the first copy
     page = await store.list_events(
         limit=100, cursor=None, name=None, received_after=None, received_before=None
     )
-    assert page == [event]
+    assert page == [replace(resent, copy=2), replace(resent, copy=1), event]
+    assert await store.get_run(again.id) is None
+    assert [r.id for r in await store.runs_for_event(event.internal_id)] == [run.id]
+    state = await store.load_run_state(run.id)
+    assert state is not None and state.events == [event]
+    assert [j.run_id for j in await world.drain()] == [run.id]
+
+
+async def test_copies_in_one_ingest_are_numbered_in_order(world: World) -> None:
+    event = world.make.event()
+    second = replace(event, received_at=T0 + 1)
+
+    await world.store.ingest(Ingest(events=[event, second]))
+
+    page = await world.store.list_events(
+        limit=100, cursor=None, name=None, received_after=None, received_before=None
+    )
+    assert page == [replace(second, copy=1), event]
+
+
+async def test_a_copy_of_an_event_queues_no_second_pause_match(world: World) -> None:
+    store, make = world.store, world.make
+    trigger = make.event()
+    run = make.run(world.fn, trigger)
+    cancel_on = NewPause(
+        key=f"cancel:{run.id}",
+        run_id=run.id,
+        kind=PauseKind.CANCEL,
+        created_at=T0,
+        event_name="shop/order.cancelled",
+    )
+    await store.ingest(Ingest(events=[trigger], runs=[replace(run, pauses=(cancel_on,))]))
+    cancelled = make.event("shop/order.cancelled", at=T0 + 1)
+    await store.ingest(Ingest(events=[cancelled]))
+    [match] = [j for j in await world.drain() if j.kind is JobKind.MATCH]
+    assert match.key == f"match:{cancelled.internal_id}"
+    await store.commit(world.done(match))  # matched nothing here; its job is gone
+
+    # The same event again (a retried send) must not be matched a second time.
+    await store.ingest(Ingest(events=[replace(cancelled, received_at=T0 + 2)]))
+
+    assert [j for j in await world.drain() if j.kind is JobKind.MATCH] == []

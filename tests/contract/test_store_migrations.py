@@ -12,7 +12,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     "schema_version": ["version"],
     "apps": ["id", "name", "url", "sdk", "framework", "checksum", "created_at", "updated_at"],
     "functions": ["id", "app_id", "slug", "name", "config", "url", "created_at"],
-    "events": ["internal_id", "id", "name", "data", "user", "ts", "v", "received_at"],
+    "events": ["internal_id", "id", "name", "data", "user", "ts", "v", "received_at", "copy"],
     "runs": [
         "id",
         "function_id",
@@ -82,7 +82,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "created_at",
     ],
 }
-EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6, 7, 9]
+EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

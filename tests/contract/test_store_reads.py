@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from _clock import T0
@@ -18,7 +19,7 @@ async def events_page(
     store: Store,
     *,
     limit: int = 100,
-    cursor: str | None = None,
+    cursor: tuple[str, int] | None = None,
     name: str | None = None,
     received_after: int | None = None,
     received_before: int | None = None,
@@ -130,9 +131,29 @@ async def test_list_events_pages_newest_first_with_a_cursor(world: World) -> Non
         if not page:
             break
         pages.append(page)
-        cursor = page[-1].internal_id
+        cursor = (page[-1].internal_id, page[-1].copy)
 
     assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:5]]
+
+
+async def test_list_events_pages_through_copies_that_share_an_internal_id(world: World) -> None:
+    store, make = world.store, world.make
+    older, event, newer = (make.event(at=T0 + i) for i in range(3))
+    await store.ingest(Ingest(events=[older, event]))
+    for i in range(3):  # a send retried three times: three more copies of ``event``
+        await store.ingest(Ingest(events=[replace(event, received_at=T0 + 10 + i)]))
+    await store.ingest(Ingest(events=[newer]))
+    copies = [replace(event, received_at=T0 + 10 + i, copy=i + 1) for i in range(3)]
+    newest_first = [newer, *reversed(copies), event, older]
+
+    pages: list[list[EventRecord]] = []
+    cursor = None
+    while page := await events_page(store, limit=2, cursor=cursor):
+        pages.append(page)
+        cursor = (page[-1].internal_id, page[-1].copy)
+
+    assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:6]]
+    assert await events_page(store, cursor=(event.internal_id, 2)) == [copies[0], event, older]
 
 
 async def test_list_events_filters_by_name_and_time(world: World) -> None:
@@ -155,5 +176,5 @@ async def test_list_events_filters_by_name_and_time(world: World) -> None:
         a2,
     ]
     # Filters and the cursor combine.
-    assert await events_page(store, name="a", cursor=a3.internal_id, limit=1) == [a2]
-    assert await events_page(store, name="b", cursor=b1.internal_id) == []
+    assert await events_page(store, name="a", cursor=(a3.internal_id, 0), limit=1) == [a2]
+    assert await events_page(store, name="b", cursor=(b1.internal_id, 0)) == []

@@ -6,7 +6,9 @@ Both apps declare the same two functions, so one set of assertions checks both p
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +112,24 @@ def test_python_sdk_streaming_is_refused_in_production(tmp_path: Path) -> None:
         assert "streamed reply" in run["output"]["message"]
         history = server.http.get(f"/v1/runs/{run['run_id']}/history").json()["data"]
         assert not [h for h in history if h["kind"] == "StepCompleted"]
+
+
+def test_dev_lists_the_functions_as_the_js_sdk_tests_read_them(
+    stack: tuple[ServerProcess, AppProcess, str],
+) -> None:
+    server, app, _ = stack
+    if "start" in server.args:
+        assert server.http.get("/dev").status_code == 404  # a dev-server page only
+        return
+    expected = [
+        {"name": "three-steps", "slug": "three-steps", "triggers": [{"event": "interop/three"}]},
+        {"name": "fails", "slug": "fails", "triggers": [{"event": "interop/fail"}]},
+    ]
+    # The JS SDK's own test helper parses /dev with zod; run that check with the same zod.
+    check = subprocess.run(
+        ["node", str(JS_DIR / "check_dev.mjs"), server.url, json.dumps(expected)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr + server.log() + app.log()

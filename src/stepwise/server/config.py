@@ -7,17 +7,24 @@ from dataclasses import dataclass, field
 
 from ..protocol import headers as h
 
+# Largest event, in bytes: the reference's default in production, and its absolute limit,
+# which the dev server allows (the official SDKs' own tests send events of 1 MB).
+MAX_EVENT_BYTES = 512 * 1024
+DEV_MAX_EVENT_BYTES = 3 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """Defaults are production's, the safe ones: ``stepwise dev`` asks for the fast ones."""
+
     host: str = "127.0.0.1"
     port: int = 8288
-    sqlite_path: str = ".stepwise/dev.db"
+    sqlite_path: str = ".stepwise/stepwise.db"
     # NORMAL survives a killed process; FULL also survives losing the machine.
-    sqlite_synchronous: str = "NORMAL"
-    dev: bool = True
+    sqlite_synchronous: str = "FULL"
+    dev: bool = False
     sdk_urls: tuple[str, ...] = ()
-    discovery: bool = True
+    discovery: bool = False
     poll: bool = True
     poll_interval_s: float = 5.0
     retry_interval_s: float | None = None
@@ -25,13 +32,18 @@ class ServerConfig:
     call_timeout_s: float = 2 * 3600.0
     signing_key: str | None = None
     event_keys: tuple[str, ...] = field(default_factory=tuple)
-    max_event_bytes: int = 512 * 1024
+    max_event_bytes: int = MAX_EVENT_BYTES
     max_events_per_request: int = 5000
     max_request_bytes: int = 64 * 1024 * 1024
     # Requests made for step.fetch: production refuses non-public destinations unless allowed.
     outbound_timeout_s: float = 300.0
     outbound_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     outbound_deny: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @property
+    def max_event_request_bytes(self) -> int:
+        """The largest ``POST /e/{key}`` body: room for a full batch and for one largest event."""
+        return max(self.max_request_bytes, self.max_event_bytes)
 
     @property
     def server_kind(self) -> str:

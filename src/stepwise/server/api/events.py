@@ -1,7 +1,11 @@
-"""``POST /e/{key}``: validate every event, then store all of them and their runs in one commit."""
+"""``POST /e/{key}``: validate the events in order, then store them and their runs in one commit.
+
+A bad event ends the batch: the events before it are stored, it and those after it are not.
+"""
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -78,19 +82,33 @@ def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, An
         raise EventError(
             413,
             "event_too_large",
-            f"{where}: {size} bytes is over the {max_bytes}-byte limit per event",
+            f"{where}: {size} bytes is over the server's limit of {max_bytes} bytes per event",
         )
     return event
+
+
+def event_key_accepted(key: str, accepted: tuple[str, ...]) -> bool:
+    """True if ``key`` is one of ``accepted``.
+
+    Each comparison takes the same time wherever the strings differ, and every key is
+    compared, so the answer's timing tells a guesser nothing about any key.
+    """
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a URL may carry any.
+    given = key.encode("utf-8", "surrogatepass")
+    found = False
+    for candidate in accepted:
+        found |= hmac.compare_digest(given, candidate.encode("utf-8", "surrogatepass"))
+    return found
 
 
 async def send_events(request: Request) -> Response:
     state: ServerState = request.app.state.stepwise
     config = state.config
     key = request.path_params.get("key", "")
-    if config.event_keys and key not in config.event_keys:
+    if config.event_keys and not event_key_accepted(key, config.event_keys):
         raise EventError(401, "event_key_not_found", "Event key not found")
     try:
-        body = await read_json(request, max_bytes=config.max_request_bytes)
+        body = await read_json(request, max_bytes=config.max_event_request_bytes)
     except ApiError as exc:
         raise EventError(exc.status, exc.code, exc.message) from exc
     items = body if isinstance(body, list) else [body]
@@ -101,7 +119,14 @@ async def send_events(request: Request) -> Response:
             f"{len(items)} events is over the limit of {config.max_events_per_request} per request",
         )
     now = int(time.time() * 1000)
-    valid = [_validate(item, i, now, config.max_event_bytes) for i, item in enumerate(items)]
+    valid: list[dict[str, Any]] = []
+    refused: EventError | None = None
+    for index, item in enumerate(items):
+        try:
+            valid.append(_validate(item, index, now, config.max_event_bytes))
+        except EventError as exc:
+            refused = exc
+            break
     ids = state.engine.new_event_ids(request.headers.get(h.EVENT_ID_SEED), len(valid))
     records = [
         EventRecord(
@@ -118,4 +143,8 @@ async def send_events(request: Request) -> Response:
     ]
     if records:
         await state.engine.ingest(records)
+    if refused is not None:
+        # As the reference does, the events before the first bad one are kept (and run);
+        # the answer names them, so a client can tell what was taken from what was not.
+        raise EventError(refused.status, refused.code, refused.message, ids=ids)
     return JSONResponse({"ids": ids, "status": 200})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,8 @@ from .responses import JSONResponse
 from .state import ServerState
 
 MAX_LIMIT = 100
+# A copy number in a cursor: small enough for any database integer.
+_COPY_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def iso(ms: int | None) -> str | None:
@@ -115,6 +118,27 @@ def _ulid_param(request: Request, name: str, what: str) -> str:
     return value.upper()
 
 
+def _event_cursor(request: Request) -> tuple[str, int] | None:
+    """Where a page of events starts: after ``<internal id>`` or ``<internal id>.<copy>``.
+
+    Copies of one event share its internal id, so a page may end between two of them;
+    the cursor then names the copy too. A bare id (copy 0) reads as it always did.
+    """
+    value = request.query_params.get("cursor")
+    if not value:
+        return None
+    internal_id, dot, copy = value.partition(".")
+    if not is_ulid(internal_id) or (dot and not _COPY_NUMBER.fullmatch(copy)):
+        raise ApiError(
+            400, "invalid_parameter", "cursor must be a value from an x-next-cursor header"
+        )
+    return internal_id.upper(), int(copy) if dot else 0
+
+
+def _next_cursor(event: EventRecord) -> str:
+    return event.internal_id if event.copy == 0 else f"{event.internal_id}.{event.copy}"
+
+
 async def list_events(request: Request) -> Response:
     state = _state(request)
     limit = _int_param(request, "limit") or 20
@@ -122,14 +146,14 @@ async def list_events(request: Request) -> Response:
         raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
     events = await state.engine.store.list_events(
         limit=limit,
-        cursor=request.query_params.get("cursor") or None,
+        cursor=_event_cursor(request),
         name=request.query_params.get("name") or None,
         received_after=_time_param(request, "received_after"),
         received_before=_time_param(request, "received_before"),
     )
     response = wrap([event_json(e) for e in events])
     if len(events) == limit:
-        response.headers["x-next-cursor"] = events[-1].internal_id
+        response.headers["x-next-cursor"] = _next_cursor(events[-1])
     return response
 
 
@@ -251,20 +275,47 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def dev_function_json(spec: FunctionSpec) -> dict[str, Any]:
+    """A synced function as the reference's dev server lists it in ``GET /dev``.
+
+    The official JS SDK's test helpers read this shape: the triggers as synced, and the
+    one step with the URL the server calls.
+    """
+    config = spec.record.config
+    step = (config.get("steps") or {}).get("step") or {}
+    return {
+        "id": spec.slug,
+        "slug": spec.slug,
+        "name": spec.record.name,
+        "triggers": config.get("triggers") or [],
+        "steps": [
+            {"id": step.get("id") or "step", "name": step.get("name") or "step", "uri": spec.url}
+        ],
+    }
+
+
 async def dev_info(request: Request) -> Response:
+    """What the dev server runs; the reference's shape. Not served in production."""
     state: ServerState = request.app.state.stepwise
-    if not state.config.dev:
+    config = state.config
+    if not config.dev:
         raise ApiError(404, "not_found", "not found")
-    functions = [
-        {"id": spec.slug, "name": spec.record.name, "url": spec.url}
-        for spec in state.engine.registry.all()
-    ]
     return JSONResponse(
         {
             "version": __version__,
             "authed": False,
-            "startOpts": {"dev": True, "sdkURLs": list(state.config.sdk_urls)},
-            "functions": functions,
+            "startOpts": {
+                "urls": list(config.sdk_urls),
+                "autodiscover": config.discovery,
+                "poll": config.poll,
+                "poll_interval": config.poll_interval_s,
+                "retry_interval": config.retry_interval_s or 0,
+                "queue_workers": config.queue_workers,
+                "require_keys": False,
+                "persist": True,
+                "max_event_size": config.max_event_bytes,
+            },
+            "functions": [dev_function_json(spec) for spec in state.engine.registry.all()],
             "handlers": [],
             "isSingleNodeService": True,
             "isMissingSigningKey": False,

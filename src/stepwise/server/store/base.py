@@ -47,19 +47,25 @@ class Store(Protocol):
 
     # ---- events and runs ----------------------------------------------------
     async def ingest(self, batch: Ingest) -> list[str]:
-        """Store events and create runs (skipping seen idempotency keys); return run ids created."""
+        """Store events and create runs (skipping seen idempotency keys); return run ids created.
 
-    async def get_event(self, internal_id: str) -> EventRecord | None: ...
+        An event whose internal id is already stored is kept as its next copy, and the
+        runs and pause matches planned for it are dropped: the first copy had them.
+        """
+
+    async def get_event(self, internal_id: str) -> EventRecord | None:
+        """The first copy of the event with this internal id."""
 
     async def list_events(
         self,
         *,
         limit: int,
-        cursor: str | None,
+        cursor: tuple[str, int] | None,
         name: str | None,
         received_after: int | None,
         received_before: int | None,
-    ) -> list[EventRecord]: ...
+    ) -> list[EventRecord]:
+        """Every stored copy, newest first by (internal id, copy); after ``cursor`` if given."""
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 

@@ -75,6 +75,9 @@ class EventRecord:
     ts: int
     v: str | None
     received_at: int
+    # A send retried with the same id seed repeats the internal id: the store numbers the
+    # copies it receives from 0 and keeps them all. Only copy 0 starts runs.
+    copy: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -39,7 +39,7 @@ RUN_COLUMNS = (
 )
 
 
-EVENT_COLUMNS = "internal_id, id, name, data, user, ts, v, received_at"
+EVENT_COLUMNS = "internal_id, id, name, data, user, ts, v, received_at, copy"
 
 
 PAUSE_COLUMNS = (
@@ -85,6 +85,7 @@ def event_from_row(row: tuple[Any, ...]) -> EventRecord:
         ts=row[5],
         v=row[6],
         received_at=row[7],
+        copy=row[8],
     )
 
 
@@ -149,7 +150,8 @@ def load_run_states(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, R
     for chunk in chunks(event_ids):
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE internal_id IN ({marks})", chunk
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE copy = 0 AND internal_id IN ({marks})",
+            chunk,
         ):
             events[row[0]] = event_from_row(row)
     steps: dict[str, list[StepMemo]] = {run_id: [] for run_id in runs}

@@ -312,7 +312,8 @@ class SqliteStore:
     async def get_event(self, internal_id: str) -> EventRecord | None:
         def op(conn: sqlite3.Connection) -> EventRecord | None:
             row = conn.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE internal_id = ?", (internal_id,)
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE internal_id = ? AND copy = 0",
+                (internal_id,),
             ).fetchone()
             return event_from_row(row) if row else None
 
@@ -322,7 +323,7 @@ class SqliteStore:
         self,
         *,
         limit: int,
-        cursor: str | None,
+        cursor: tuple[str, int] | None,
         name: str | None,
         received_after: int | None,
         received_before: int | None,
@@ -331,8 +332,8 @@ class SqliteStore:
             where: list[str] = []
             params: list[Any] = []
             if cursor:
-                where.append("internal_id < ?")
-                params.append(cursor)
+                where.append("(internal_id, copy) < (?, ?)")
+                params.extend(cursor)
             if name:
                 where.append("name = ?")
                 params.append(name)
@@ -345,7 +346,7 @@ class SqliteStore:
             sql = f"SELECT {EVENT_COLUMNS} FROM events"
             if where:
                 sql += " WHERE " + " AND ".join(where)
-            sql += " ORDER BY internal_id DESC LIMIT ?"
+            sql += " ORDER BY internal_id DESC, copy DESC LIMIT ?"
             params.append(limit)
             return [event_from_row(r) for r in conn.execute(sql, params)]
 

@@ -34,6 +34,7 @@ from ..records import (
 from .rows import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
+    chunks,
     dump,
     job_from_row,
     load,
@@ -194,27 +195,14 @@ def insert_job(conn: sqlite3.Connection, job: NewJob) -> None:
 
 
 def apply_ingest(conn: sqlite3.Connection, batch: Ingest) -> list[str]:
-    if batch.events:
-        conn.executemany(
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(internal_id) DO NOTHING",
-            [
-                (
-                    e.internal_id,
-                    e.id,
-                    e.name,
-                    dump(e.data),
-                    dump(e.user),
-                    e.ts,
-                    e.v,
-                    e.received_at,
-                )
-                for e in batch.events
-            ],
-        )
-        queue_pause_matches(conn, batch.events)
+    repeated = _insert_event_copies(conn, batch.events)
+    # A copy of an event stored before (a retried send) starts nothing and matches no
+    # pause: its first copy already did, and doing it again would run or resume twice.
+    queue_pause_matches(conn, [e for e in batch.events if e.internal_id not in repeated])
     created: list[str] = []
     for run in batch.runs:
+        if run.event_ids and run.event_ids[0] in repeated:
+            continue
         if run.debounce is not None:
             _debounce(conn, run)
         elif run.batch is not None:
@@ -224,6 +212,45 @@ def apply_ingest(conn: sqlite3.Connection, batch: Ingest) -> list[str]:
         elif create_run(conn, run):
             created.append(run.id)
     return created
+
+
+def _insert_event_copies(conn: sqlite3.Connection, events: list[EventRecord]) -> set[str]:
+    """Store every event as its next copy; the internal ids some earlier ingest stored."""
+    if not events:
+        return set()
+    next_copy: dict[str, int] = {}
+    for chunk in chunks(sorted({e.internal_id for e in events})):
+        marks = ",".join("?" * len(chunk))
+        next_copy.update(
+            (internal_id, top + 1)
+            for internal_id, top in conn.execute(
+                f"SELECT internal_id, max(copy) FROM events WHERE internal_id IN ({marks})"
+                " GROUP BY internal_id",
+                chunk,
+            )
+        )
+    repeated = set(next_copy)
+    rows = []
+    for e in events:
+        copy = next_copy.get(e.internal_id, 0)
+        next_copy[e.internal_id] = copy + 1
+        rows.append(
+            (
+                e.internal_id,
+                e.id,
+                e.name,
+                dump(e.data),
+                dump(e.user),
+                e.ts,
+                e.v,
+                e.received_at,
+                copy,
+            )
+        )
+    conn.executemany(
+        f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+    )
+    return repeated
 
 
 def _flow_skip(conn: sqlite3.Connection, run: NewRun) -> str | None:
@@ -316,7 +343,9 @@ def _debounce(conn: sqlite3.Connection, run: NewRun) -> None:
     """Hold the key's latest event; its job fires when the key has been quiet long enough."""
     assert run.debounce is not None
     d, event_id, now = run.debounce, run.event_ids[0], run.created_at
-    ts_row = conn.execute("SELECT ts FROM events WHERE internal_id = ?", (event_id,)).fetchone()
+    ts_row = conn.execute(
+        "SELECT ts FROM events WHERE internal_id = ? AND copy = 0", (event_id,)
+    ).fetchone()
     ts = ts_row[0] if ts_row else now
     row = conn.execute(
         "SELECT event_ts, first_at, job_key FROM debounces WHERE key = ?", (d.key,)

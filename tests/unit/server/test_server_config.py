@@ -1,0 +1,90 @@
+"""What ``stepwise dev`` and ``stepwise start`` configure, and what a config built in code means."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from stepwise import cli
+from stepwise.server.config import ServerConfig
+
+SIGNING_KEY = "signkey-prod-" + "ab" * 32
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def configs(monkeypatch: pytest.MonkeyPatch) -> list[ServerConfig]:
+    """The config each command line would serve with (the server itself is not started)."""
+    built: list[ServerConfig] = []
+    monkeypatch.setattr(cli, "_run", lambda config, log_level: built.append(config))
+    return built
+
+
+def invoke(*args: str) -> None:
+    result = CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def test_dev_serves_in_dev_mode_with_fast_commits_and_3_mb_events(
+    configs: list[ServerConfig],
+) -> None:
+    invoke("dev")
+    [config] = configs
+    assert (config.dev, config.sqlite_synchronous) == (True, "NORMAL")
+    assert config.max_event_bytes == 3 * MB
+
+
+def test_start_serves_in_production_mode_with_durable_commits_and_512_kb_events(
+    configs: list[ServerConfig],
+) -> None:
+    invoke("start", "--signing-key", SIGNING_KEY, "--event-key", "k")
+    [config] = configs
+    assert (config.dev, config.sqlite_synchronous) == (False, "FULL")
+    assert config.max_event_bytes == 512 * 1024
+
+
+def test_max_event_size_takes_a_number_of_bytes(configs: list[ServerConfig]) -> None:
+    invoke("dev", "--max-event-size", "1000")
+    invoke("start", "--signing-key", SIGNING_KEY, "--event-key", "k", "--max-event-size", "2000")
+    assert [c.max_event_bytes for c in configs] == [1000, 2000]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "3MB", "1.5"])
+def test_max_event_size_refuses_anything_but_a_positive_integer(
+    configs: list[ServerConfig], value: str
+) -> None:
+    result = CliRunner().invoke(cli.main, ["dev", "--max-event-size", value])
+    assert result.exit_code == 2, result.output
+    assert "--max-event-size" in result.output
+    assert configs == []
+
+
+@pytest.mark.parametrize("command", ["dev", "start"])
+def test_help_says_the_event_size_is_in_bytes(command: str) -> None:
+    result = CliRunner().invoke(cli.main, [command, "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--max-event-size" in text and "in bytes" in text
+
+
+@pytest.mark.parametrize("event_bytes", [1, 3 * MB, 100 * MB])
+def test_an_event_request_has_room_for_5000_events_and_for_one_largest_event(
+    event_bytes: int,
+) -> None:
+    config = ServerConfig(max_event_bytes=event_bytes)
+    assert config.max_event_request_bytes >= 64 * MB
+    assert config.max_event_request_bytes >= event_bytes
+
+
+def test_a_config_built_in_code_is_production_with_durable_commits() -> None:
+    config = ServerConfig()
+    assert (config.dev, config.server_kind) == (False, "cloud")
+    assert config.sqlite_synchronous == "FULL"
+    assert config.discovery is False  # scanning local ports for apps is a dev-server habit
+    assert config.max_event_bytes == 512 * 1024
+
+
+def test_dev_asks_for_discovery_unless_told_not_to(configs: list[ServerConfig]) -> None:
+    invoke("dev")
+    invoke("dev", "--no-discovery")
+    assert [c.discovery for c in configs] == [True, False]
