@@ -36,6 +36,8 @@ from stepwise.server.store.records import (
     JobKind,
     NewJob,
     NewRun,
+    Pause,
+    PauseKind,
     PlannedStep,
     RunState,
     RunStatus,
@@ -485,6 +487,68 @@ def test_wait_for_event_writes_an_indexed_pause_and_its_timeout() -> None:
     [timeout] = planned.jobs
     assert timeout.run_at == NOW + 3_600_000 and timeout.payload == {"pause": pause.key}
     assert [h.kind for h in planned.history] == [HistoryKind.WAIT_STARTED]
+
+
+def test_a_targeted_call_that_does_not_settle_its_step_abandons_it() -> None:
+    executor, _ = make_executor(function_record())
+
+    def targeted(body: Any) -> Transition:
+        return executor.handle_reply(job(step_id="p2"), run_state(), spec(), reply(206, body), NOW)
+
+    assert targeted([]) == base(abandoned=["p2"], continue_with=call_after("p2"))
+    found = targeted([{"op": "StepPlanned", "id": "p9", "name": "p9"}])
+    assert found.abandoned == ["p2"] and [p.step_id for p in found.planned] == ["p9"]
+    ran = targeted([{"op": "StepRun", "id": "p2", "name": "p2", "data": 1}])
+    assert ran.abandoned == [] and ran.continue_with == call_after("p2")
+    # A retried step is not abandoned: its job stays.
+    retried = targeted([{"op": "StepError", "id": "p2", "error": SDK_ERROR}])
+    assert retried.abandoned == [] and retried.retry_at is not None
+
+
+def _signal_wait(conflict: str | None) -> list[dict[str, Any]]:
+    opts = {"signal": "order-1", "timeout": "1h"}
+    if conflict is not None:
+        opts["conflict"] = conflict
+    return [{"op": "WaitForSignal", "id": "s1", "name": "order-1", "opts": opts}]
+
+
+@pytest.mark.parametrize(
+    ("conflict", "steals"), [(None, False), ("fail", False), ("replace", True)]
+)
+def test_a_signal_wait_says_whether_it_may_take_a_signal_over(
+    conflict: str | None, steals: bool
+) -> None:
+    [planned] = handle(_signal_wait(conflict)).planned
+    assert planned.pause is not None and planned.pause.steal_signal is steals
+
+
+def test_a_signal_wait_in_fail_mode_fails_the_run_when_another_run_holds_it() -> None:
+    executor, _ = make_executor(function_record())
+    holder = Pause(
+        id=1,
+        key="signal:other:s1",
+        run_id="other-run",
+        kind=PauseKind.SIGNAL,
+        created_at=NOW,
+        step_id="s1",
+        event_name=None,
+        expression=None,
+        signal="order-1",
+        expires_at=None,
+        data=None,
+    )
+    t = executor.handle_reply(
+        job(),
+        run_state(),
+        spec(),
+        reply(206, _signal_wait(None)),
+        NOW,
+        signal_owners={"order-1": holder},
+    )
+    message = "Signal conflict; signal wait already exists for another run"
+    assert t.run_update is not None and t.run_update.status is RunStatus.FAILED
+    assert t.run_update.output == {"name": "Error", "message": message}
+    assert t.planned == []
 
 
 # ---- errors of the whole request --------------------------------------------------

@@ -13,6 +13,7 @@ still open, inside the transaction that writes the results, then asks ``goes_on`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -26,10 +27,11 @@ class SettledStep:
     race: bool = False
 
 
-def goes_on(settled: list[SettledStep], batch_steps_left: int) -> bool:
+def goes_on(settled: list[SettledStep], batch_steps_left: Callable[[], int]) -> bool:
     """Whether the run's next call is due after ``settled``.
 
-    ``batch_steps_left``: open steps of a parallel batch that remain after these settled.
+    ``batch_steps_left`` counts the open steps of a parallel batch that remain after these
+    settled; it is only asked when the answer depends on it (the store reads it then).
     A step whose result was already recorded changes nothing: its own settling already
     decided, so a late duplicate (a redelivered result, a stale reply) never calls twice.
     """
@@ -38,7 +40,7 @@ def goes_on(settled: list[SettledStep], batch_steps_left: int) -> bool:
         return False
     if any(not s.was_open or s.race or not s.batch for s in counted):
         return True
-    return batch_steps_left == 0
+    return batch_steps_left() == 0
 
 
 def resets_step_planning(request_version: int) -> bool:

@@ -587,10 +587,16 @@ def go_on(
     """Add the run's next call if the fan-in rule says what settled lets it go on."""
     if next_call is None or not settled:
         return
-    left = conn.execute(
-        "SELECT count(*) FROM open_steps WHERE run_id = ? AND batch = 1 AND race = 0", (run_id,)
-    ).fetchone()[0]
-    if not fanin.goes_on(settled, left):
+
+    def batch_steps_left() -> int:
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM open_steps WHERE run_id = ? AND batch = 1 AND race = 0",
+                (run_id,),
+            ).fetchone()[0]
+        )
+
+    if not fanin.goes_on(settled, batch_steps_left):
         return
     insert_job(conn, next_call)
     row = conn.execute(
