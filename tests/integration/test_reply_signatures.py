@@ -23,7 +23,7 @@ import pytest
 
 from stepwise.protocol import sign
 from support.harness import ServerProcess
-from support.peer import Answer, Peer, Received, function_config
+from support.peer import Answer, Peer, Received, sync_peer
 
 SIGNING_KEY = "signkey-prod-" + "4d" * 32
 OTHER_KEY = "signkey-prod-" + "99" * 32
@@ -90,14 +90,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, app: Peer) -> Iterator[Serv
     s.production(signing_key=SIGNING_KEY, event_key="test-event-key")
     try:
         s.start_and_wait()
-        serve_url = f"{app.url}/api/inngest"
-        functions = [
-            function_config(f"fake-{mode}", serve_url, event=f"fake/{mode}", retries=1)
-            for mode in MODES
-        ]
-        sync = {"url": serve_url, "appName": "fake", "sdk": "py:v0.5.19", "v": "0.1"}
-        s.http.post("/fn/register", json={**sync, "functions": functions}).raise_for_status()
-        s.wait_for_functions(len(MODES))
+        sync_peer(s, app, "fake", {f"fake-{mode}": f"fake/{mode}" for mode in MODES}, retries=1)
         yield s
     finally:
         s.close()

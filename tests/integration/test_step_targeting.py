@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from support.harness import ServerProcess
-from support.peer import Answer, Peer, Received, function_config
+from support.peer import Answer, Peer, Received, sync_peer
 
 SDK_HEADERS = {
     "content-type": "application/json",
@@ -83,11 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, app: Peer) -> Iterator[Serv
     s = ServerProcess(tmp, sdk_urls=[], extra_args=["--retry-interval", "1"])
     try:
         s.start_and_wait()
-        serve_url = f"{app.url}/api/inngest"
-        functions = [function_config(fn, serve_url, event=f"t/{fn}", retries=0) for fn in FUNCTIONS]
-        sync = {"url": serve_url, "appName": "t", "sdk": "py:v0.5.19", "v": "0.1"}
-        s.http.post("/fn/register", json={**sync, "functions": functions}).raise_for_status()
-        s.wait_for_functions(len(FUNCTIONS))
+        sync_peer(s, app, "t", {fn: f"t/{fn}" for fn in FUNCTIONS}, retries=0)
         yield s
     finally:
         s.close()

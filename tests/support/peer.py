@@ -13,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .harness import ServerProcess
 
 
 @dataclass(frozen=True)
@@ -104,3 +107,17 @@ def function_config(fn_id: str, serve_url: str, *, event: str, retries: int) -> 
             }
         },
     }
+
+
+def sync_peer(
+    server: ServerProcess, app: Peer, name: str, functions: dict[str, str], *, retries: int
+) -> None:
+    """Register ``app`` with ``server`` as an SDK would: ``functions`` maps id to event."""
+    serve_url = f"{app.url}/api/inngest"
+    configs = [
+        function_config(fn_id, serve_url, event=event, retries=retries)
+        for fn_id, event in functions.items()
+    ]
+    sync = {"url": serve_url, "appName": name, "sdk": "py:v0.5.19", "v": "0.1"}
+    server.http.post("/fn/register", json={**sync, "functions": configs}).raise_for_status()
+    server.wait_for_functions(len(configs))
