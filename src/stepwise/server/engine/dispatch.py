@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from ..store.records import DispatchFence
 
-# Longer than any job id a store hands out; a longer reference is not ours.
-_MAX_REF_DIGITS = 19
+# Job ids are 64-bit signed integers in every backend; a larger reference is not ours.
+_MAX_JOB_ID = 2**63 - 1
 
 
 def queue_item_ref(job_id: int) -> str:
@@ -35,9 +35,13 @@ def fence_of(queue_item: str | None, generation: int | None) -> DispatchFence | 
     """
     if generation is None or queue_item is None:
         return None
-    if not (queue_item.isascii() and queue_item.isdigit()) or len(queue_item) > _MAX_REF_DIGITS:
+    # The length check first: int() refuses (raises on) strings of thousands of digits.
+    if not (queue_item.isascii() and queue_item.isdigit()) or len(queue_item) > 20:
         return None
-    return DispatchFence(job_id=int(queue_item), generation=generation)
+    job_id = int(queue_item)
+    if job_id > _MAX_JOB_ID:
+        return None
+    return DispatchFence(job_id=job_id, generation=generation)
 
 
 def is_stale(fence: DispatchFence, current_generation: int | None) -> bool:
