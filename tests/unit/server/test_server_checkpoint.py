@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from aiohttp import web
 from server_support import NOW, RUN_ID, function_record, job, make_executor, reply, run_state, spec
 
-from stepwise.protocol import GeneratorOp
+from stepwise.protocol import GeneratorOp, is_ulid
 from stepwise.server.engine.checkpoint import CheckpointRejected, steps_to_save
 from stepwise.server.engine.dispatch import fence_of, is_stale, queue_item_ref
 from stepwise.server.engine.executor import MAX_STEP_OUTPUT
@@ -132,3 +134,43 @@ def test_the_fallback_answer_saves_every_step_and_calls_once() -> None:
         run_id=RUN_ID, kind=JobKind.CALL, run_at=NOW, key=f"discovery:{RUN_ID}:h-b"
     )
     assert t.planned == [] and t.new_jobs == []
+
+
+async def test_a_call_names_its_function_job_and_generation() -> None:
+    """What the JS 4.x SDK reads from a call (§1.3, §6.1, §6.2), over a real socket."""
+    seen: list[tuple[dict[str, str], Any]] = []
+
+    async def app(request: web.Request) -> web.Response:
+        seen.append(({k.lower(): v for k, v in request.headers.items()}, await request.json()))
+        return web.json_response([], status=206, headers={"X-Inngest-SDK": "inngest-js:v4.24.0"})
+
+    server = web.Application()
+    server.router.add_post("/api/inngest", app)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    record = dataclasses.replace(
+        function_record(retries=0), url=f"http://127.0.0.1:{port}/api/inngest?fnId=app-fn"
+    )
+    executor, _ = make_executor(record)
+    try:
+        for generation in (0, 3):
+            await executor.execute(dataclasses.replace(job(), generation=generation), run_state())
+    finally:
+        await executor.driver.close()
+        await runner.cleanup()
+
+    (first_headers, _), (headers, body) = seen
+    assert headers["x-inngest-job-id"] == "7"
+    assert (first_headers["x-inngest-generation-id"], headers["x-inngest-generation-id"]) == (
+        "0",
+        "3",
+    )
+    assert is_ulid(headers["x-request-id"])
+    assert headers["x-request-id"] != first_headers["x-request-id"]  # one per dispatch
+    ctx = body["ctx"]
+    assert (ctx["fn_id"], ctx["qi_id"], ctx["max_attempts"]) == (record.id, "7", 1)
+    assert ctx["disable_immediate_execution"] is False
+    assert body["event"]["user"] == {} and all("user" in e for e in body["events"])
