@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ApiError
 from ..protocol import headers as h
-from .api import control, events, register, rest
+from .api import checkpoint, control, events, register, rest
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
 
@@ -78,6 +78,7 @@ def build_app(state: ServerState) -> Any:
             "/v1/cancellations/{cancellation_id}", control.delete_cancellation, methods=["DELETE"]
         ),
         Route("/v1/signals", control.send_signal, methods=["POST"]),
+        Route("/v1/checkpoint/{run_id}/async", checkpoint.save_async, methods=["POST"]),
         Route("/v1/runs/{run_id}/history", rest.run_history, methods=["GET"]),
         Route("/v1/apps", rest.list_apps, methods=["GET"]),
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),

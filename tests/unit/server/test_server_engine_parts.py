@@ -22,7 +22,7 @@ from stepwise.server.engine.driver import build_call_body, target_url
 from stepwise.server.engine.executor import next_cron_ms
 from stepwise.server.engine.registry import retries_of, spec_from_record
 from stepwise.server.engine.scheduler import Scheduler
-from stepwise.server.store.records import NewRun, StepMemo
+from stepwise.server.store.records import NewRun, RunState, StepMemo
 
 TABLE_S = [15, 30, 60, 120, 300, 600, 1200, 2400, 3600, 7200]
 
@@ -310,6 +310,19 @@ def test_target_url(base: str, step_id: str, expected: str) -> None:
     assert target_url(base, step_id) == expected
 
 
+def call_body(state: RunState, **fields: Any) -> dict[str, Any]:
+    """``build_call_body`` for a first discovery call, with ``fields`` different."""
+    defaults: dict[str, Any] = {
+        "step_id": "step",
+        "attempt": 0,
+        "max_attempts": 1,
+        "force_step_plan": False,
+        "fn_id": "uuid-app-fn",
+        "queue_item": "1",
+    }
+    return build_call_body(state, **{**defaults, **fields})
+
+
 def test_build_call_body_shape() -> None:
     first = event(data={"a": 1}, ts=NOW - 10, v="2024-01-01.1")
     second = event("app/other", {"b": 2}, internal_id="01" + "C" * 24, event_id="e2")
@@ -319,7 +332,9 @@ def test_build_call_body_shape() -> None:
         StepMemo("hash-z", 2, None),
     ]
     state = run_state(events=[first, second], steps=steps, request_version=1)
-    body = build_call_body(state, step_id="hash-q", attempt=2, max_attempts=5, force_step_plan=True)
+    body = call_body(
+        state, step_id="hash-q", attempt=2, max_attempts=5, force_step_plan=True, queue_item="77"
+    )
     assert body == {
         "event": {
             "name": "app/user.created",
@@ -336,13 +351,14 @@ def test_build_call_body_shape() -> None:
             "hash-z": None,
         },
         "ctx": {
-            "fn_id": "",
+            "fn_id": "uuid-app-fn",
             "run_id": RUN_ID,
             "env": "",
             "step_id": "step",
             "attempt": 2,
             "max_attempts": 5,
             "stack": {"stack": ["hash-b", "hash-a", "hash-z"], "current": 3},
+            "qi_id": "77",
             "disable_immediate_execution": True,
             "use_api": False,
         },
@@ -355,13 +371,7 @@ def test_build_call_body_shape() -> None:
 
 
 def test_build_call_body_of_a_fresh_run() -> None:
-    body = build_call_body(
-        run_state(request_version=-1),
-        step_id="step",
-        attempt=0,
-        max_attempts=1,
-        force_step_plan=False,
-    )
+    body = call_body(run_state(request_version=-1))
     assert body["ctx"]["stack"] == {"stack": [], "current": 0}
     assert body["steps"] == {}
     assert body["version"] == -1
@@ -370,9 +380,7 @@ def test_build_call_body_of_a_fresh_run() -> None:
 
 
 def test_build_call_body_without_events() -> None:
-    body = build_call_body(
-        run_state(events=[]), step_id="step", attempt=0, max_attempts=1, force_step_plan=False
-    )
+    body = call_body(run_state(events=[]))
     assert body["event"] == {} and body["events"] == []
 
 

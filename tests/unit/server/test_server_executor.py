@@ -974,6 +974,8 @@ def test_state_over_4_mb_is_sent_by_reference() -> None:
         attempt=0,
         max_attempts=5,
         force_step_plan=False,
+        fn_id="uuid-app-fn",
+        queue_item="1",
     )
     assert body["use_api"] is True and body["ctx"]["use_api"] is True
     assert body["events"] == [] and body["steps"] == {}

@@ -52,20 +52,29 @@ USE_API_BYTES = 4 * 1024 * 1024 - 1024
 
 
 def build_call_body(
-    state: RunState, *, step_id: str, attempt: int, max_attempts: int, force_step_plan: bool
+    state: RunState,
+    *,
+    step_id: str,
+    attempt: int,
+    max_attempts: int,
+    force_step_plan: bool,
+    fn_id: str,
+    queue_item: str,
 ) -> dict[str, Any]:
+    """The call request's body. ``fn_id`` (the function's internal id) turns the JS SDK's
+    checkpointing on; ``queue_item`` names the job, and the SDK echoes it in checkpoints."""
     events = [e.to_wire() for e in state.events]
     stack = [s.step_id for s in state.steps]
     use_api = state.state_bytes > USE_API_BYTES
     ctx: dict[str, Any] = {
-        # Empty on purpose: the JS SDK switches to checkpointing when it sees a function id.
-        "fn_id": "",
+        "fn_id": fn_id,
         "run_id": state.run.id,
         "env": "",
         "step_id": "step",
         "attempt": attempt,
         "max_attempts": max_attempts,
         "stack": {"stack": stack, "current": len(stack)},
+        "qi_id": queue_item,
         "disable_immediate_execution": force_step_plan,
         "use_api": use_api,
     }
@@ -121,8 +130,18 @@ class Driver:
         await self.outbound.close()
 
     async def call(
-        self, url: str, body: dict[str, Any], *, run_id: str, step_id: str, request_version: int
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        run_id: str,
+        step_id: str,
+        request_version: int,
+        job_id: str,
+        generation: int,
     ) -> SdkReply:
+        """POST a call request; ``job_id`` and ``generation`` name this dispatch of the job
+        (the JS SDK reads them from headers only, and echoes the generation in checkpoints)."""
         # SDKs re-canonicalize before checking a signature, so only a signed body needs the
         # (slower) canonical form; byte-for-byte it is what we sign.
         payload = protocol.canonical_json(body) if self.signing_key else protocol.dumps(body)
@@ -132,6 +151,8 @@ class Driver:
             h.STEP_ID: step_id,
             h.REQ_VERSION: str(request_version),
             h.REQUEST_ID: protocol.new_ulid(),
+            h.JOB_ID: job_id,
+            h.GENERATION_ID: str(generation),
         }
         if self.signing_key:
             headers[h.SIGNATURE] = protocol.sign(payload, self.signing_key)

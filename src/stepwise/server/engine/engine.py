@@ -8,18 +8,25 @@ import uuid
 from typing import Any
 
 from ... import protocol
+from ...protocol import GeneratorOp
+from .. import faults
 from ..store.base import Store
 from ..store.records import (
     AppRecord,
     CancellationRecord,
+    Checkpoint,
+    CheckpointOutcome,
     EventRecord,
     FunctionRecord,
+    HistoryEntry,
+    HistoryKind,
     JobKind,
     NewJob,
     RunStatus,
     Transition,
 )
-from . import lifecycle, pauses
+from . import dispatch, lifecycle, pauses
+from .checkpoint import steps_to_save
 from .cron import next_cron_ms
 from .driver import Driver
 from .executor import Executor, now_ms
@@ -158,6 +165,29 @@ class Engine:
             self.worker.notify()
         run = await self.store.get_run(run_id)
         return run.status if run is not None else None
+
+    async def checkpoint(
+        self,
+        run_id: str,
+        ops: list[GeneratorOp],
+        *,
+        queue_item: str | None,
+        generation: int | None,
+        body_bytes: int,
+    ) -> CheckpointOutcome:
+        """Save the steps an SDK ran inside an open call (raises ``CheckpointRejected``)."""
+        now = now_ms()
+        saved = await self.store.checkpoint(
+            Checkpoint(
+                run_id=run_id,
+                settled=steps_to_save(ops, now, body_bytes),
+                started=HistoryEntry(HistoryKind.RUN_STARTED, now),
+                fence=dispatch.fence_of(queue_item, generation),
+            )
+        )
+        if saved is CheckpointOutcome.SAVED:
+            faults.hit("checkpoint.saved")
+        return saved
 
     async def send_signal(self, signal: str, data: Any) -> str | None:
         """Resume the run waiting for ``signal``; its run id, or None if nobody waits."""

@@ -40,6 +40,7 @@ from . import lifecycle, pauses
 from .backoff import clamp_retry_after, retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
+from .dispatch import queue_item_ref
 from .driver import Driver, SdkReply, build_call_body
 from .lifecycle import Failure
 from .registry import FunctionSpec, Registry
@@ -191,6 +192,8 @@ class Executor:
             attempt=job.attempt,
             max_attempts=spec.max_attempts,
             force_step_plan=state.run.force_step_plan,
+            fn_id=spec.id,
+            queue_item=queue_item_ref(job.id),
         )
         reply = await self.driver.call(
             spec.url,
@@ -198,6 +201,8 @@ class Executor:
             run_id=state.run.id,
             step_id=job.step_id,
             request_version=state.run.request_version,
+            job_id=queue_item_ref(job.id),
+            generation=job.generation,
         )
         # A signal wait in "fail" mode fails the run if another run holds the signal; the
         # store refuses the pause if someone takes it between this read and the commit.

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 from .records import (
     AppRecord,
     CancellationRecord,
+    Checkpoint,
+    CheckpointOutcome,
     EventRecord,
     FunctionRecord,
     HistoryEntry,
@@ -93,6 +95,14 @@ class Store(Protocol):
     async def commit(self, transition: Transition) -> None:
         """Apply one job's outcome atomically; raise ``LeaseLost`` if the lease is gone,
         ``SignalTaken`` if a new signal wait finds its signal taken (nothing is written)."""
+
+    async def checkpoint(self, checkpoint: Checkpoint) -> CheckpointOutcome:
+        """Save steps an SDK ran inside a call that is still open, atomically and in order.
+
+        Nothing is written if the run is unknown or ended, or if ``checkpoint.fence`` names
+        a dispatch that is stale (``engine/dispatch.py``); otherwise the fenced job's
+        attempt count restarts at 0. No job is added: the SDK goes on in the open call.
+        """
 
     async def release_after_fault(self, job: Job, run_at: int) -> bool:
         """The server failed handling ``job``: unlease it, due at ``run_at``, one more fault

@@ -392,6 +392,40 @@ class Transition:
     flush_batch: tuple[str, str, int] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DispatchFence:
+    """The dispatch a checkpoint says it comes from: a job and the generation it was sent in.
+
+    A checkpoint with a fence is saved only while that job still exists in that generation;
+    once the job was retried, re-leased or finished, the dispatch is stale.
+    """
+
+    job_id: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Steps an SDK ran inside a call that is still open, saved before the call answers.
+
+    ``settled`` are written in order, each once (a duplicate writes nothing); no open step
+    is closed and no call is added: the SDK goes on inside the open call. A run still
+    Scheduled becomes Running with ``started`` as its first history entry.
+    """
+
+    run_id: str
+    settled: list[Settled]
+    started: HistoryEntry
+    fence: DispatchFence | None = None
+
+
+class CheckpointOutcome(enum.StrEnum):
+    SAVED = "saved"
+    NO_RUN = "no_run"
+    RUN_ENDED = "run_ended"  # nothing written: the run already ended
+    STALE = "stale"  # nothing written: the dispatch was superseded
+
+
 class LeaseLost(Exception):
     """The job was no longer ours when its transition was committed."""
 

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from ..records import (
     AppRecord,
     CancellationRecord,
+    Checkpoint,
+    CheckpointOutcome,
     EventRecord,
     FunctionRecord,
     HistoryEntry,
@@ -52,6 +54,7 @@ from .writes import (
     insert_job,
     lease,
     release_after_fault,
+    save_checkpoint,
 )
 
 T = TypeVar("T")
@@ -423,6 +426,9 @@ class SqliteStore:
 
     async def commit(self, transition: Transition) -> None:
         await self._writer.run(lambda conn: apply_transition(conn, transition))
+
+    async def checkpoint(self, checkpoint: Checkpoint) -> CheckpointOutcome:
+        return await self._writer.run(lambda conn: save_checkpoint(conn, checkpoint))
 
     async def release_after_fault(self, job: Job, run_at: int) -> bool:
         return await self._writer.run(

@@ -12,10 +12,14 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from ...engine import dispatch
 from ...flow import fanin, gcra
 from ..records import (
+    Checkpoint,
+    CheckpointOutcome,
     EventRecord,
     HistoryEntry,
+    HistoryKind,
     Ingest,
     Job,
     JobKind,
@@ -520,8 +524,8 @@ def write_history(conn: sqlite3.Connection, run_id: str, history: Iterable[Histo
 
 
 # ---- steps: settling results, planning new ones, and going on -------------------------
-def settle(conn: sqlite3.Connection, run_id: str, step: Settled) -> fanin.SettledStep:
-    """Store a step's result (the first one wins) and close the step if it was open."""
+def record_result(conn: sqlite3.Connection, run_id: str, step: Settled) -> bool:
+    """Store a step's result unless it has one (the first one wins); True if stored now."""
     seq = conn.execute(
         "SELECT coalesce(max(seq), -1) + 1 FROM steps WHERE run_id = ?", (run_id,)
     ).fetchone()[0]
@@ -536,6 +540,12 @@ def settle(conn: sqlite3.Connection, run_id: str, step: Settled) -> fanin.Settle
     if fresh:
         # A step's ending is told once, with the result that ended it.
         write_history(conn, run_id, step.history)
+    return fresh
+
+
+def settle(conn: sqlite3.Connection, run_id: str, step: Settled) -> fanin.SettledStep:
+    """Store a step's result (the first one wins) and close the step if it was open."""
+    fresh = record_result(conn, run_id, step)
     return _close(conn, run_id, step.step_id, fresh=fresh)
 
 
@@ -645,6 +655,46 @@ def apply_run_change(conn: sqlite3.Connection, c: RunChange) -> bool:
     return True
 
 
+def save_checkpoint(conn: sqlite3.Connection, cp: Checkpoint) -> CheckpointOutcome:
+    """Write the steps of a checkpoint, unless its run ended or its dispatch is stale."""
+    row = conn.execute("SELECT status FROM runs WHERE id = ?", (cp.run_id,)).fetchone()
+    if row is None:
+        return CheckpointOutcome.NO_RUN
+    if row[0] not in ACTIVE:
+        return CheckpointOutcome.RUN_ENDED
+    if cp.fence is not None:
+        job = conn.execute(
+            "SELECT generation FROM jobs WHERE id = ? AND run_id = ?",
+            (cp.fence.job_id, cp.run_id),
+        ).fetchone()
+        if dispatch.is_stale(cp.fence, job[0] if job is not None else None):
+            return CheckpointOutcome.STALE
+        # Steps that succeeded reset the budget: the next failure gets every retry again.
+        conn.execute("UPDATE jobs SET attempt = 0 WHERE id = ?", (cp.fence.job_id,))
+    if row[0] == RunStatus.SCHEDULED.value:
+        conn.execute(
+            "UPDATE runs SET status = ?, started_at = coalesce(started_at, ?) WHERE id = ?",
+            (RunStatus.RUNNING.value, cp.started.at, cp.run_id),
+        )
+        write_history(conn, cp.run_id, [cp.started])
+    for step in cp.settled:
+        # Open steps stay open: only the call that was planned for one may close it.
+        record_result(conn, cp.run_id, step)
+    return CheckpointOutcome.SAVED
+
+
+def _started_once(
+    conn: sqlite3.Connection, run_id: str, history: list[HistoryEntry]
+) -> list[HistoryEntry]:
+    """A run's start is told once: a checkpoint may have started it during its first call."""
+    if all(h.kind is not HistoryKind.RUN_STARTED for h in history):
+        return history
+    row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is not None and row[0] == RunStatus.SCHEDULED.value:
+        return history
+    return [h for h in history if h.kind is not HistoryKind.RUN_STARTED]
+
+
 def apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
     row = conn.execute("SELECT lease FROM jobs WHERE id = ?", (t.job_id,)).fetchone()
     if row is None or row[0] != t.lease:
@@ -653,7 +703,7 @@ def apply_transition(conn: sqlite3.Connection, t: Transition) -> None:
     outcomes: list[fanin.SettledStep] = []
     opened = False
     if t.run_id is not None:
-        write_history(conn, t.run_id, t.history)
+        write_history(conn, t.run_id, _started_once(conn, t.run_id, t.history))
         outcomes = [settle(conn, t.run_id, step) for step in t.settled]
         outcomes += [abandon(conn, t.run_id, step_id) for step_id in t.abandoned]
         for step in t.planned:
