@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from _clock import MINUTE, T0
-from _steps import results
-from test_store_steps import call, due_calls, plan_batch
+from _steps import call, due_calls, plan_batch, results
 
 from stepwise.server.store.records import (
     Checkpoint,

@@ -330,7 +330,7 @@ class Executor:
         trigger = state.events[0].to_wire() if state.events else {}
         # Waits first, as the reference orders them: their pauses exist before anything resumes.
         for op in sorted(real_ops, key=lambda o: o.op is not Opcode.WAIT_FOR_EVENT):
-            name = _step_name(op)
+            name = step_name(op)
             race = (op.opts or {}).get("parallelMode") == "race"
             # Request version 1 (JS v3) calls the SDK after every step of a batch.
             batch = parallel and not race and version != 1
@@ -643,7 +643,7 @@ def _pause_history(
     return (out.entry(kind, op.id, name, None, data),)
 
 
-def _step_name(op: GeneratorOp) -> str | None:
+def step_name(op: GeneratorOp) -> str | None:
     """The user's name for a step: display name, else its raw id, else the op's name."""
     if op.display_name:
         return op.display_name
