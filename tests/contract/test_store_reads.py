@@ -11,7 +11,6 @@ from stepwise.server.store.records import EventRecord, Ingest, JobKind, RunStatu
 
 if TYPE_CHECKING:
     from conftest import World
-
     from stepwise.server.store.base import Store
 
 

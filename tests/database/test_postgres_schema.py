@@ -1,0 +1,136 @@
+"""PostgreSQL migrations: they apply, they are idempotent, concurrent runners apply them
+once, and they give the same tables, columns and indexes as SQLite's."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from stepwise.server.store.postgres.database import migrate_uri, migrations
+from stepwise.server.store.sqlite.store import SqliteStore
+
+# SQLite declared type -> the PostgreSQL types it may become.
+TYPES = {"INTEGER": {"integer", "bigint"}, "TEXT": {"text"}, "BLOB": {"bytea"}}
+
+
+def _pg(uri: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(uri) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def pg_columns(uri: str) -> dict[str, list[tuple[str, str, bool]]]:
+    """Table -> [(column, type, not null)] in declaration order."""
+    tables: dict[str, list[tuple[str, str, bool]]] = {}
+    for table, column, type_, nullable in _pg(
+        uri,
+        "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
+        " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+    ):
+        tables.setdefault(table, []).append((column, type_, nullable == "NO"))
+    return tables
+
+
+def pg_indexes(uri: str) -> set[str]:
+    """Indexes created by name (not those behind primary keys and UNIQUE constraints)."""
+    rows = _pg(
+        uri,
+        "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+        " AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+    )
+    return {name for (name,) in rows}
+
+
+def sqlite_schema(path: Path) -> tuple[dict[str, list[tuple[str, str, bool]]], set[str]]:
+    conn = sqlite3.connect(path)
+    try:
+        names = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        columns = {
+            name: [
+                # A primary key column is NOT NULL on PostgreSQL whatever it declares.
+                (row[1], row[2], bool(row[3] or row[5]))
+                for row in conn.execute(f"PRAGMA table_info({name})")
+            ]
+            for name in names
+        }
+        indexes = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+        }
+        return columns, indexes
+    finally:
+        conn.close()
+
+
+async def test_both_backends_expose_the_same_tables_columns_and_indexes(
+    pg_uri: str, tmp_path: Path
+) -> None:
+    store = SqliteStore(str(tmp_path / "stepwise.db"))
+    await store.open()
+    await store.close()
+    lite_columns, lite_indexes = sqlite_schema(tmp_path / "stepwise.db")
+    pg = pg_columns(pg_uri)
+
+    assert {t: [c for c, _, _ in cols] for t, cols in pg.items()} == {
+        t: [c for c, _, _ in cols] for t, cols in lite_columns.items()
+    }
+    for table, columns in lite_columns.items():
+        for (name, lite_type, lite_not_null), (_, pg_type, pg_not_null) in zip(
+            columns, pg[table], strict=True
+        ):
+            assert pg_type in TYPES[lite_type], (table, name, lite_type, pg_type)
+            assert pg_not_null == lite_not_null, (table, name)
+    assert pg_indexes(pg_uri) == lite_indexes
+
+
+def test_migrating_an_empty_database_applies_every_version_once(pg_empty_uri: str) -> None:
+    newest = [version for version, _ in migrations()]
+    assert newest == [1]
+
+    assert migrate_uri(pg_empty_uri) == newest
+    assert migrate_uri(pg_empty_uri) == []
+
+    assert _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version") == [(1,)]
+    assert "runs" in pg_columns(pg_empty_uri)
+
+
+def test_nodes_starting_at_once_migrate_once(pg_empty_uri: str) -> None:
+    runners = 6
+    start = threading.Barrier(runners)
+    applied: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def node() -> None:
+        start.wait()
+        try:
+            applied.append(migrate_uri(pg_empty_uri))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=node) for _ in range(runners)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert sorted(applied) == [[]] * (runners - 1) + [[1]]
+    assert _pg(pg_empty_uri, "SELECT version FROM schema_version") == [(1,)]
+
+
+def test_each_test_gets_a_migrated_database_of_its_own(pg_uri: str) -> None:
+    # The fixture's database already holds the schema; migrating it again is a no-op.
+    assert migrate_uri(pg_uri) == []
+    _pg(pg_uri, "INSERT INTO rate_limits (key, tat) VALUES ('k', 1) RETURNING key")
+    assert _pg(pg_uri, "SELECT key, tat FROM rate_limits") == [("k", 1)]
