@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -265,7 +265,7 @@ class Wakeup:
 
 async def listen(
     conninfo: str, channels: Sequence[str], *, backoff: Backoff | None = None
-) -> AsyncIterator[Wakeup]:
+) -> AsyncGenerator[Wakeup, None]:
     """Notifications on ``channels``, from one connection that reconnects by itself.
 
     The first item is a ``connected`` wakeup once LISTEN is in place (so a caller can wait
