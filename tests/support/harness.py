@@ -28,20 +28,47 @@ TERMINAL = {"Completed", "Failed", "Cancelled", "Skipped"}
 
 _HANDED_OUT: set[int] = set()
 
+# Each pytest-xdist worker hands out ports from its own block, below the kernel's ephemeral
+# range (32768+, where bind(port 0) and outgoing connections take theirs): two workers
+# asking the OS for "a free port" at once could both be given the same one.
+_PORT_BLOCK = 1000
+_PORT_BASE = 20000
+_PORT_BLOCKS = 12
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3"; absent without xdist
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    start = _PORT_BASE + (index % _PORT_BLOCKS) * _PORT_BLOCK
+    return range(start, start + _PORT_BLOCK)
+
+
+_PORTS = _port_block()
+# Start somewhere in the block by pid, so test sessions running side by side (another
+# checkout's) rarely probe the same ports in the same order.
+_next_port = os.getpid() % _PORT_BLOCK
+
 
 def free_port() -> int:
-    """A free port never handed out before in this process.
+    """A port free now, never handed out before by this process, in this worker's block.
 
-    The OS may give the same free port to two calls in a row (nothing holds it between
-    them), so a server and an app started together could otherwise collide.
+    Nothing holds the port between this call and the server binding it, so it is chosen
+    where no other worker of this session looks, and never twice.
     """
-    while True:
+    global _next_port
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port % len(_PORTS)]
+        _next_port += 1
+        if port in _HANDED_OUT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, by someone else
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {_PORTS}")
 
 
 def wait_until(
