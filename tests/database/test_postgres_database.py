@@ -27,6 +27,9 @@ def test_question_marks_become_placeholders_and_percent_signs_stay_literal() -> 
         "SELECT '50%%' || %s, \"odd?col\" FROM t"
     )
     assert to_pyformat("SELECT 'it''s ?', ?") == "SELECT 'it''s ?', %s"
+    assert to_pyformat("SELECT ? -- why? 100%\nFROM t WHERE a = ?") == (
+        "SELECT %s -- why? 100%%\nFROM t WHERE a = %s"
+    )
 
 
 def test_the_adapter_runs_shared_sql_and_reads_rows_by_column_name(pg_uri: str) -> None:

@@ -292,3 +292,26 @@ async def test_a_connection_killed_during_commit_leaves_the_caller_in_doubt(
 
     await writer.run(insert("after"))  # and the writer carries on
     assert keys(pg_uri) == ["after"]
+
+
+async def test_a_stopped_writer_refuses_work_and_starts_again(pg_uri: str) -> None:
+    writer = PgWriter(pg_uri, threads=2, backoff=FAST)
+    writer.start()
+    await writer.run(insert("first"))
+    writer.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        await writer.run(insert("refused"))
+
+    writer.start()
+    try:
+        await writer.run(insert("again"))
+    finally:
+        writer.stop()
+    assert keys(pg_uri) == ["again", "first"]
+
+
+def test_a_writer_that_cannot_reach_the_database_does_not_start(pg_uri: str) -> None:
+    params = psycopg.conninfo.conninfo_to_dict(pg_uri)
+    writer = PgWriter(psycopg.conninfo.make_conninfo(pg_uri, dbname=params["dbname"] + "_none"))
+    with pytest.raises(DatabaseUnavailable, match="cannot connect"):
+        writer.start()

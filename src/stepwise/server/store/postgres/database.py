@@ -48,20 +48,23 @@ MIGRATION_LOCK = 0x5374_6570_7769_7365
 def to_pyformat(query: str) -> str:
     """``?`` placeholders to psycopg's ``%s``; a literal ``%`` is escaped as ``%%``.
 
-    A ``?`` inside a quoted string or identifier is left alone. Queries are constants in
-    the code, so the cache holds each one once.
+    A ``?`` inside a quoted string, a quoted identifier or a ``--`` comment is left alone.
+    Queries are constants in the code, so the cache holds each one once.
     """
     out: list[str] = []
-    quote: str | None = None
-    for ch in query:
+    until: str | None = None  # what ends the quote or comment we are in
+    for i, ch in enumerate(query):
         if ch == "%":
             out.append("%%")
-        elif quote is not None:
+        elif until is not None:
             out.append(ch)
-            if ch == quote:
-                quote = None
+            if ch == until:
+                until = None
         elif ch in "'\"":
-            quote = ch
+            until = ch
+            out.append(ch)
+        elif ch == "-" and query.startswith("--", i):
+            until = "\n"
             out.append(ch)
         elif ch == "?":
             out.append("%s")
@@ -217,7 +220,10 @@ class ReadPool:
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
 
     def open(self, *, wait: bool = True) -> None:
-        self._pool.open(wait=wait)
+        try:
+            self._pool.open(wait=wait)
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)

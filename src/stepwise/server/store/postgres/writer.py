@@ -140,9 +140,10 @@ class PgWriter:
             self._threads.append(thread)
             thread.start()
         self._all_started.wait()
-        if self._startup_error is not None:
+        error = self._startup_error
+        if error is not None:
             self.stop()
-            raise self._startup_error
+            raise error
 
     def stop(self) -> None:
         """Finish what is being committed, then close the connections."""
@@ -154,7 +155,20 @@ class PgWriter:
         for thread in self._threads:
             thread.join()
         self._threads = []
-        self._fail_queued(RuntimeError("the writer was stopped"))
+        stopped = RuntimeError("the writer was stopped")
+        while True:  # what no thread took, and the stop markers threads left
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                _answer(item, None, stopped)
+        # Ready to start again.
+        self._stopping.clear()
+        self._all_started.clear()
+        self._started = 0
+        self._startup_error = None
+        self._unreachable = False
 
     async def run(self, fn: Callable[[PgConn], T], *, notify: Notifications = ()) -> T:
         """``fn(conn)`` in a group transaction; its result once that transaction committed.
