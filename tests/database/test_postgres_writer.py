@@ -315,3 +315,32 @@ def test_a_writer_that_cannot_reach_the_database_does_not_start(pg_uri: str) -> 
     writer = PgWriter(psycopg.conninfo.make_conninfo(pg_uri, dbname=params["dbname"] + "_none"))
     with pytest.raises(DatabaseUnavailable, match="cannot connect"):
         writer.start()
+
+
+async def test_key_locks_serialise_racing_writer_threads(
+    make_writer: Callable[..., PgWriter], pg_uri: str
+) -> None:
+    # Forty callers race for the last free slot of one key, over four threads and their
+    # groups: each checks and takes under the key's lock, so exactly one gets it.
+    writer = make_writer(threads=4, max_batch=3)
+
+    def take_last_slot(n: int) -> Callable[[PgConn], bool]:
+        def op(conn: PgConn) -> bool:
+            conn.lock("concurrency:fn-1")
+            row = conn.execute(
+                "SELECT count(*) AS n FROM run_slots WHERE ckey = ?", ("concurrency:fn-1",)
+            ).fetchone()
+            assert row is not None
+            if row["n"] >= 1:
+                return False
+            conn.execute(
+                "INSERT INTO run_slots (run_id, ckey) VALUES (?, ?)", (f"r{n}", "concurrency:fn-1")
+            )
+            return True
+
+        return op
+
+    won = await asyncio.gather(*(writer.run(take_last_slot(n)) for n in range(40)))
+
+    assert won.count(True) == 1
+    assert sql(pg_uri, "SELECT count(*) FROM run_slots") == [(1,)]
