@@ -132,6 +132,7 @@ def _max_event_size(default: int) -> Callable[[click.decorators.FC], click.decor
 
 def _run(config: ServerConfig, log_level: str) -> None:
     from .server.server import Server
+    from .server.store.records import StoreInUse
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.basicConfig(
@@ -141,6 +142,9 @@ def _run(config: ServerConfig, log_level: str) -> None:
         _run_loop(Server(config).serve())
     except KeyboardInterrupt:
         pass
+    except StoreInUse as exc:
+        click.echo(f"stepwise: cannot start: {exc}", err=True)
+        sys.exit(1)
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:

@@ -79,9 +79,11 @@ class Engine:
 
     async def start(self) -> None:
         await self.store.open()
-        recovered = await self.store.recover_leases(now_ms())
-        if recovered:
-            log.info("recovered %d jobs that were in flight when the server stopped", recovered)
+        if self.store.exclusive:
+            # This process owns the database alone: every lease is a stopped process's.
+            recovered = await self.store.recover_leases(now_ms())
+            if recovered:
+                log.info("recovered %d jobs that were in flight when the server stopped", recovered)
         self.registry.replace_all(await self.store.list_functions())
         self.worker.start()
 

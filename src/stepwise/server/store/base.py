@@ -150,3 +150,10 @@ class Store(Protocol):
 
     async def commit_many(self, transitions: list[Transition]) -> list[BaseException | None]:
         """Apply several independent transitions; each succeeds or fails on its own."""
+
+    # ---- many nodes ---------------------------------------------------------------
+    @property
+    def exclusive(self) -> bool:
+        """Whether this store owns its database alone (one node), so that at start every
+        lease still held can only be left over from a stopped process (``recover_leases``).
+        A backend shared by many nodes says False: there, leases simply expire."""
