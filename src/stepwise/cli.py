@@ -108,6 +108,14 @@ def _common(fn: click.decorators.FC) -> click.decorators.FC:
             help="Steps executed at once.",
         ),
         click.option(
+            "--lease-seconds",
+            default=15.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="How long a node holds a job; renewed while its call is in flight. A node "
+            "that dies leaves its jobs due again after at most this long.",
+        ),
+        click.option(
             "--log-level",
             default="info",
             show_default=True,
@@ -224,6 +232,7 @@ def _serve(common: dict[str, Any], **mode: Any) -> None:
         poll_interval_s=common["poll_interval"],
         retry_interval_s=common["retry_interval"],
         queue_workers=common["queue_workers"],
+        lease_s=common["lease_seconds"],
         outbound_timeout_s=common["outbound_timeout"],
         outbound_allow=common["outbound_allow"],
         outbound_deny=common["outbound_deny"],

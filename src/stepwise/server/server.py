@@ -55,6 +55,7 @@ class Server:
             retry_interval_s=config.retry_interval_s,
             concurrency=config.queue_workers,
             call_timeout_s=config.call_timeout_s,
+            lease_s=config.lease_s,
             outbound=OutboundClient(
                 DestinationPolicy(
                     public_only=not config.dev,

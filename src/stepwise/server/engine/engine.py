@@ -49,6 +49,7 @@ class Engine:
         concurrency: int,
         call_timeout_s: float,
         outbound: OutboundClient | None = None,
+        lease_s: float = 15.0,
     ) -> None:
         self.store = store
         self.registry = Registry()
@@ -67,12 +68,13 @@ class Engine:
             retry_interval_s=retry_interval_s,
             store=store,
         )
-        # A job's lease outlives the longest SDK call, so a slow step is never run twice.
+        # Short leases, renewed while a call is in flight: a slow step keeps its job, and the
+        # jobs of a node that died are due again within ``lease_s``.
         self.worker = Worker(
             store,
             self.executor.execute,
             concurrency=concurrency,
-            lease_ms=int((call_timeout_s + 60) * 1000),
+            lease_ms=int(lease_s * 1000),
             on_committed=self._committed,
             give_up=self.executor.fail_after_faults,
         )

@@ -32,6 +32,7 @@ from ..records import (
     StoreInUse,
     Transition,
 )
+from ..sql import housekeeping
 from .rows import (
     CANCELLATION_COLUMNS,
     EVENT_COLUMNS,
@@ -322,6 +323,7 @@ class SqliteStore:
                         payload={"function_slug": slug, "cron": expr},
                     ),
                 )
+            housekeeping.bump_registry_version(_by_name(conn))
             return stored, modified
 
         return await self._writer.run(op)
@@ -669,3 +671,34 @@ class SqliteStore:
     @property
     def exclusive(self) -> bool:
         return self._exclusive
+
+    async def renew_leases(self, leases: list[tuple[int, str]], until: int) -> set[int]:
+        if not leases:
+            return set()
+        return await self._writer.run(
+            lambda conn: housekeeping.renew_leases(_by_name(conn), leases, until)
+        )
+
+    async def registry_version(self) -> int:
+        return await self._read(lambda conn: housekeeping.registry_version(_by_name(conn)))
+
+    async def purge_finished(self, before: int, limit: int) -> int:
+        return await self._writer.run(
+            lambda conn: housekeeping.purge_finished(_by_name(conn), before, limit)
+        )
+
+
+class _ByName:
+    """A connection whose rows read by column name, for the backend-neutral ``sql/`` code."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        cur = self._conn.cursor()
+        cur.row_factory = sqlite3.Row
+        return cur.execute(sql, params)
+
+
+def _by_name(conn: sqlite3.Connection) -> _ByName:
+    return _ByName(conn)
