@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
@@ -50,9 +52,13 @@ class Engine:
         call_timeout_s: float,
         outbound: OutboundClient | None = None,
         lease_s: float = 15.0,
+        registry_poll_s: float = 0.5,
     ) -> None:
         self.store = store
         self.registry = Registry()
+        self._registry_version: int | None = None
+        self._registry_poll_s = registry_poll_s
+        self._registry_watch: asyncio.Task[None] | None = None
         self.scheduler = Scheduler(self.registry)
         self.driver = Driver(
             signing_key=signing_key,
@@ -86,13 +92,38 @@ class Engine:
             recovered = await self.store.recover_leases(now_ms())
             if recovered:
                 log.info("recovered %d jobs that were in flight when the server stopped", recovered)
-        self.registry.replace_all(await self.store.list_functions())
+        await self.reload_registry()
         self.worker.start()
+        self._registry_watch = asyncio.create_task(
+            self._watch_registry(), name="stepwise-registry-watch"
+        )
 
     async def stop(self) -> None:
+        if self._registry_watch is not None:
+            self._registry_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._registry_watch
         await self.worker.stop()
         await self.driver.close()
         await self.store.close()
+
+    async def reload_registry(self) -> None:
+        """Load the function set from the store, and remember which version it was."""
+        # The version first: a sync landing in between only makes the next poll reload again.
+        self._registry_version = await self.store.registry_version()
+        self.registry.replace_all(await self.store.list_functions())
+
+    async def _watch_registry(self) -> None:
+        """Pick up apps synced through another node sharing the database."""
+        while True:
+            await asyncio.sleep(self._registry_poll_s)
+            try:
+                if await self.store.registry_version() != self._registry_version:
+                    await self.reload_registry()
+                    log.info("function registry reloaded: %d functions", len(self.registry.all()))
+                    self.worker.notify()
+            except Exception:
+                log.exception("reloading the function registry failed")
 
     def _committed(self, transition: Transition) -> None:
         if (
@@ -151,7 +182,7 @@ class Engine:
             for trigger in spec_from_record(record).cron_triggers:
                 crons.append((record.slug, next_cron_ms(trigger.cron, now), trigger.cron))
         stored, modified = await self.store.sync_app(app, records, crons)
-        self.registry.replace_all(await self.store.list_functions())
+        await self.reload_registry()
         self.worker.notify()
         return stored, modified
 
