@@ -39,6 +39,11 @@ from .worker import Worker
 
 log = logging.getLogger("stepwise.engine")
 
+# History retention deletes at most this many runs (and as many events) per transaction,
+PURGE_BATCH = 500
+# and rests this long between two transactions.
+PURGE_PAUSE_S = 0.05
+
 
 class Engine:
     def __init__(
@@ -53,12 +58,17 @@ class Engine:
         outbound: OutboundClient | None = None,
         lease_s: float = 15.0,
         registry_poll_s: float = 0.5,
+        retention_ms: int | None = None,
+        retention_sweep_s: float = 60.0,
     ) -> None:
         self.store = store
         self.registry = Registry()
         self._registry_version: int | None = None
         self._registry_poll_s = registry_poll_s
         self._registry_watch: asyncio.Task[None] | None = None
+        self._retention_ms = retention_ms
+        self._retention_sweep_s = retention_sweep_s
+        self._retention: asyncio.Task[None] | None = None
         self.scheduler = Scheduler(self.registry)
         self.driver = Driver(
             signing_key=signing_key,
@@ -97,12 +107,17 @@ class Engine:
         self._registry_watch = asyncio.create_task(
             self._watch_registry(), name="stepwise-registry-watch"
         )
+        if self._retention_ms:
+            self._retention = asyncio.create_task(
+                self._sweep_history(self._retention_ms), name="stepwise-retention"
+            )
 
     async def stop(self) -> None:
-        if self._registry_watch is not None:
-            self._registry_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._registry_watch
+        for background in (self._registry_watch, self._retention):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         await self.worker.stop()
         await self.driver.close()
         await self.store.close()
@@ -124,6 +139,27 @@ class Engine:
                     self.worker.notify()
             except Exception:
                 log.exception("reloading the function registry failed")
+
+    async def purge_history(self, retention_ms: int) -> int:
+        """Delete what finished more than ``retention_ms`` ago, batch by batch; how much."""
+        total = 0
+        while True:
+            deleted = await self.store.purge_finished(now_ms() - retention_ms, PURGE_BATCH)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
+            # Small transactions with pauses between them: the writer serves runs meanwhile.
+            await asyncio.sleep(PURGE_PAUSE_S)
+
+    async def _sweep_history(self, retention_ms: int) -> None:
+        while True:
+            try:
+                purged = await self.purge_history(retention_ms)
+                if purged:
+                    log.info("history retention deleted %d finished runs and events", purged)
+            except Exception:
+                log.exception("history retention failed; trying again at the next sweep")
+            await asyncio.sleep(self._retention_sweep_s)
 
     def _committed(self, transition: Transition) -> None:
         if (
