@@ -153,16 +153,24 @@ class Worker:
             # The next beat tries again; a lease outlives two missed beats.
             log.exception("renewing %d leases failed", len(held))
             return set()
+        lost &= {job.id for job in self._leases.values()}  # not those committed meanwhile
         for job_id in sorted(lost):
             log.warning(
                 "job %s lost its lease while in flight; its outcome will be dropped", job_id
             )
         return lost
 
+    def _stop_renewing(self) -> None:
+        """The current task is about to give its job up (a commit, a hand-back): a renewal
+        racing that write would only find the lease gone and report it lost."""
+        if (task := asyncio.current_task()) is not None:
+            self._leases.pop(task, None)
+
     async def _run(self, job: Job, state: RunState | None) -> None:
         try:
             transition = await self.execute(job, state)
             faults.hit(f"commit.{job.kind.value}")
+            self._stop_renewing()
             await self.store.commit(transition)
         except LeaseLost:
             log.warning("job %s lost its lease; its outcome was dropped", job.id)
@@ -186,6 +194,7 @@ class Worker:
         self, job: Job, state: RunState | None, reason: str, *, delay_ms: int | None = None
     ) -> None:
         """Hand a job back after the server failed on it; fail its run once faults pile up."""
+        self._stop_renewing()
         faults = job.faults + 1
         try:
             if faults >= MAX_FAULTS and state is not None and self.give_up is not None:
