@@ -9,6 +9,7 @@ import pytest
 from _clock import DAY, MINUTE, T0
 from _steps import results as settled_as
 
+from stepwise.protocol import new_ulid
 from stepwise.server.store.records import (
     Checkpoint,
     CheckpointOutcome,
@@ -205,3 +206,22 @@ async def test_purge_keeps_events_a_stored_run_still_needs(world: World) -> None
     assert await store.get_run(done.id) is None
     assert await store.get_event(event.internal_id) is not None
     assert await store.get_event(unused.internal_id) is None
+
+
+async def test_purge_keeps_every_event_of_an_active_batch_run(world: World) -> None:
+    store = world.store
+    first, second = world.make.event(at=T0), world.make.event(at=T0 + 5)
+    # A batch run is named by a ULID of its first event's arrival and lists all its events.
+    batch = replace(
+        world.make.run(world.fn, first, second), id=new_ulid(T0), idempotency_key="batch:1"
+    )
+    await store.ingest(Ingest(events=[first, second], runs=[batch]))
+
+    assert await store.purge_finished(T0 + DAY, 500) == 0
+    assert await store.get_event(second.internal_id) is not None
+
+    job = await world.leased(batch)
+    await finish(world, batch, job, at=T0 + 10)
+    assert await store.purge_finished(T0 + DAY, 500) == 3  # the run and both events
+    assert await store.get_event(first.internal_id) is None
+    assert await store.get_event(second.internal_id) is None
