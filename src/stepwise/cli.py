@@ -108,6 +108,14 @@ def _common(fn: click.decorators.FC) -> click.decorators.FC:
             help="Steps executed at once.",
         ),
         click.option(
+            "--lease-seconds",
+            default=15.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="How long a node holds a job; renewed while its call is in flight. A node "
+            "that dies leaves its jobs due again after at most this long.",
+        ),
+        click.option(
             "--log-level",
             default="info",
             show_default=True,
@@ -130,8 +138,36 @@ def _max_event_size(default: int) -> Callable[[click.decorators.FC], click.decor
     )
 
 
+def _parse_retention(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    """A duration (``30d``, ``12h``, ``90s``) in milliseconds; ``0`` or ``off``: keep all."""
+    text = value.strip().lower()
+    if text in ("0", "off", "none", "never"):
+        return None
+    try:
+        ms = int(protocol.parse_duration(text).total_seconds() * 1000)
+    except protocol.DurationError:
+        raise click.BadParameter(
+            f"{value!r} is not a duration (like 30d, 12h or 90s; 0 or off keeps everything)"
+        ) from None
+    return ms or None
+
+
+def _retention(default: str) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    return click.option(
+        "--retention",
+        "retention_ms",
+        default=default,
+        show_default=True,
+        metavar="DURATION",
+        callback=_parse_retention,
+        help="Delete finished runs' history, and events no stored run needs, this long "
+        "after they finished (30d, 12h, ...; 0 or off keeps everything).",
+    )
+
+
 def _run(config: ServerConfig, log_level: str) -> None:
     from .server.server import Server
+    from .server.store.records import StoreInUse
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.basicConfig(
@@ -141,6 +177,9 @@ def _run(config: ServerConfig, log_level: str) -> None:
         _run_loop(Server(config).serve())
     except KeyboardInterrupt:
         pass
+    except StoreInUse as exc:
+        click.echo(f"stepwise: cannot start: {exc}", err=True)
+        sys.exit(1)
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -164,6 +203,7 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     help="Where the embedded database lives.",
 )
 @_max_event_size(DEV_MAX_EVENT_BYTES)
+@_retention("off")
 def dev(no_discovery: bool, max_event_bytes: int, **common: Any) -> None:
     """Run the development server on an embedded SQLite file."""
     _serve(
@@ -192,10 +232,25 @@ def dev(no_discovery: bool, max_event_bytes: int, **common: Any) -> None:
     required=True,
     help="Accepted event key (repeatable).",
 )
-@click.option("--sqlite-path", default=".stepwise/stepwise.db", show_default=True)
+@click.option(
+    "--no-discovery",
+    is_flag=True,
+    help="Accepted as on dev (so a dev command line runs as is); start never scans ports.",
+)
+@click.option(
+    "--sqlite-path",
+    default=".stepwise/stepwise.db",
+    show_default=True,
+    help="Where the database lives.",
+)
 @_max_event_size(MAX_EVENT_BYTES)
+@_retention("30d")
 def start(
-    signing_key: str, event_keys: tuple[str, ...], max_event_bytes: int, **common: Any
+    signing_key: str,
+    event_keys: tuple[str, ...],
+    max_event_bytes: int,
+    no_discovery: bool,
+    **common: Any,
 ) -> None:
     """Run the server in production mode: keys required, commits survive power loss."""
     _serve(
@@ -220,6 +275,10 @@ def _serve(common: dict[str, Any], **mode: Any) -> None:
         poll_interval_s=common["poll_interval"],
         retry_interval_s=common["retry_interval"],
         queue_workers=common["queue_workers"],
+        lease_s=common["lease_seconds"],
+        retention_ms=common["retention_ms"],
+        # Tests sweep every fraction of a second; a server has no reason to.
+        retention_sweep_s=float(os.environ.get("STEPWISE_RETENTION_SWEEP_SECONDS", "60")),
         outbound_timeout_s=common["outbound_timeout"],
         outbound_allow=common["outbound_allow"],
         outbound_deny=common["outbound_deny"],

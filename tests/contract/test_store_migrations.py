@@ -81,8 +81,9 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "expression",
         "created_at",
     ],
+    "counters": ["name", "value"],
 }
-EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

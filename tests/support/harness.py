@@ -305,11 +305,14 @@ class Stack:
         *,
         server_args: list[str] | None = None,
         app_env: dict[str, str] | None = None,
+        server_env: dict[str, str] | None = None,
         functions: int = 1,
     ) -> None:
         port = free_port()
         self.app = AppProcess(tmp, module, server_url=f"http://127.0.0.1:{port}", extra_env=app_env)
-        self.server = ServerProcess(tmp, port=port, sdk_urls=[self.app.url], extra_args=server_args)
+        self.server = ServerProcess(
+            tmp, port=port, sdk_urls=[self.app.url], extra_args=server_args, extra_env=server_env
+        )
         self.functions = functions
 
     def __enter__(self) -> Stack:

@@ -30,6 +30,12 @@ class ServerConfig:
     retry_interval_s: float | None = None
     queue_workers: int = 100
     call_timeout_s: float = 2 * 3600.0
+    # A job's lease; renewed three times per lease while its call is in flight.
+    lease_s: float = 15.0
+    # Finished runs' history (and events no stored run needs) is deleted this long after
+    # they finished; None keeps everything. Swept every ``retention_sweep_s``.
+    retention_ms: int | None = 30 * 24 * 3600 * 1000
+    retention_sweep_s: float = 60.0
     signing_key: str | None = None
     event_keys: tuple[str, ...] = field(default_factory=tuple)
     max_event_bytes: int = MAX_EVENT_BYTES

@@ -55,6 +55,9 @@ class Server:
             retry_interval_s=config.retry_interval_s,
             concurrency=config.queue_workers,
             call_timeout_s=config.call_timeout_s,
+            lease_s=config.lease_s,
+            retention_ms=config.retention_ms,
+            retention_sweep_s=config.retention_sweep_s,
             outbound=OutboundClient(
                 DestinationPolicy(
                     public_only=not config.dev,

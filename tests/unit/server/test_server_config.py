@@ -88,3 +88,77 @@ def test_dev_asks_for_discovery_unless_told_not_to(configs: list[ServerConfig]) 
     invoke("dev")
     invoke("dev", "--no-discovery")
     assert [c.discovery for c in configs] == [True, False]
+
+
+# ---- dev and start take the same flags -----------------------------------------------------
+
+# Flags only one of the two commands has, each with the reason.
+ONLY_ON_START = {
+    # Production refuses unsigned traffic: these are required there. The dev server accepts
+    # any event key and signs nothing, as the reference dev server does.
+    "--signing-key": "production requires request signing",
+    "--event-key": "production requires event keys",
+}
+ONLY_ON_DEV: dict[str, str] = {}
+
+
+def options_of(command: str) -> set[str]:
+    found = cli.main.commands[command]  # type: ignore[attr-defined]
+    return {name for param in found.params for name in param.opts if name.startswith("--")}
+
+
+def test_every_dev_flag_also_works_on_start() -> None:
+    dev, start = options_of("dev"), options_of("start")
+
+    assert dev - start == set(ONLY_ON_DEV)
+    assert start - dev == set(ONLY_ON_START)
+
+
+def test_a_dev_command_line_runs_as_is_on_start(configs: list[ServerConfig]) -> None:
+    flags = [
+        "--host", "0.0.0.0", "--port", "9000", "--sdk-url", "http://app/api/inngest",
+        "--poll-interval", "2", "--no-poll", "--retry-interval", "1", "--queue-workers", "7",
+        "--lease-seconds", "5", "--log-level", "debug", "--outbound-timeout", "9",
+        "--outbound-allow", "10.0.0.0/8", "--outbound-deny", "10.1.0.0/16", "--no-discovery",
+        "--sqlite-path", "x.db", "--max-event-size", "1000", "--retention", "7d",
+    ]  # fmt: skip
+    invoke("dev", *flags)
+    invoke("start", "--signing-key", SIGNING_KEY, "--event-key", "k", *flags)
+
+    dev, start = configs
+    for config in (dev, start):
+        assert (config.host, config.port, config.sqlite_path) == ("0.0.0.0", 9000, "x.db")
+        assert (config.queue_workers, config.lease_s, config.poll) == (7, 5.0, False)
+        assert config.retention_ms == 7 * 24 * 3600 * 1000
+        assert config.discovery is False
+
+
+def test_leases_default_to_15_seconds(configs: list[ServerConfig]) -> None:
+    invoke("dev")
+    invoke("start", "--signing-key", SIGNING_KEY, "--event-key", "k", "--lease-seconds", "2.5")
+    assert [c.lease_s for c in configs] == [15.0, 2.5]
+
+
+def test_retention_is_off_on_dev_and_30_days_on_start(configs: list[ServerConfig]) -> None:
+    invoke("dev")
+    invoke("start", "--signing-key", SIGNING_KEY, "--event-key", "k")
+    assert [c.retention_ms for c in configs] == [None, 30 * 24 * 3600 * 1000]
+
+
+@pytest.mark.parametrize(
+    ("value", "ms"),
+    [("12h", 12 * 3600 * 1000), ("90s", 90_000), ("500ms", 500), ("0", None), ("off", None)],
+)
+def test_retention_takes_a_duration_or_off(
+    configs: list[ServerConfig], value: str, ms: int | None
+) -> None:
+    invoke("start", "--signing-key", SIGNING_KEY, "--event-key", "k", "--retention", value)
+    assert [c.retention_ms for c in configs] == [ms]
+
+
+@pytest.mark.parametrize("value", ["30", "thirty days", "-1d"])
+def test_retention_refuses_what_is_not_a_duration(configs: list[ServerConfig], value: str) -> None:
+    result = CliRunner().invoke(cli.main, ["dev", "--retention", value])
+    assert result.exit_code == 2, result.output
+    assert "--retention" in result.output
+    assert configs == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
@@ -37,6 +39,11 @@ from .worker import Worker
 
 log = logging.getLogger("stepwise.engine")
 
+# History retention deletes at most this many runs (and as many events) per transaction,
+PURGE_BATCH = 500
+# and rests this long between two transactions.
+PURGE_PAUSE_S = 0.05
+
 
 class Engine:
     def __init__(
@@ -49,9 +56,19 @@ class Engine:
         concurrency: int,
         call_timeout_s: float,
         outbound: OutboundClient | None = None,
+        lease_s: float = 15.0,
+        registry_poll_s: float = 0.5,
+        retention_ms: int | None = None,
+        retention_sweep_s: float = 60.0,
     ) -> None:
         self.store = store
         self.registry = Registry()
+        self._registry_version: int | None = None
+        self._registry_poll_s = registry_poll_s
+        self._registry_watch: asyncio.Task[None] | None = None
+        self._retention_ms = retention_ms
+        self._retention_sweep_s = retention_sweep_s
+        self._retention: asyncio.Task[None] | None = None
         self.scheduler = Scheduler(self.registry)
         self.driver = Driver(
             signing_key=signing_key,
@@ -67,28 +84,82 @@ class Engine:
             retry_interval_s=retry_interval_s,
             store=store,
         )
-        # A job's lease outlives the longest SDK call, so a slow step is never run twice.
+        # Short leases, renewed while a call is in flight: a slow step keeps its job, and the
+        # jobs of a node that died are due again within ``lease_s``.
         self.worker = Worker(
             store,
             self.executor.execute,
             concurrency=concurrency,
-            lease_ms=int((call_timeout_s + 60) * 1000),
+            lease_ms=int(lease_s * 1000),
             on_committed=self._committed,
             give_up=self.executor.fail_after_faults,
         )
 
     async def start(self) -> None:
         await self.store.open()
-        recovered = await self.store.recover_leases(now_ms())
-        if recovered:
-            log.info("recovered %d jobs that were in flight when the server stopped", recovered)
-        self.registry.replace_all(await self.store.list_functions())
+        if self.store.exclusive:
+            # This process owns the database alone: every lease is a stopped process's.
+            recovered = await self.store.recover_leases(now_ms())
+            if recovered:
+                log.info("recovered %d jobs that were in flight when the server stopped", recovered)
+        await self.reload_registry()
         self.worker.start()
+        self._registry_watch = asyncio.create_task(
+            self._watch_registry(), name="stepwise-registry-watch"
+        )
+        if self._retention_ms:
+            self._retention = asyncio.create_task(
+                self._sweep_history(self._retention_ms), name="stepwise-retention"
+            )
 
     async def stop(self) -> None:
+        for background in (self._registry_watch, self._retention):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         await self.worker.stop()
         await self.driver.close()
         await self.store.close()
+
+    async def reload_registry(self) -> None:
+        """Load the function set from the store, and remember which version it was."""
+        # The version first: a sync landing in between only makes the next poll reload again.
+        self._registry_version = await self.store.registry_version()
+        self.registry.replace_all(await self.store.list_functions())
+
+    async def _watch_registry(self) -> None:
+        """Pick up apps synced through another node sharing the database."""
+        while True:
+            await asyncio.sleep(self._registry_poll_s)
+            try:
+                if await self.store.registry_version() != self._registry_version:
+                    await self.reload_registry()
+                    log.info("function registry reloaded: %d functions", len(self.registry.all()))
+                    self.worker.notify()
+            except Exception:
+                log.exception("reloading the function registry failed")
+
+    async def purge_history(self, retention_ms: int) -> int:
+        """Delete what finished more than ``retention_ms`` ago, batch by batch; how much."""
+        total = 0
+        while True:
+            deleted = await self.store.purge_finished(now_ms() - retention_ms, PURGE_BATCH)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
+            # Small transactions with pauses between them: the writer serves runs meanwhile.
+            await asyncio.sleep(PURGE_PAUSE_S)
+
+    async def _sweep_history(self, retention_ms: int) -> None:
+        while True:
+            try:
+                purged = await self.purge_history(retention_ms)
+                if purged:
+                    log.info("history retention deleted %d finished runs and events", purged)
+            except Exception:
+                log.exception("history retention failed; trying again at the next sweep")
+            await asyncio.sleep(self._retention_sweep_s)
 
     def _committed(self, transition: Transition) -> None:
         if (
@@ -147,7 +218,7 @@ class Engine:
             for trigger in spec_from_record(record).cron_triggers:
                 crons.append((record.slug, next_cron_ms(trigger.cron, now), trigger.cron))
         stored, modified = await self.store.sync_app(app, records, crons)
-        self.registry.replace_all(await self.store.list_functions())
+        await self.reload_registry()
         self.worker.notify()
         return stored, modified
 

@@ -8,6 +8,12 @@ only writer of its database, so no job can appear without a notification.
 When the server itself fails on a job (a bug, a full disk), the job is handed back at
 once with a short backoff and its concurrency slots freed; after ``MAX_FAULTS`` faults
 in a row a run's job fails the run with the error, so nothing waits out a lease.
+
+Leases are short (``lease_ms``, 15 s by default) so that the work of a node that died is
+due again within seconds; a heartbeat renews the leases of every job in flight three
+times per lease, in one store call. A job whose lease was taken over meanwhile (this
+process stalled past its lease) cannot commit: the store fences each commit on the lease
+token and raises ``LeaseLost``, and the outcome is dropped.
 """
 
 from __future__ import annotations
@@ -53,7 +59,9 @@ class Worker:
         self.on_committed = on_committed
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._leases: dict[asyncio.Task[None], Job] = {}
         self._task: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._stopping = False
 
     def notify(self) -> None:
@@ -61,16 +69,18 @@ class Worker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="stepwise-worker")
+        self._heartbeat = asyncio.create_task(self._renew_loop(), name="stepwise-heartbeat")
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for background in (self._task, self._heartbeat):
+            if background is not None:
+                background.cancel()
+                try:
+                    await background
+                except asyncio.CancelledError:
+                    pass
         for task in list(self._inflight):
             task.cancel()
         if self._inflight:
@@ -117,16 +127,50 @@ class Worker:
     def _spawn(self, job: Job, state: RunState | None) -> None:
         task = asyncio.create_task(self._run(job, state))
         self._inflight.add(task)
+        self._leases[task] = job
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._leases.pop(task, None)
         self._wake.set()
+
+    async def _renew_loop(self) -> None:
+        """Keep the leases of in-flight jobs alive, renewing three times per lease."""
+        interval = self.lease_ms / 3000
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            await self.renew_leases()
+
+    async def renew_leases(self) -> set[int]:
+        """Renew every in-flight job's lease now; the ids of jobs whose lease was lost."""
+        held = [(job.id, job.lease) for job in self._leases.values()]
+        if not held:
+            return set()
+        try:
+            lost = await self.store.renew_leases(held, int(time.time() * 1000) + self.lease_ms)
+        except Exception:
+            # The next beat tries again; a lease outlives two missed beats.
+            log.exception("renewing %d leases failed", len(held))
+            return set()
+        lost &= {job.id for job in self._leases.values()}  # not those committed meanwhile
+        for job_id in sorted(lost):
+            log.warning(
+                "job %s lost its lease while in flight; its outcome will be dropped", job_id
+            )
+        return lost
+
+    def _stop_renewing(self) -> None:
+        """The current task is about to give its job up (a commit, a hand-back): a renewal
+        racing that write would only find the lease gone and report it lost."""
+        if (task := asyncio.current_task()) is not None:
+            self._leases.pop(task, None)
 
     async def _run(self, job: Job, state: RunState | None) -> None:
         try:
             transition = await self.execute(job, state)
             faults.hit(f"commit.{job.kind.value}")
+            self._stop_renewing()
             await self.store.commit(transition)
         except LeaseLost:
             log.warning("job %s lost its lease; its outcome was dropped", job.id)
@@ -150,6 +194,7 @@ class Worker:
         self, job: Job, state: RunState | None, reason: str, *, delay_ms: int | None = None
     ) -> None:
         """Hand a job back after the server failed on it; fail its run once faults pile up."""
+        self._stop_renewing()
         faults = job.faults + 1
         try:
             if faults >= MAX_FAULTS and state is not None and self.give_up is not None:

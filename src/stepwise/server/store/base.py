@@ -150,3 +150,27 @@ class Store(Protocol):
 
     async def commit_many(self, transitions: list[Transition]) -> list[BaseException | None]:
         """Apply several independent transitions; each succeeds or fails on its own."""
+
+    # ---- many nodes ---------------------------------------------------------------
+    @property
+    def exclusive(self) -> bool:
+        """Whether this store owns its database alone (one node), so that at start every
+        lease still held can only be left over from a stopped process (``recover_leases``).
+        A backend shared by many nodes says False: there, leases simply expire."""
+
+    async def renew_leases(self, leases: list[tuple[int, str]], until: int) -> set[int]:
+        """Extend the leases (job id, lease token) still held to ``until``, with the
+        concurrency slots of their jobs; return the job ids whose lease is no longer ours
+        (taken over after it ran out, or the job is gone). A lease that ran out and was not
+        taken over is still ours and is extended."""
+
+    async def registry_version(self) -> int:
+        """A number that changes whenever ``sync_app`` changes the function set on any node
+        sharing this database; cheap enough to poll twice a second."""
+
+    async def purge_finished(self, before: int, limit: int) -> int:
+        """History retention: delete at most ``limit`` runs that finished before ``before``
+        with their history, steps, pauses and leftover jobs, then at most ``limit`` events
+        received before ``before`` that no stored run, open batch or debounce still needs,
+        and idempotency keys that expired before ``before``. Active runs are never touched.
+        Returns how many runs and events were deleted (less than ``limit`` each: caught up)."""

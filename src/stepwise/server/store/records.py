@@ -430,6 +430,10 @@ class LeaseLost(Exception):
     """The job was no longer ours when its transition was committed."""
 
 
+class StoreInUse(Exception):
+    """Another process holds the database that a single-node backend must own alone."""
+
+
 class SignalTaken(Exception):
     """Another run took the signal a new wait wanted between the reply and its commit."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sqlite3
 import threading
@@ -28,8 +29,10 @@ from ..records import (
     RunChange,
     RunRecord,
     RunState,
+    StoreInUse,
     Transition,
 )
+from ..sql import housekeeping
 from .rows import (
     CANCELLATION_COLUMNS,
     EVENT_COLUMNS,
@@ -81,12 +84,21 @@ class SqliteStore:
 
     ``synchronous`` is ``"FULL"`` (a commit survives power loss) or ``"NORMAL"``
     (survives a killed process; the last commits may be lost with the machine).
+
+    ``exclusive`` (the default, and what a server uses) takes a lock on the file
+    ``<path>.lock`` before the database is touched and holds it until ``close``: a second
+    exclusive store on the same file, in this process or another, refuses to open
+    (``StoreInUse``). Only an exclusive store may ``recover_leases``.
     """
 
-    def __init__(self, path: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", readers: int = 4, exclusive: bool = True
+    ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = path
+        self._exclusive = exclusive
+        self._lock_fd: int | None = None
         self.synchronous = synchronous.upper()
         self._writer = GroupCommitWriter(self._connect_writer)
         self._readers = ThreadPoolExecutor(
@@ -146,17 +158,54 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
 
+    def _take_file_lock(self) -> None:
+        """Own the database file, or refuse at once if another store owns it.
+
+        ``flock`` locks belong to the open file, so the kernel drops the lock when the
+        process dies however it dies (kill -9 included): no stale lock is ever left behind.
+        """
+        lock_path = os.path.abspath(self.path) + ".lock"
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreInUse(
+                f"the database {self.path} is in use by another Stepwise server"
+                f" (it holds the lock {lock_path}); a SQLite database serves one server"
+                " process: stop the other one, or give this one its own --sqlite-path"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def _release_file_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the file releases its lock
+            self._lock_fd = None
+
     # ---- lifecycle ----------------------------------------------------------
     async def open(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.start)
+        if self._exclusive:
+            self._take_file_lock()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.start)
+        except BaseException:
+            self._release_file_lock()
+            raise
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.stop)
-        self._readers.shutdown(wait=True)
-        with self._reader_lock:
-            for conn in self._reader_conns:
-                conn.close()
-            self._reader_conns.clear()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.stop)
+            self._readers.shutdown(wait=True)
+            with self._reader_lock:
+                for conn in self._reader_conns:
+                    conn.close()
+                self._reader_conns.clear()
+        finally:
+            self._release_file_lock()
 
     @property
     def commits(self) -> int:
@@ -274,6 +323,7 @@ class SqliteStore:
                         payload={"function_slug": slug, "cron": expr},
                     ),
                 )
+            housekeeping.bump_registry_version(_by_name(conn))
             return stored, modified
 
         return await self._writer.run(op)
@@ -616,3 +666,39 @@ class SqliteStore:
             return int(conn.execute("SELECT count(*) FROM jobs WHERE kind != 'cron'").fetchone()[0])
 
         return await self._read(op)
+
+    # ---- many nodes ---------------------------------------------------------------
+    @property
+    def exclusive(self) -> bool:
+        return self._exclusive
+
+    async def renew_leases(self, leases: list[tuple[int, str]], until: int) -> set[int]:
+        if not leases:
+            return set()
+        return await self._writer.run(
+            lambda conn: housekeeping.renew_leases(_by_name(conn), leases, until)
+        )
+
+    async def registry_version(self) -> int:
+        return await self._read(lambda conn: housekeeping.registry_version(_by_name(conn)))
+
+    async def purge_finished(self, before: int, limit: int) -> int:
+        return await self._writer.run(
+            lambda conn: housekeeping.purge_finished(_by_name(conn), before, limit)
+        )
+
+
+class _ByName:
+    """A connection whose rows read by column name, for the backend-neutral ``sql/`` code."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        cur = self._conn.cursor()
+        cur.row_factory = sqlite3.Row
+        return cur.execute(sql, params)
+
+
+def _by_name(conn: sqlite3.Connection) -> _ByName:
+    return _ByName(conn)
