@@ -14,9 +14,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .connection import SqliteConn
+
 T = TypeVar("T")
 
-Operation = Callable[[sqlite3.Connection], Any]
+Operation = Callable[[SqliteConn], Any]
 
 # How many operations may share one transaction; bounds the latency of the first.
 MAX_BATCH = 512
@@ -43,7 +45,7 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 
 
 class GroupCommitWriter:
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], SqliteConn]) -> None:
         self._connect = connect
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -67,7 +69,7 @@ class GroupCommitWriter:
         self._thread.join()
         self._thread = None
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[SqliteConn], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Item(fn, future, loop))
@@ -103,7 +105,7 @@ class GroupCommitWriter:
         finally:
             conn.close()
 
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+    def _commit_batch(self, conn: SqliteConn, batch: list[_Item]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")

@@ -1,0 +1,112 @@
+"""A run's steps: results written once, open steps planned once, and the fan-in join.
+
+Every function here expects the run's lock (``lock_run``) to be held: two transactions
+settling the last two steps of a parallel batch must not both count the other's step as
+still open, nor both as closed.
+"""
+
+from __future__ import annotations
+
+from ...flow import fanin
+from ..records import NewJob, PlannedStep, Settled
+from .conn import Conn
+from .ingest import apply_ingest
+from .jobs import insert_job, write_history
+from .pauses import insert_pause
+from .rows import dump
+
+
+def lock_run(conn: Conn, run_id: str) -> None:
+    conn.lock(f"run:{run_id}")
+
+
+def record_result(conn: Conn, run_id: str, step: Settled) -> bool:
+    """Store a step's result unless it has one (the first one wins); True if stored now."""
+    seq = conn.execute(
+        "SELECT coalesce(max(seq), -1) + 1 AS seq FROM steps WHERE run_id = ?", (run_id,)
+    ).fetchone()["seq"]
+    fresh = (
+        conn.execute(
+            "INSERT INTO steps (run_id, step_id, seq, memo) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id, step_id) DO NOTHING",
+            (run_id, step.step_id, seq, dump(step.memo)),
+        ).rowcount
+        == 1
+    )
+    if fresh:
+        # A step's ending is told once, with the result that ended it.
+        write_history(conn, run_id, step.history)
+    return fresh
+
+
+def settle(conn: Conn, run_id: str, step: Settled) -> fanin.SettledStep:
+    """Store a step's result (the first one wins) and close the step if it was open."""
+    fresh = record_result(conn, run_id, step)
+    return _close(conn, run_id, step.step_id, fresh=fresh)
+
+
+def abandon(conn: Conn, run_id: str, step_id: str) -> fanin.SettledStep:
+    """Close an open step that settled without a result (the app no longer has it)."""
+    return _close(conn, run_id, step_id, fresh=False)
+
+
+def _close(conn: Conn, run_id: str, step_id: str, *, fresh: bool) -> fanin.SettledStep:
+    row = conn.execute(
+        "DELETE FROM open_steps WHERE run_id = ? AND step_id = ? RETURNING batch, race",
+        (run_id, step_id),
+    ).fetchone()
+    if row is None:
+        return fanin.SettledStep(fresh=fresh, was_open=False)
+    return fanin.SettledStep(
+        fresh=fresh, was_open=True, batch=bool(row["batch"]), race=bool(row["race"])
+    )
+
+
+def plan(conn: Conn, run_id: str, step: PlannedStep) -> bool:
+    """Open a step with everything it waits on; False if it has a result or is open."""
+    if conn.execute(
+        "SELECT 1 FROM steps WHERE run_id = ? AND step_id = ?"
+        " UNION ALL SELECT 1 FROM open_steps WHERE run_id = ? AND step_id = ? LIMIT 1",
+        (run_id, step.step_id, run_id, step.step_id),
+    ).fetchone():
+        return False
+    conn.execute(
+        "INSERT INTO open_steps (run_id, step_id, batch, race) VALUES (?, ?, ?, ?)",
+        (run_id, step.step_id, int(step.batch), int(step.race)),
+    )
+    for job in step.jobs:
+        insert_job(conn, job)
+    if step.pause is not None:
+        insert_pause(conn, step.pause)
+    if step.ingest is not None:
+        apply_ingest(conn, step.ingest)
+    write_history(conn, run_id, step.history)
+    return True
+
+
+def go_on(
+    conn: Conn, run_id: str, settled: list[fanin.SettledStep], next_call: NewJob | None
+) -> None:
+    """Add the run's next call if the fan-in rule says what settled lets it go on."""
+    if next_call is None or not settled:
+        return
+
+    def batch_steps_left() -> int:
+        row = conn.execute(
+            "SELECT count(*) AS n FROM open_steps WHERE run_id = ? AND batch = 1 AND race = 0",
+            (run_id,),
+        ).fetchone()
+        return int(row["n"])
+
+    if not fanin.goes_on(settled, batch_steps_left):
+        return
+    insert_job(conn, next_call)
+    row = conn.execute(
+        "SELECT request_version, force_step_plan FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    if (
+        row is not None
+        and row["force_step_plan"]
+        and fanin.resets_step_planning(row["request_version"])
+    ):
+        conn.execute("UPDATE runs SET force_step_plan = 0 WHERE id = ?", (run_id,))

@@ -1,0 +1,187 @@
+"""What one job's outcome, a guarded run change or a checkpoint writes, in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...engine import dispatch
+from ...flow import fanin
+from ..records import (
+    Checkpoint,
+    CheckpointOutcome,
+    HistoryEntry,
+    HistoryKind,
+    LeaseLost,
+    RunChange,
+    RunStatus,
+    RunUpdate,
+    Transition,
+)
+from .conn import Conn
+from .ingest import apply_ingest, clear_debounce, flush_batch
+from .jobs import insert_job, write_history
+from .leasing import release_slots
+from .pauses import consume_pause
+from .rows import ACTIVE, dump
+from .steps import abandon, go_on, lock_run, plan, record_result, settle
+
+
+def end_run(conn: Conn, run_id: str, keep_job: int | None = None) -> None:
+    """A run ended: none of its jobs or pauses may act any more, and its slots are free."""
+    conn.execute("DELETE FROM run_slots WHERE run_id = ?", (run_id,))
+    conn.execute(
+        "DELETE FROM concurrency_slots WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?)",
+        (run_id,),
+    )
+    if keep_job is None:
+        conn.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+    else:
+        conn.execute("DELETE FROM jobs WHERE run_id = ? AND id <> ?", (run_id, keep_job))
+    conn.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
+    conn.execute("DELETE FROM open_steps WHERE run_id = ?", (run_id,))
+
+
+def _status(conn: Conn, run_id: str) -> str | None:
+    row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return None if row is None else str(row["status"])
+
+
+def apply_run_change(conn: Conn, c: RunChange) -> bool:
+    """Apply ``c`` if its guards hold; True if it was applied."""
+    lock_run(conn, c.run_id)
+    if c.require_active and _status(conn, c.run_id) not in ACTIVE:
+        return False
+    if c.consume_pause is not None and not consume_pause(conn, c.consume_pause):
+        return False  # consumed already: a timeout and an event raced, and the other won
+    outcomes = [settle(conn, c.run_id, step) for step in c.settled]
+    if c.run_update is not None:
+        update_run(conn, c.run_id, c.run_update)
+    if c.end_run:
+        end_run(conn, c.run_id)
+    for job in c.new_jobs:
+        insert_job(conn, job)
+    go_on(conn, c.run_id, outcomes, c.continue_with)
+    write_history(conn, c.run_id, c.history)
+    if c.ingest is not None:
+        apply_ingest(conn, c.ingest)
+    return True
+
+
+def save_checkpoint(conn: Conn, cp: Checkpoint) -> CheckpointOutcome:
+    """Write the steps of a checkpoint, unless its run ended or its dispatch is stale."""
+    lock_run(conn, cp.run_id)
+    status = _status(conn, cp.run_id)
+    if status is None:
+        return CheckpointOutcome.NO_RUN
+    if status not in ACTIVE:
+        return CheckpointOutcome.RUN_ENDED
+    if cp.fence is not None:
+        job = conn.execute(
+            "SELECT generation FROM jobs WHERE id = ? AND run_id = ?",
+            (cp.fence.job_id, cp.run_id),
+        ).fetchone()
+        if dispatch.is_stale(cp.fence, job["generation"] if job is not None else None):
+            return CheckpointOutcome.STALE
+        # Steps that succeeded reset the budget: the next failure gets every retry again.
+        conn.execute("UPDATE jobs SET attempt = 0 WHERE id = ?", (cp.fence.job_id,))
+    if status == RunStatus.SCHEDULED.value:
+        conn.execute(
+            "UPDATE runs SET status = ?, started_at = coalesce(started_at, ?) WHERE id = ?",
+            (RunStatus.RUNNING.value, cp.started.at, cp.run_id),
+        )
+        write_history(conn, cp.run_id, [cp.started])
+    for step in cp.settled:
+        # Open steps stay open: only the call that was planned for one may close it.
+        record_result(conn, cp.run_id, step)
+    return CheckpointOutcome.SAVED
+
+
+def _started_once(conn: Conn, run_id: str, history: list[HistoryEntry]) -> list[HistoryEntry]:
+    """A run's start is told once: a checkpoint may have started it during its first call."""
+    if all(h.kind is not HistoryKind.RUN_STARTED for h in history):
+        return history
+    if _status(conn, run_id) == RunStatus.SCHEDULED.value:
+        return history
+    return [h for h in history if h.kind is not HistoryKind.RUN_STARTED]
+
+
+def apply_transition(conn: Conn, t: Transition) -> None:
+    # An update, not a read: on a backend with row locks it also holds the job until commit.
+    fenced = conn.execute(
+        "UPDATE jobs SET lease = lease WHERE id = ? AND lease = ?", (t.job_id, t.lease)
+    ).rowcount
+    if fenced == 0:
+        raise LeaseLost(f"job {t.job_id} is no longer leased by this worker")
+    release_slots(conn, t.job_id)
+    outcomes: list[fanin.SettledStep] = []
+    opened = False
+    if t.run_id is not None:
+        lock_run(conn, t.run_id)
+        write_history(conn, t.run_id, _started_once(conn, t.run_id, t.history))
+        outcomes = [settle(conn, t.run_id, step) for step in t.settled]
+        outcomes += [abandon(conn, t.run_id, step_id) for step_id in t.abandoned]
+        for step in t.planned:
+            opened = plan(conn, t.run_id, step) or opened
+    if t.run_update is not None and t.run_id is not None:
+        update_run(conn, t.run_id, t.run_update)
+    if t.retry_at is not None:
+        # A failed attempt: the next dispatch is a new generation.
+        conn.execute(
+            "UPDATE jobs SET attempt = attempt + 1, run_at = ?, lease = NULL,"
+            " generation = generation + 1 WHERE id = ?",
+            (t.retry_at, t.job_id),
+        )
+    elif t.reschedule_at is not None:
+        conn.execute(
+            "UPDATE jobs SET run_at = ?, lease = NULL WHERE id = ?", (t.reschedule_at, t.job_id)
+        )
+    else:
+        conn.execute("DELETE FROM jobs WHERE id = ?", (t.job_id,))
+    if t.clear_run_jobs and t.run_id is not None:
+        end_run(conn, t.run_id, keep_job=t.job_id)
+    for job in t.new_jobs:
+        insert_job(conn, job)
+    if t.run_id is not None and not opened and not t.clear_run_jobs:
+        # A step planned here calls the SDK again when it settles; going on now as well
+        # would only call it early.
+        go_on(conn, t.run_id, outcomes, t.continue_with)
+    if t.run_id is not None and t.ending is not None:
+        write_history(conn, t.run_id, [t.ending])
+    if t.ingest is not None:
+        apply_ingest(conn, t.ingest)
+    for change in t.run_changes:
+        apply_run_change(conn, change)
+    if t.clear_debounce is not None:
+        clear_debounce(conn, *t.clear_debounce)
+    if t.flush_batch is not None:
+        flush_batch(conn, *t.flush_batch)
+
+
+def update_run(conn: Conn, run_id: str, u: RunUpdate) -> None:
+    sets: list[str] = []
+    params: list[Any] = []
+    if u.status is not None:
+        sets.append("status = ?")
+        params.append(u.status.value)
+    if u.has_output:
+        sets.append("output = ?")
+        params.append(dump(u.output))
+    if u.error is not None:
+        sets.append("error = ?")
+        params.append(dump(u.error))
+    if u.request_version is not None:
+        sets.append("request_version = ?")
+        params.append(u.request_version)
+    if u.force_step_plan is not None:
+        sets.append("force_step_plan = ?")
+        params.append(int(u.force_step_plan))
+    if u.started_at is not None:
+        sets.append("started_at = coalesce(started_at, ?)")
+        params.append(u.started_at)
+    if u.ended_at is not None:
+        sets.append("ended_at = ?")
+        params.append(u.ended_at)
+    if not sets:
+        return
+    params.append(run_id)
+    conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", params)
