@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,24 @@ async def test_a_batch_goes_on_once_after_its_last_step(world: World) -> None:
     assert next_call.key == f"discovery:{run.id}:c"
     state = await world.store.load_run_state(run.id)
     assert state is not None and state.run.force_step_plan is False  # planning mode ends
+
+
+async def test_two_commits_racing_to_settle_a_batch_s_last_steps_go_on_once(
+    world: World,
+) -> None:
+    run, calls = await plan_batch(world, ["a", "b"])
+
+    await asyncio.gather(
+        *(
+            world.store.commit(
+                world.done(calls[s], settled=results((s, s)), continue_with=call(run.id, s))
+            )
+            for s in ["a", "b"]
+        )
+    )
+
+    [next_call] = await due_calls(world, run.id)
+    assert next_call.key in {f"discovery:{run.id}:a", f"discovery:{run.id}:b"}
 
 
 async def test_a_race_goes_on_after_each_step(world: World) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from ... import protocol
 from ...protocol import events as ev
 from .. import expr
+from ..store.base import Store
 from ..store.records import (
     EventRecord,
     HistoryEntry,
@@ -50,7 +51,7 @@ class SystemJobs:
     def __init__(
         self,
         *,
-        store: Any,
+        store: Store | None,
         registry: Registry,
         scheduler: Scheduler,
         driver: Driver,
@@ -61,6 +62,13 @@ class SystemJobs:
         self.scheduler = scheduler
         self.driver = driver
         self.retry_interval_s = retry_interval_s
+
+    @property
+    def _store(self) -> Store:
+        # Only the jobs that read the store need one (unit tests build executors without).
+        if self.store is None:
+            raise RuntimeError("this job needs the executor to have a store")
+        return self.store
 
     # ---- sleeps and cron ------------------------------------------------------------
     def wake(self, job: Job, state: RunState, now: int) -> Transition:
@@ -118,11 +126,11 @@ class SystemJobs:
     async def match(self, job: Job, now: int) -> Transition:
         """An event arrived for a name some pauses wait on: resume or cancel what it matches."""
         payload = job.payload or {}
-        event = await self.store.get_event(str(payload.get("event_id", "")))
+        event = await self._store.get_event(str(payload.get("event_id", "")))
         if event is None:
             return _done(job)
         wire = event.to_wire()
-        candidates = await self.store.find_pauses(
+        candidates = await self._store.find_pauses(
             event.name,
             int(payload.get("horizon", 0)),
             lambda path: expr.index_value(expr.value_at(wire, path)),
@@ -133,7 +141,7 @@ class SystemJobs:
         changes: list[RunChange] = []
         to_cancel = [p for p in matched if p.kind is PauseKind.CANCEL]
         states = (
-            await self.store.load_run_states([p.run_id for p in to_cancel]) if to_cancel else {}
+            await self._store.load_run_states([p.run_id for p in to_cancel]) if to_cancel else {}
         )
         cancelled: set[str] = set()
         for pause in to_cancel:
@@ -155,7 +163,7 @@ class SystemJobs:
 
     async def pause_timeout(self, job: Job, now: int) -> Transition:
         key = str((job.payload or {}).get("pause", ""))
-        pause = await self.store.get_pause(key)
+        pause = await self._store.get_pause(key)
         if pause is None or pause.kind is PauseKind.CANCEL:
             return _done(job)  # resumed already: the event won the race
         return _done(
@@ -178,10 +186,10 @@ class SystemJobs:
     async def cancel_bulk(self, job: Job, now: int) -> Transition:
         """Cancel one page of a bulk cancellation's runs; come back for the next page."""
         payload = job.payload or {}
-        record = await self.store.get_cancellation(str(payload.get("cancellation_id", "")))
+        record = await self._store.get_cancellation(str(payload.get("cancellation_id", "")))
         if record is None:
             return _done(job)  # deleted: stop
-        states = await self.store.active_runs(
+        states = await self._store.active_runs(
             record.function_slug,
             after_run_id=str(payload.get("after", "")),
             created_before=record.started_before,
@@ -210,12 +218,12 @@ class SystemJobs:
     async def debounce(self, job: Job, now: int) -> Transition:
         """A debounced key went quiet: start one run with the latest event it held."""
         key = str((job.payload or {}).get("key", ""))
-        held = await self.store.get_debounce(key)
+        held = await self._store.get_debounce(key)
         if held is None:
             return _done(job)
         function_id, event_id = held
         spec = self.registry.by_id(function_id)
-        event = await self.store.get_event(event_id)
+        event = await self._store.get_event(event_id)
         if spec is None or event is None:
             return _done(job, clear_debounce=(key, event_id))
         run = Scheduler.new_run(spec, event, now, hold=False)
