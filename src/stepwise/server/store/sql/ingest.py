@@ -13,7 +13,7 @@ from .conn import Conn
 from .jobs import insert_job
 from .leasing import rate_lock, read_tat, write_tat
 from .pauses import insert_pause
-from .rows import ACTIVE, EVENT_COLUMNS, chunks, dump, event_to_row, load, marks
+from .rows import ACTIVE, EVENT_COLUMNS, chunks, dump, dump_text, event_to_row, load, marks
 
 
 def debounce_lock(key: str) -> str:
@@ -190,11 +190,13 @@ def create_run(conn: Conn, run: NewRun) -> bool:
             run.correlation_id,
             skip,
             run.singleton_key,
-            dump([list(c) for c in run.concurrency]) if run.concurrency else None,
-            dump([run.throttle.key, run.throttle.limit, run.throttle.period_ms, run.throttle.burst])
+            dump_text([list(c) for c in run.concurrency]) if run.concurrency else None,
+            dump_text(
+                [run.throttle.key, run.throttle.limit, run.throttle.period_ms, run.throttle.burst]
+            )
             if run.throttle
             else None,
-            dump([list(c) for c in run.run_concurrency]) if run.run_concurrency else None,
+            dump_text([list(c) for c in run.run_concurrency]) if run.run_concurrency else None,
         ),
     )
     if skip:
@@ -280,7 +282,7 @@ def _append_to_batch(conn: Conn, run: NewRun) -> str | None:
         conn.execute(
             "INSERT INTO batches (key, batch_id, function_id, function_slug, event_ids, first_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (b.key, batch_id, run.function_id, run.function_slug, dump(ids), now),
+            (b.key, batch_id, run.function_id, run.function_slug, dump_text(ids), now),
         )
         insert_job(
             conn,
@@ -294,7 +296,7 @@ def _append_to_batch(conn: Conn, run: NewRun) -> str | None:
         )
     else:
         batch_id = row["batch_id"]
-        conn.execute("UPDATE batches SET event_ids = ? WHERE key = ?", (dump(ids), b.key))
+        conn.execute("UPDATE batches SET event_ids = ? WHERE key = ?", (dump_text(ids), b.key))
     if not batching.is_full(ids, b.max_size):
         return None
     return flush_batch(conn, b.key, batch_id, now)

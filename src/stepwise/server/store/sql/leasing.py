@@ -20,6 +20,10 @@ from .rows import JOB_COLUMNS, job_from_row, load
 # How far past the limit the lease looks for work that is not blocked.
 LEASE_SCAN_EXTRA = 200
 
+# What a backend with row locks passes as ``row_locks``: concurrent leases skip the due
+# jobs another transaction is leasing instead of leasing them twice.
+SKIP_LOCKED = " FOR UPDATE OF j SKIP LOCKED"
+
 _LEASE_SELECT = (
     f"SELECT {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))},"
     " r.concurrency, r.throttle, r.status, r.run_concurrency"
@@ -122,8 +126,9 @@ def lease(conn: Conn, now: int, limit: int, lease_ms: int, *, row_locks: str = "
 
     Each leased step takes one slot per concurrency key until its transition commits.
     A job leased again after its lease ran out starts a new generation: the old
-    dispatch may still be alive. ``row_locks`` is appended to the select of due jobs
-    (a backend with row locks passes its skip-locked clause).
+    dispatch may still be alive. ``row_locks`` is appended to the select of due jobs: a
+    backend whose transactions run concurrently passes ``SKIP_LOCKED`` (SQLite, with one
+    writer, passes nothing).
     """
     rows = conn.execute(_LEASE_SELECT + row_locks, (now, limit + LEASE_SCAN_EXTRA)).fetchall()
     slots = _Slots(conn, now)

@@ -27,6 +27,11 @@ def dump(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def dump_text(value: Any) -> str:
+    """JSON for the columns declared as text (a run's limits, a batch's event ids)."""
+    return orjson.dumps(value).decode()
+
+
 def load(blob: bytes | memoryview | str | None) -> Any:
     if blob is None:
         return None
