@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ....protocol.ids import encode_ulid
+from .conn import Conn
 
 # Run statuses, as stored.
 _ACTIVE = ("Scheduled", "Running")
@@ -32,7 +33,7 @@ def _marks(values: Sequence[Any]) -> str:
 # ---- leases ---------------------------------------------------------------------------
 
 
-def renew_leases(conn: Any, leases: Sequence[tuple[int, str]], until: int) -> set[int]:
+def renew_leases(conn: Conn, leases: Sequence[tuple[int, str]], until: int) -> set[int]:
     """Extend each (job id, lease token) still ours to ``until``; the job ids no longer ours.
 
     A lease that ran out but was not taken over is still ours: nobody else holds the job.
@@ -56,7 +57,7 @@ def renew_leases(conn: Any, leases: Sequence[tuple[int, str]], until: int) -> se
 # ---- the function registry ---------------------------------------------------------------
 
 
-def bump_registry_version(conn: Any) -> None:
+def bump_registry_version(conn: Conn) -> None:
     """Tell every node that the function set changed (in the transaction that changed it)."""
     conn.execute(
         "INSERT INTO counters (name, value) VALUES (?, 1)"
@@ -65,7 +66,7 @@ def bump_registry_version(conn: Any) -> None:
     )
 
 
-def registry_version(conn: Any) -> int:
+def registry_version(conn: Conn) -> int:
     row = conn.execute("SELECT value FROM counters WHERE name = ?", (REGISTRY_COUNTER,)).fetchone()
     return int(row["value"]) if row is not None else 0
 
@@ -73,7 +74,7 @@ def registry_version(conn: Any) -> int:
 # ---- history retention -----------------------------------------------------------------------
 
 
-def purge_finished(conn: Any, before: int, limit: int) -> int:
+def purge_finished(conn: Conn, before: int, limit: int) -> int:
     """Delete up to ``limit`` runs that finished before ``before``, with all they left.
 
     Their history, step results, pauses, slots and any job left behind go with them. Then
@@ -108,7 +109,7 @@ def purge_finished(conn: Any, before: int, limit: int) -> int:
     return len(run_ids) + events
 
 
-def _purge_events(conn: Any, before: int, limit: int) -> int:
+def _purge_events(conn: Conn, before: int, limit: int) -> int:
     """Delete old events (every copy) that no stored run and no open batch or debounce needs."""
     rows = conn.execute(
         "SELECT e.internal_id, e.received_at FROM events e"
