@@ -167,6 +167,7 @@ def _retention(default: str) -> Callable[[click.decorators.FC], click.decorators
 
 def _run(config: ServerConfig, log_level: str) -> None:
     from .server.server import Server
+    from .server.store.errors import DatabaseUnavailable
     from .server.store.records import StoreInUse
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -177,7 +178,7 @@ def _run(config: ServerConfig, log_level: str) -> None:
         _run_loop(Server(config).serve())
     except KeyboardInterrupt:
         pass
-    except StoreInUse as exc:
+    except (StoreInUse, DatabaseUnavailable) as exc:
         click.echo(f"stepwise: cannot start: {exc}", err=True)
         sys.exit(1)
 
@@ -241,7 +242,15 @@ def dev(no_discovery: bool, max_event_bytes: int, **common: Any) -> None:
     "--sqlite-path",
     default=".stepwise/stepwise.db",
     show_default=True,
-    help="Where the database lives.",
+    help="Where the database lives (one node; see --postgres-uri for many).",
+)
+@click.option(
+    "--postgres-uri",
+    envvar="STEPWISE_POSTGRES_URI",
+    default=None,
+    metavar="URI",
+    help="Store everything in this PostgreSQL database instead of --sqlite-path; any number "
+    "of nodes may share it (postgresql://user:password@host:5432/dbname).",
 )
 @_max_event_size(MAX_EVENT_BYTES)
 @_retention("30d")
@@ -250,6 +259,7 @@ def start(
     event_keys: tuple[str, ...],
     max_event_bytes: int,
     no_discovery: bool,
+    postgres_uri: str | None,
     **common: Any,
 ) -> None:
     """Run the server in production mode: keys required, commits survive power loss."""
@@ -261,6 +271,7 @@ def start(
         signing_key=signing_key,
         event_keys=event_keys,
         max_event_bytes=max_event_bytes,
+        postgres_uri=postgres_uri or None,
     )
 
 

@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from _clock import FAR, MINUTE, T0
 
 from stepwise.server.store.base import Store
+from stepwise.server.store.postgres.store import PostgresStore
 from stepwise.server.store.records import (
     AppRecord,
     EventRecord,
@@ -30,7 +32,7 @@ from stepwise.server.store.records import (
 from stepwise.server.store.sqlite.store import SqliteStore
 
 # Every backend the contract runs against. Add "postgres" here (and a class below).
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 
 
 class Backend(abc.ABC):
@@ -88,15 +90,48 @@ class SqliteBackend(Backend):
         return store.commits
 
 
-def _make_backend(name: str, tmp_path: Path) -> Backend:
-    if name == "sqlite":
-        return SqliteBackend(tmp_path)
-    raise AssertionError(f"unknown backend {name!r}")
+class PostgresBackend(Backend):
+    """A fresh, empty PostgreSQL database per test: the store migrates it on open."""
+
+    name = "postgres"
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def new_store(self) -> Store:
+        return PostgresStore(self.uri, writers=2, readers=2)
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.uri) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def schema(self) -> dict[str, list[str]]:
+        rows = self._query(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        )
+        tables: dict[str, list[str]] = {}
+        for table, column in rows:
+            tables.setdefault(table, []).append(column)
+        return tables
+
+    def schema_versions(self) -> list[int]:
+        return [
+            row[0] for row in self._query("SELECT version FROM schema_version ORDER BY version")
+        ]
+
+    def commits(self, store: Store) -> int | None:
+        assert isinstance(store, PostgresStore)
+        return store.commits
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return _make_backend(request.param, tmp_path)
+    if request.param == "sqlite":
+        return SqliteBackend(tmp_path)
+    if request.param == "postgres":
+        return PostgresBackend(request.getfixturevalue("pg_empty_uri"))
+    raise AssertionError(f"unknown backend {request.param!r}")
 
 
 @pytest.fixture

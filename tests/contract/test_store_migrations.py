@@ -83,7 +83,8 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     ],
     "counters": ["name", "value"],
 }
-EXPECTED_VERSIONS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+# PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
+EXPECTED_VERSIONS = {"sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "postgres": [9, 10]}
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(
@@ -93,7 +94,7 @@ async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(
     await store.open()
     try:
         assert backend.schema() == EXPECTED_SCHEMA
-        assert backend.schema_versions() == EXPECTED_VERSIONS
+        assert backend.schema_versions() == EXPECTED_VERSIONS[backend.name]
     finally:
         await store.close()
 
@@ -117,5 +118,5 @@ async def test_reopening_a_migrated_database_changes_nothing(backend: Backend, m
         finally:
             await again.close()
 
-    assert backend.schema_versions() == EXPECTED_VERSIONS
+    assert backend.schema_versions() == EXPECTED_VERSIONS[backend.name]
     assert backend.schema() == EXPECTED_SCHEMA

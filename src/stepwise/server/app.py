@@ -17,6 +17,7 @@ from ..protocol import headers as h
 from .api import checkpoint, control, events, register, rest
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
+from .store.errors import DatabaseUnavailable
 
 log = logging.getLogger("stepwise.api")
 
@@ -51,6 +52,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         {"error": exc.detail, "code": code, "status": exc.status_code}, status_code=exc.status_code
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DatabaseUnavailable)
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    if exc.in_doubt:
+        message = (
+            "the database connection was lost while the request was being committed: it may or"
+            " may not have been stored; retry it (events with the same id are deduplicated)"
+        )
+    else:
+        message = "the database is unavailable; nothing was stored, retry the request later"
+    return JSONResponse(
+        {"error": message, "code": "database_unavailable", "status": 503},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )
 
 
@@ -89,6 +107,7 @@ def build_app(state: ServerState) -> Any:
         routes=routes,
         exception_handlers={
             ApiError: _api_error,
+            DatabaseUnavailable: _database_unavailable,
             HTTPException: _http_error,
             Exception: _unexpected,
         },

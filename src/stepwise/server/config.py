@@ -22,6 +22,8 @@ class ServerConfig:
     sqlite_path: str = ".stepwise/stepwise.db"
     # NORMAL survives a killed process; FULL also survives losing the machine.
     sqlite_synchronous: str = "FULL"
+    # When set, the store is this PostgreSQL database (shared by many nodes), not SQLite.
+    postgres_uri: str | None = None
     dev: bool = False
     sdk_urls: tuple[str, ...] = ()
     discovery: bool = False

@@ -17,6 +17,8 @@ from .app import build_app
 from .config import ServerConfig
 from .engine.engine import Engine
 from .engine.outbound import DestinationPolicy, OutboundClient
+from .store.base import Store
+from .store.postgres.store import PostgresStore
 from .store.sqlite.store import SqliteStore
 
 log = logging.getLogger("stepwise.server")
@@ -47,7 +49,11 @@ DISCOVERY_PATHS = (
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        store = SqliteStore(config.sqlite_path, synchronous=config.sqlite_synchronous)
+        store: Store
+        if config.postgres_uri:
+            store = PostgresStore(config.postgres_uri)
+        else:
+            store = SqliteStore(config.sqlite_path, synchronous=config.sqlite_synchronous)
         self.engine = Engine(
             store,
             signing_key=config.signing_key,

@@ -64,6 +64,7 @@ class Engine:
         self.store = store
         self.registry = Registry()
         self._registry_version: int | None = None
+        self._registry_changed = asyncio.Event()
         self._registry_poll_s = registry_poll_s
         self._registry_watch: asyncio.Task[None] | None = None
         self._retention_ms = retention_ms
@@ -103,6 +104,7 @@ class Engine:
             if recovered:
                 log.info("recovered %d jobs that were in flight when the server stopped", recovered)
         await self.reload_registry()
+        self.store.on_change(self._changed_elsewhere)
         self.worker.start()
         self._registry_watch = asyncio.create_task(
             self._watch_registry(), name="stepwise-registry-watch"
@@ -128,10 +130,20 @@ class Engine:
         self._registry_version = await self.store.registry_version()
         self.registry.replace_all(await self.store.list_functions())
 
+    def _changed_elsewhere(self, topic: str) -> None:
+        """Another node committed news: new work wakes the worker, a sync the registry watch."""
+        if topic == "registry":
+            self._registry_changed.set()
+        else:
+            self.worker.notify()
+
     async def _watch_registry(self) -> None:
         """Pick up apps synced through another node sharing the database."""
         while True:
-            await asyncio.sleep(self._registry_poll_s)
+            # A notification from the syncing node comes at once; the poll covers a lost one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._registry_changed.wait(), self._registry_poll_s)
+            self._registry_changed.clear()
             try:
                 if await self.store.registry_version() != self._registry_version:
                     await self.reload_registry()

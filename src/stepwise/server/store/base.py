@@ -174,3 +174,9 @@ class Store(Protocol):
         received before ``before`` that no stored run, open batch or debounce still needs,
         and idempotency keys that expired before ``before``. Active runs are never touched.
         Returns how many runs and events were deleted (less than ``limit`` each: caught up)."""
+
+    def on_change(self, wake: Callable[[str], None]) -> None:
+        """Have ``wake(topic)`` called when another node sharing the database commits news:
+        ``"jobs"`` (work may be due sooner than this node thinks) or ``"registry"`` (the
+        function set changed). After a lost connection to the database both are called, as
+        news may have been missed. A single-node backend never calls it."""

@@ -207,3 +207,17 @@ def release_after_fault(conn: Conn, job_id: int, lease_token: str, run_at: int) 
 def next_due_at(conn: Conn) -> int | None:
     row = conn.execute("SELECT min(run_at) AS at FROM jobs").fetchone()
     return None if row is None else row["at"]
+
+
+def recover_leases(conn: Conn, now: int) -> int:
+    """Every leased job due now, its lease dropped and its concurrency slots freed.
+
+    A dispatch cut off by a stop is a lost one: its job starts a new generation.
+    """
+    cur = conn.execute(
+        "UPDATE jobs SET run_at = CASE WHEN run_at < ? THEN run_at ELSE ? END, lease = NULL,"
+        " generation = generation + 1 WHERE lease IS NOT NULL",
+        (now, now),
+    )
+    conn.execute("DELETE FROM concurrency_slots")
+    return cur.rowcount

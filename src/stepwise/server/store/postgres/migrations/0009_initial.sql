@@ -1,4 +1,5 @@
--- Stepwise schema, version 1 (PostgreSQL): the SQLite schema after its migrations 1-9,
+-- Stepwise schema, version 9 (PostgreSQL): the SQLite schema after its migrations 1-9,
+-- numbered so that later migrations carry the same number on both backends,
 -- with the same tables and the same columns in the same order (a test compares them).
 -- Times are epoch milliseconds (BIGINT), JSON payloads are bytes (BYTEA), booleans are
 -- integers. Text compares byte-wise (COLLATE "C"), as SQLite's BINARY collation does,
