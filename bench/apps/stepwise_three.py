@@ -9,7 +9,8 @@ import uvicorn
 import stepwise
 from stepwise.adapters.starlette import app as stepwise_app
 
-client = stepwise.Stepwise(app_id="bench", is_production=False)
+# Dev mode when INNGEST_DEV is set (bench/_stack.py), production with INNGEST_SIGNING_KEY.
+client = stepwise.Stepwise(app_id="bench")
 
 
 @client.create_function(fn_id="three-steps", trigger=stepwise.TriggerEvent(event="bench/three"))
