@@ -26,10 +26,10 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture
-def private_pg(tmp_path: Path) -> Iterator[PrivatePostgres]:
-    pg = PrivatePostgres(tmp_path)
-    pg.start()
+def private_pg() -> Iterator[PrivatePostgres]:
+    pg = PrivatePostgres()
     try:
+        pg.start()
         with psycopg.connect(pg.admin_uri, autocommit=True) as admin:
             admin.execute("CREATE DATABASE stepwise")
         yield pg

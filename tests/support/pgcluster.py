@@ -2,7 +2,8 @@
 
 The shared server at 127.0.0.1:5432 serves every other test at once; a test that takes the
 database away must have its own. ``initdb`` takes well under a second; the data lives in the
-test's temporary directory. PostgreSQL refuses to run as root, so as root it runs as the
+directory of its own under the system's temporary directory (pytest's own is private to
+the user running the tests). PostgreSQL refuses to run as root, so as root it runs as the
 ``postgres`` system user.
 """
 
@@ -12,6 +13,7 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from .harness import free_port
@@ -25,9 +27,8 @@ def _bin(name: str) -> str:
 
 
 class PrivatePostgres:
-    def __init__(self, tmp: Path) -> None:
-        self.dir = tmp / "pg"
-        self.dir.mkdir()
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="stepwise-pg-"))
         self.port = free_port()
         self.as_user: list[str] = []
         if os.geteuid() == 0:
@@ -55,5 +56,8 @@ class PrivatePostgres:
         self._run(_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", mode, "-w", "stop")
 
     def close(self) -> None:
-        if (self.dir / "data" / "postmaster.pid").exists():
-            self.stop("immediate")
+        try:
+            if (self.dir / "data" / "postmaster.pid").exists():
+                self.stop("immediate")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
