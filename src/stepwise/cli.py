@@ -127,6 +127,17 @@ def _common(fn: click.decorators.FC) -> click.decorators.FC:
     return fn
 
 
+def _postgres(fn: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--postgres-uri",
+        envvar="STEPWISE_POSTGRES_URI",
+        default=None,
+        metavar="URI",
+        help="Store everything in this PostgreSQL database instead of --sqlite-path; any "
+        "number of nodes may share it (postgresql://user:password@host:5432/dbname).",
+    )(fn)
+
+
 def _max_event_size(default: int) -> Callable[[click.decorators.FC], click.decorators.FC]:
     return click.option(
         "--max-event-size",
@@ -203,16 +214,18 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     show_default=True,
     help="Where the embedded database lives.",
 )
+@_postgres
 @_max_event_size(DEV_MAX_EVENT_BYTES)
 @_retention("off")
-def dev(no_discovery: bool, max_event_bytes: int, **common: Any) -> None:
-    """Run the development server on an embedded SQLite file."""
+def dev(no_discovery: bool, max_event_bytes: int, postgres_uri: str | None, **common: Any) -> None:
+    """Run the development server on an embedded SQLite file (or on PostgreSQL)."""
     _serve(
         common,
         sqlite_synchronous="NORMAL",
         dev=True,
         discovery=not no_discovery,
         max_event_bytes=max_event_bytes,
+        postgres_uri=postgres_uri or None,
     )
 
 
@@ -244,14 +257,7 @@ def dev(no_discovery: bool, max_event_bytes: int, **common: Any) -> None:
     show_default=True,
     help="Where the database lives (one node; see --postgres-uri for many).",
 )
-@click.option(
-    "--postgres-uri",
-    envvar="STEPWISE_POSTGRES_URI",
-    default=None,
-    metavar="URI",
-    help="Store everything in this PostgreSQL database instead of --sqlite-path; any number "
-    "of nodes may share it (postgresql://user:password@host:5432/dbname).",
-)
+@_postgres
 @_max_event_size(MAX_EVENT_BYTES)
 @_retention("30d")
 def start(

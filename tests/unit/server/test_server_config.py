@@ -98,8 +98,6 @@ ONLY_ON_START = {
     # any event key and signs nothing, as the reference dev server does.
     "--signing-key": "production requires request signing",
     "--event-key": "production requires event keys",
-    # The development server is one process on an embedded file; a cluster is production.
-    "--postgres-uri": "many nodes sharing PostgreSQL are a production deployment",
 }
 ONLY_ON_DEV: dict[str, str] = {}
 
