@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from .. import faults
 from ..store.base import Store
+from ..store.errors import DatabaseUnavailable
 from ..store.records import Job, LeaseLost, RunState, SignalTaken, Transition
 
 log = logging.getLogger("stepwise.worker")
@@ -98,6 +99,11 @@ class Worker:
             now = int(time.time() * 1000)
             try:
                 work = await self.store.lease_due_work(now, free, self.lease_ms)
+            except DatabaseUnavailable as exc:
+                # The store reconnects by itself; no traceback twice a second meanwhile.
+                log.warning("leasing jobs: %s; trying again", exc)
+                await asyncio.sleep(0.5)
+                continue
             except Exception:
                 log.exception("leasing jobs failed")
                 await asyncio.sleep(0.5)
@@ -108,6 +114,10 @@ class Worker:
                 continue  # there may be more due right now
             try:
                 next_due = await self.store.next_due_at()
+            except DatabaseUnavailable as exc:
+                log.warning("reading the next due time: %s; trying again", exc)
+                await asyncio.sleep(0.5)
+                continue
             except Exception:
                 log.exception("reading the next due time failed")
                 await asyncio.sleep(0.5)
