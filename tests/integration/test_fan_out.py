@@ -8,7 +8,6 @@ finished invokes again, leaving pauses nothing would resolve.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,14 +48,10 @@ def assert_planned_once(stack: Stack, run_id: str, started: str, ended: str) -> 
 
 def open_leftovers(stack: Stack, run_id: str) -> tuple[int, int, int]:
     """Pauses, jobs and open steps the run still holds (an ended run holds none)."""
-    conn = sqlite3.connect(stack.server.db)
-    try:
-        return tuple(  # type: ignore[return-value]
-            conn.execute(f"SELECT count(*) FROM {table} WHERE run_id = ?", (run_id,)).fetchone()[0]
-            for table in ("pauses", "jobs", "open_steps")
-        )
-    finally:
-        conn.close()
+    return tuple(  # type: ignore[return-value]
+        stack.server.query(f"SELECT count(*) FROM {table} WHERE run_id = ?", (run_id,))[0][0]
+        for table in ("pauses", "jobs", "open_steps")
+    )
 
 
 @pytest.mark.parametrize("round_", range(3))
@@ -68,7 +63,7 @@ def test_a_thousand_invoked_children_join_and_each_starts_once(stack: Stack, rou
     assert_planned_once(stack, run["run_id"], "InvokeStarted", "InvokeEnded")
     invoked = Counter(
         json.loads(row[0])["_inngest"]["correlation_id"]
-        for row in sqlite3.connect(stack.server.db).execute(
+        for row in stack.server.query(
             "SELECT data FROM events WHERE name = 'inngest/function.invoked'"
         )
     )

@@ -78,7 +78,9 @@ def app() -> Iterator[Peer]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, app: Peer) -> Iterator[ServerProcess]:
+def server(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, app: Peer
+) -> Iterator[ServerProcess]:
     tmp: Path = tmp_path_factory.mktemp("targeting")
     s = ServerProcess(tmp, sdk_urls=[], extra_args=["--retry-interval", "1"])
     try:
