@@ -8,7 +8,8 @@ fresh database cloned from the migrated template (``tests/support/postgres.py``)
 It is module-scoped because many modules share one server across their tests through a
 module-scoped fixture; such a fixture must take ``backend`` as an argument, so that it is
 built again for each backend (a guard below fails a test that meets a server of the other
-backend). A test that only makes sense on some backends says so with
+backend). So must a module-scoped fake app or target that records what it received: the
+requests of the other backend's run would be counted too. A test that only makes sense on some backends says so with
 ``@pytest.mark.backends("sqlite")`` and the reason beside it: it is then not generated for
 the others, never skipped.
 """

@@ -56,7 +56,7 @@ class Targets:
 
 
 @pytest.fixture(scope="module")
-def targets() -> Iterator[Targets]:
+def targets(backend: str) -> Iterator[Targets]:
     t = Targets()
     with t.loopback, t.allowed, t.denied:
         try:

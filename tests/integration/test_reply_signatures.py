@@ -78,7 +78,7 @@ def respond(request: Received) -> Answer:
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[Peer]:
+def app(backend: str) -> Iterator[Peer]:
     with Peer(respond) as peer:
         yield peer
 

@@ -72,7 +72,8 @@ FUNCTIONS = ["vanish", "found-another", "redrive-once", "redrive-forever"]
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[Peer]:
+def app(backend: str) -> Iterator[Peer]:
+    SEEN.clear()  # a new app for each backend: it has seen no call yet
     with Peer(respond) as peer:
         yield peer
 
