@@ -16,7 +16,7 @@ SIGNING_KEY = "signkey-test-0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("bad-input"), sdk_urls=[])
     proc.start_and_wait()
     yield proc
@@ -196,7 +196,7 @@ def test_server_still_serves_after_bad_input(server: ServerProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def prod_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def prod_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("prod")
     proc = ServerProcess(tmp, sdk_urls=[])
     proc.args[proc.args.index("dev")] = "start"

@@ -8,7 +8,6 @@ tested in ``tests/interop/test_checkpointing.py``.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ SIGNING_KEY = "signkey-prod-" + "c4" * 32
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("checkpoint-api"), sdk_urls=[])
     proc.start_and_wait()
     function = {
@@ -47,26 +46,18 @@ def active_run(server: ServerProcess) -> tuple[str, int, int]:
     run_id: str = wait_until(lambda: server.runs(event_id)[0]["run_id"], timeout=20, what="the run")
 
     def retry_pending() -> tuple[int, int] | None:
-        conn = sqlite3.connect(server.db)
-        try:
-            row = conn.execute(
-                "SELECT id, generation FROM jobs WHERE run_id = ? AND attempt = 1", (run_id,)
-            ).fetchone()
-        finally:
-            conn.close()
-        return (row[0], row[1]) if row else None
+        rows = server.query(
+            "SELECT id, generation FROM jobs WHERE run_id = ? AND attempt = 1", (run_id,)
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
 
     job_id, generation = wait_until(retry_pending, timeout=20, what="the retry of the first call")
     return run_id, job_id, generation
 
 
 def job_attempt(server: ServerProcess, job_id: int) -> int:
-    conn = sqlite3.connect(server.db)
-    try:
-        row = conn.execute("SELECT attempt FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    finally:
-        conn.close()
-    return int(row[0])
+    [(attempt,)] = server.query("SELECT attempt FROM jobs WHERE id = ?", (job_id,))
+    return int(attempt)
 
 
 def post(server: ServerProcess, run_id: str, body: Any) -> httpx.Response:

@@ -26,14 +26,15 @@ RUNS = 2000
 LIMIT = 25
 NODES = 3
 
-pytestmark = pytest.mark.timeout(600)
+# Once, not per backend: the nodes share one PostgreSQL database of their own (`pg_uri`).
+pytestmark = [pytest.mark.timeout(600), pytest.mark.backends("postgres")]
 
 
 def _node(tmp: Path, uri: str, sdk_urls: list[str], port: int | None = None) -> ServerProcess:
-    node = ServerProcess(tmp, sdk_urls=sdk_urls, port=port, extra_args=["--lease-seconds", "5"])
+    node = ServerProcess(
+        tmp, sdk_urls=sdk_urls, port=port, extra_args=["--lease-seconds", "5"], postgres_uri=uri
+    )
     node.production(signing_key=SIGNING_KEY, event_key=EVENT_KEY)
-    where = node.args.index("--sqlite-path")
-    node.args[where : where + 2] = ["--postgres-uri", uri]
     return node
 
 

@@ -8,7 +8,6 @@ At most the step that was in flight is re-executed, and every run must still com
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stepwise.protocol import hash_step_id
-from support.harness import Stack, wait_until
+from support.harness import ServerProcess, Stack, wait_until
 
 RUNS = 12
 EXPECTED_OUTPUT = [0, 1, 2]
@@ -29,13 +28,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
 
 
-def committed_steps(db: Path) -> dict[str, set[str]]:
+def committed_steps(server: ServerProcess) -> dict[str, set[str]]:
     """Per run, the hashed ids of the steps whose result is durably stored."""
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute("SELECT run_id, step_id FROM steps").fetchall()
-    finally:
-        conn.close()
+    rows = server.query("SELECT run_id, step_id FROM steps")
     out: dict[str, set[str]] = {}
     for run_id, step_id in rows:
         out.setdefault(run_id, set()).add(step_id)
@@ -53,7 +48,7 @@ def kill_and_restart(
     stack: Stack, crashes: list[tuple[float, dict[str, set[str]]]], down_for: float = 0.3
 ) -> None:
     stack.server.kill()
-    crashes.append((time.time(), committed_steps(stack.server.db)))
+    crashes.append((time.time(), committed_steps(stack.server)))
     time.sleep(down_for)
     stack.server.start_and_wait()
 
@@ -108,7 +103,7 @@ def test_kill_during_sleep(stack: Stack) -> None:
     event_ids = send_slow_runs(stack, step_seconds=0.1, sleep="4s")
 
     def all_sleeping() -> bool:
-        committed = committed_steps(stack.server.db)
+        committed = committed_steps(stack.server)
         return len(committed) == RUNS and all(
             hash_step_id("s0") in steps for steps in committed.values()
         )
@@ -142,7 +137,7 @@ def test_kill_of_the_app_during_steps(stack: Stack) -> None:
     )
     stack.app.kill()
     crash_time = time.time()
-    committed = committed_steps(stack.server.db)
+    committed = committed_steps(stack.server)
     time.sleep(0.5)
     stack.app.start_and_wait()  # same port: the server's retries reach it again
     assert_all_complete_without_rerunning_committed_steps(

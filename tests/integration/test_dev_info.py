@@ -21,7 +21,7 @@ APP_URL = "http://127.0.0.1:9/api/inngest"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with Stack(tmp_path_factory.mktemp("dev-info"), "events_app", functions=2) as s:
         yield s
 

@@ -17,7 +17,7 @@ DURABLE_FUNCTIONS = 8
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with Stack(
         tmp_path_factory.mktemp("durable"),
         "durable_app",

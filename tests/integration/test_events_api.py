@@ -22,7 +22,7 @@ from support.harness import ServerProcess, Stack, wait_until
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with Stack(tmp_path_factory.mktemp("events"), "events_app", functions=2) as s:
         yield s
 
@@ -212,7 +212,7 @@ def test_the_dev_server_takes_events_up_to_3_mb(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def production(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("events-production"), sdk_urls=[])
     proc.production(signing_key="signkey-prod-" + "7a" * 32, event_key="first-key")
     proc.args += ["--event-key", "second-key"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ from support.harness import Stack, wait_until
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with Stack(
         tmp_path_factory.mktemp("flow-load"),
         "flow_app",
@@ -34,13 +33,7 @@ def send_many(stack: Stack, events: list[dict[str, Any]]) -> list[str]:
 
 
 def statuses(stack: Stack, function_slug: str) -> Counter[str]:
-    conn = sqlite3.connect(stack.server.db)
-    try:
-        rows = conn.execute(
-            "SELECT status FROM runs WHERE function_slug = ?", (function_slug,)
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = stack.server.query("SELECT status FROM runs WHERE function_slug = ?", (function_slug,))
     return Counter(r[0] for r in rows)
 
 

@@ -41,7 +41,7 @@ APP_URL = "http://127.0.0.1:9/api/inngest"  # nothing listens there: calls fail 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("fuzz-api"), sdk_urls=[])
     proc.start_and_wait()
     yield proc
@@ -625,7 +625,7 @@ def test_server_survived_the_fuzzing(
 
 
 @pytest.fixture(scope="module")
-def bug_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def bug_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("fuzz-api-bugs"), sdk_urls=[])
     proc.start_and_wait()
     yield proc

@@ -2,7 +2,7 @@
 
 The server runs with one-second leases. A slow step outlives many of them, so only the
 heartbeat keeps its job. Then the server is frozen (SIGSTOP) past its lease, as a stalled
-node would be, and another holder leases the job through a second store on the same file;
+node would be, and another holder leases the job through a second store on the same database;
 when the server wakes, its outcome must be refused and nothing of it recorded.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from stepwise.protocol import hash_step_id
-from stepwise.server.store.sqlite.store import SqliteStore
-from support.harness import Stack, wait_until
+from support.harness import ServerProcess, Stack, wait_until
 
 
 @pytest.fixture
@@ -28,13 +26,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
 
 
-def stored_steps(db: Path, run_id: str) -> set[str]:
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute("SELECT step_id FROM steps WHERE run_id = ?", (run_id,)).fetchall()
-    finally:
-        conn.close()
-    return {row[0] for row in rows}
+def stored_steps(server: ServerProcess, run_id: str) -> set[str]:
+    return {row[0] for row in server.query("SELECT step_id FROM steps WHERE run_id = ?", (run_id,))}
 
 
 def in_step(stack: Stack, step: str) -> str:
@@ -57,9 +50,9 @@ def test_a_step_longer_than_many_leases_runs_once(stack: Stack) -> None:
     assert "lost its lease" not in stack.server.log()
 
 
-async def take_over(db: Path, run_id: str, lease_ms: int) -> None:
+async def take_over(server: ServerProcess, run_id: str, lease_ms: int) -> None:
     """Lease the run's job as another node would once the server's lease ran out."""
-    store = SqliteStore(str(db), exclusive=False)
+    store = server.second_store()
     await store.open()
     try:
         while True:
@@ -79,7 +72,7 @@ def test_a_stalled_node_cannot_commit_after_its_lease_was_taken_over(stack: Stac
 
     server.send_signal(signal.SIGSTOP)
     try:
-        asyncio.run(asyncio.wait_for(take_over(stack.server.db, run_id, 8000), timeout=30))
+        asyncio.run(asyncio.wait_for(take_over(stack.server, run_id, 8000), timeout=30))
     finally:
         server.send_signal(signal.SIGCONT)
 
@@ -89,7 +82,7 @@ def test_a_stalled_node_cannot_commit_after_its_lease_was_taken_over(stack: Stac
         timeout=30,
         what="the stale commit refused",
     )
-    assert hash_step_id("s0") not in stored_steps(stack.server.db, run_id)
+    assert hash_step_id("s0") not in stored_steps(stack.server, run_id)
 
     # Once the other holder's lease runs out, the server runs the step again and finishes.
     run = stack.server.wait_for_run(event_id, timeout=60)

@@ -56,7 +56,7 @@ class Targets:
 
 
 @pytest.fixture(scope="module")
-def targets() -> Iterator[Targets]:
+def targets(backend: str) -> Iterator[Targets]:
     t = Targets()
     with t.loopback, t.allowed, t.denied:
         try:
@@ -66,7 +66,7 @@ def targets() -> Iterator[Targets]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(
         tmp_path_factory.mktemp("outbound"),
         "outbound_app",

@@ -22,7 +22,8 @@ from support.pgcluster import PrivatePostgres
 SIGNING_KEY = "signkey-prod-" + "d2" * 32
 EVENT_KEY = "restart-event-key"
 
-pytestmark = pytest.mark.timeout(300)
+# Once, not per backend: the test restarts a PostgreSQL server of its own.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.backends("postgres")]
 
 
 @pytest.fixture
@@ -52,10 +53,10 @@ def test_events_survive_a_postgres_restart(tmp_path: Path, private_pg: PrivatePo
         server_url=f"http://127.0.0.1:{port}",
         extra_env={"STEPWISE_TEST_SIGNING_KEY": SIGNING_KEY},
     )
-    node = ServerProcess(tmp_path, sdk_urls=[app.url], port=port)
+    node = ServerProcess(
+        tmp_path, sdk_urls=[app.url], port=port, postgres_uri=private_pg.uri("stepwise")
+    )
     node.production(signing_key=SIGNING_KEY, event_key=EVENT_KEY)
-    where = node.args.index("--sqlite-path")
-    node.args[where : where + 2] = ["--postgres-uri", private_pg.uri("stepwise")]
     accepted: dict[int, str] = {}
     refused: list[dict[str, object]] = []
     try:

@@ -17,7 +17,7 @@ EVENT_KEY = "test-event-key"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(
         tmp_path_factory.mktemp("production"),
         "durable_app",

@@ -78,13 +78,15 @@ def respond(request: Received) -> Answer:
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[Peer]:
+def app(backend: str) -> Iterator[Peer]:
     with Peer(respond) as peer:
         yield peer
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, app: Peer) -> Iterator[ServerProcess]:
+def server(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, app: Peer
+) -> Iterator[ServerProcess]:
     tmp: Path = tmp_path_factory.mktemp("signatures")
     s = ServerProcess(tmp, sdk_urls=[], extra_args=["--retry-interval", "1"])
     s.production(signing_key=SIGNING_KEY, event_key="test-event-key")

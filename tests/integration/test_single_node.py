@@ -9,6 +9,10 @@ import pytest
 
 from support.harness import ServerProcess, Stack, wait_until
 
+# SQLite only: the refusal is SQLite's file lock. PostgreSQL nodes share their database by
+# design (tests/integration/test_cluster.py).
+pytestmark = pytest.mark.backends("sqlite")
+
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:

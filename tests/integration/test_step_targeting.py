@@ -72,13 +72,16 @@ FUNCTIONS = ["vanish", "found-another", "redrive-once", "redrive-forever"]
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[Peer]:
+def app(backend: str) -> Iterator[Peer]:
+    SEEN.clear()  # a new app for each backend: it has seen no call yet
     with Peer(respond) as peer:
         yield peer
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, app: Peer) -> Iterator[ServerProcess]:
+def server(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, app: Peer
+) -> Iterator[ServerProcess]:
     tmp: Path = tmp_path_factory.mktemp("targeting")
     s = ServerProcess(tmp, sdk_urls=[], extra_args=["--retry-interval", "1"])
     try:

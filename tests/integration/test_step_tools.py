@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -97,13 +96,8 @@ def finished(stack: Stack, event_id: str, timeout: float = 60) -> dict[str, Any]
 
 
 def pauses(stack: Stack, kind: str) -> int:
-    conn = sqlite3.connect(stack.server.db)
-    try:
-        return int(
-            conn.execute("SELECT count(*) FROM pauses WHERE kind = ?", (kind,)).fetchone()[0]
-        )
-    finally:
-        conn.close()
+    [(count,)] = stack.server.query("SELECT count(*) FROM pauses WHERE kind = ?", (kind,))
+    return int(count)
 
 
 def events_named(stack: Stack, name: str) -> list[dict[str, Any]]:

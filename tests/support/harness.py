@@ -1,25 +1,39 @@
 """Real processes for integration tests: a Stepwise server and app servers, on free ports.
 
-Nothing here is mocked: the server is ``python -m stepwise dev`` on a real SQLite file,
-apps are real HTTP servers, and tests talk to both over HTTP.
+Nothing here is mocked: the server is ``python -m stepwise dev`` on a real SQLite file or
+a real PostgreSQL database, apps are real HTTP servers, and tests talk to both over HTTP.
+
+Which backend a ``ServerProcess`` uses is set for a whole scope with ``use_backend``
+(``tests/integration/conftest.py`` runs every integration test once per backend). On
+PostgreSQL each server directory gets its own fresh database, so a server restarted, or a
+second one started, on the same directory uses the same database, as on SQLite's file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from stepwise.protocol import hash_signing_key
+from stepwise.server.store.postgres.database import to_pyformat
+from stepwise.server.store.postgres.store import PostgresStore
+from stepwise.server.store.sql.store import SqlStore
+from stepwise.server.store.sqlite.store import SqliteStore
+from support.postgres import TestPostgres
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "tests" / "integration" / "apps"
@@ -124,6 +138,66 @@ class Process:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+class _Backend:
+    """The backend new servers use, and the PostgreSQL databases made for them."""
+
+    def __init__(self) -> None:
+        self.name = "sqlite"
+        self.postgres: TestPostgres | None = None
+        self.databases: dict[Path, str] = {}  # server directory -> database name
+        self.servers: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
+
+    def database_uri(self, tmp: Path) -> str:
+        assert self.postgres is not None, "use_backend('postgres', ...) sets the server up"
+        name = self.databases.get(tmp)
+        if name is None:
+            name = self.databases[tmp] = self.postgres.create()
+        return self.postgres.uri(name)
+
+    def drop_databases(self, keep: set[Path]) -> None:
+        assert self.postgres is not None or not self.databases
+        for tmp in set(self.databases) - keep:
+            name = self.databases.pop(tmp)
+            if self.postgres is not None:
+                self.postgres.drop(name)
+
+
+_BACKEND = _Backend()
+
+
+@contextlib.contextmanager
+def use_backend(name: str, postgres: TestPostgres | None = None) -> Iterator[None]:
+    """Servers created inside run on ``name`` ("sqlite" or "postgres", which needs
+    ``postgres``); the databases made for them are dropped on the way out."""
+    assert name in ("sqlite", "postgres") and (name == "sqlite" or postgres is not None)
+    previous = (_BACKEND.name, _BACKEND.postgres, _BACKEND.databases)
+    _BACKEND.name, _BACKEND.postgres, _BACKEND.databases = name, postgres, {}
+    try:
+        yield
+    finally:
+        _BACKEND.drop_databases(keep=set())
+        _BACKEND.name, _BACKEND.postgres, _BACKEND.databases = previous
+
+
+@contextlib.contextmanager
+def own_databases() -> Iterator[None]:
+    """Drop on the way out the PostgreSQL databases of the servers created inside (a
+    test's), keeping those made before (a module fixture's)."""
+    before = set(_BACKEND.databases)
+    try:
+        yield
+    finally:
+        _BACKEND.drop_databases(keep=before)
+
+
+def current_backend() -> str:
+    return _BACKEND.name
+
+
+def running_servers() -> list[ServerProcess]:
+    return [s for s in _BACKEND.servers if s.proc is not None and s.proc.poll() is None]
+
+
 def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
     env["PYTHONUNBUFFERED"] = "1"
@@ -140,9 +214,21 @@ class ServerProcess(Process):
         port: int | None = None,
         extra_args: list[str] | None = None,
         extra_env: dict[str, str] | None = None,
+        postgres_uri: str | None = None,
     ) -> None:
+        """A server on ``postgres_uri`` if given, else on the current backend (see
+        ``use_backend``): the SQLite file ``tmp/stepwise.db`` or ``tmp``'s database."""
         self.port = port or free_port()
-        self.db = tmp / "stepwise.db"
+        if postgres_uri is None and _BACKEND.name == "postgres":
+            postgres_uri = _BACKEND.database_uri(tmp)
+        self.backend = "sqlite" if postgres_uri is None else "postgres"
+        self.postgres_uri = postgres_uri
+        self._sqlite_path = tmp / "stepwise.db"
+        database = (
+            ["--sqlite-path", str(self._sqlite_path)]
+            if postgres_uri is None
+            else ["--postgres-uri", postgres_uri]
+        )
         args = [
             sys.executable,
             "-m",
@@ -151,8 +237,7 @@ class ServerProcess(Process):
             "--port",
             str(self.port),
             "--no-discovery",
-            "--sqlite-path",
-            str(self.db),
+            *database,
             "--poll-interval",
             "1",
         ]
@@ -163,6 +248,37 @@ class ServerProcess(Process):
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=10)
         self.event_key = "test-key"
+        _BACKEND.servers.add(self)
+
+    @property
+    def db(self) -> Path:
+        """The SQLite file (a SQLite server only: see ``query`` for either backend)."""
+        assert self.backend == "sqlite", "a PostgreSQL server has no file: use query()"
+        return self._sqlite_path
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows read straight from the server's database, on either backend.
+
+        ``sql`` uses ``?`` placeholders and syntax both backends accept (quote
+        ``events."user"``); blobs come back as ``bytes`` on both.
+        """
+        if self.postgres_uri is not None:
+            with psycopg.connect(self.postgres_uri, autocommit=True) as pg:
+                rows: list[tuple[Any, ...]] = pg.execute(to_pyformat(sql), params).fetchall()
+        else:
+            conn = sqlite3.connect(self._sqlite_path)
+            try:
+                rows = conn.execute(sql, params).fetchall()
+            finally:
+                conn.close()
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
+
+    def second_store(self) -> SqlStore:
+        """Another, non-exclusive store on the server's database, not yet opened: what
+        another node would use (``await store.open()`` ... ``await store.close()``)."""
+        if self.postgres_uri is not None:
+            return PostgresStore(self.postgres_uri, writers=1, readers=1)
+        return SqliteStore(str(self._sqlite_path), exclusive=False)
 
     def production(self, *, signing_key: str, event_key: str) -> None:
         """Run as ``stepwise start``: keys required, API calls need the signing key."""
