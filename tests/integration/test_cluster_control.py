@@ -18,14 +18,13 @@ from support.harness import AppProcess, ServerProcess, free_port, wait_until
 SIGNING_KEY = "signkey-prod-" + "e3" * 32
 EVENT_KEY = "control-event-key"
 
-pytestmark = pytest.mark.timeout(240)
+# Sets up its own PostgreSQL nodes: runs once, not once per backend.
+pytestmark = [pytest.mark.timeout(240), pytest.mark.backends("postgres")]
 
 
 def _node(tmp: Path, uri: str, sdk_urls: list[str], port: int | None = None) -> ServerProcess:
-    node = ServerProcess(tmp, sdk_urls=sdk_urls, port=port)
+    node = ServerProcess(tmp, sdk_urls=sdk_urls, port=port, postgres_uri=uri)
     node.production(signing_key=SIGNING_KEY, event_key=EVENT_KEY)
-    where = node.args.index("--sqlite-path")
-    node.args[where : where + 2] = ["--postgres-uri", uri]
     return node
 
 
