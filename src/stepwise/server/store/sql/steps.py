@@ -22,14 +22,14 @@ def lock_run(conn: Conn, run_id: str) -> None:
 
 def record_result(conn: Conn, run_id: str, step: Settled) -> bool:
     """Store a step's result unless it has one (the first one wins); True if stored now."""
-    seq = conn.execute(
-        "SELECT coalesce(max(seq), -1) + 1 AS seq FROM steps WHERE run_id = ?", (run_id,)
-    ).fetchone()["seq"]
+    # The next sequence number is read in the insert itself: one round trip, not two (the
+    # run's lock keeps it exact). SQLite needs the WHERE to parse ON CONFLICT after a SELECT.
     fresh = (
         conn.execute(
-            "INSERT INTO steps (run_id, step_id, seq, memo) VALUES (?, ?, ?, ?)"
+            "INSERT INTO steps (run_id, step_id, seq, memo)"
+            " SELECT ?, ?, coalesce(max(seq), -1) + 1, ? FROM steps WHERE run_id = ?"
             " ON CONFLICT (run_id, step_id) DO NOTHING",
-            (run_id, step.step_id, seq, dump(step.memo)),
+            (run_id, step.step_id, dump(step.memo), run_id),
         ).rowcount
         == 1
     )

@@ -106,10 +106,14 @@ def _started_once(conn: Conn, run_id: str, history: list[HistoryEntry]) -> list[
 
 
 def apply_transition(conn: Conn, t: Transition) -> None:
-    # An update, not a read: on a backend with row locks it also holds the job until commit.
-    fenced = conn.execute(
-        "UPDATE jobs SET lease = lease WHERE id = ? AND lease = ?", (t.job_id, t.lease)
-    ).rowcount
+    # A write, not a read: on a backend with row locks it also holds the job until commit.
+    # A job that is done is deleted by its fence, in the same round trip.
+    done = t.retry_at is None and t.reschedule_at is None
+    if done:
+        fence = "DELETE FROM jobs WHERE id = ? AND lease = ?"
+    else:
+        fence = "UPDATE jobs SET lease = lease WHERE id = ? AND lease = ?"
+    fenced = conn.execute(fence, (t.job_id, t.lease)).rowcount
     if fenced == 0:
         raise LeaseLost(f"job {t.job_id} is no longer leased by this worker")
     release_slots(conn, t.job_id)
@@ -135,8 +139,6 @@ def apply_transition(conn: Conn, t: Transition) -> None:
         conn.execute(
             "UPDATE jobs SET run_at = ?, lease = NULL WHERE id = ?", (t.reschedule_at, t.job_id)
         )
-    else:
-        conn.execute("DELETE FROM jobs WHERE id = ?", (t.job_id,))
     if t.clear_run_jobs and t.run_id is not None:
         end_run(conn, t.run_id, keep_job=t.job_id)
     for job in t.new_jobs:
