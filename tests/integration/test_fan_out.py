@@ -54,10 +54,11 @@ def assert_planned_once(stack: Stack, run_id: str, started: str, ended: str) -> 
 
 def open_leftovers(stack: Stack, run_id: str) -> tuple[int, int, int]:
     """Pauses, jobs and open steps the run still holds (an ended run holds none)."""
-    return tuple(  # type: ignore[return-value]
+    pauses, jobs, steps = (
         stack.server.query(f"SELECT count(*) FROM {table} WHERE run_id = ?", (run_id,))[0][0]
         for table in ("pauses", "jobs", "open_steps")
     )
+    return pauses, jobs, steps
 
 
 @pytest.mark.parametrize("round_", range(3))

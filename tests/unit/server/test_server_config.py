@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -103,7 +104,8 @@ ONLY_ON_DEV: dict[str, str] = {}
 
 
 def options_of(command: str) -> set[str]:
-    found = cli.main.commands[command]  # type: ignore[attr-defined]
+    assert isinstance(cli.main, click.Group)
+    found = cli.main.commands[command]
     return {name for param in found.params for name in param.opts if name.startswith("--")}
 
 

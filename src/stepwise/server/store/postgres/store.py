@@ -37,7 +37,6 @@ class PostgresStore(SqlStore):
         self._reads = ReadPool(uri, size=readers)
         self._listeners: list[Callable[[str], None]] = []
         self._listen_task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
 
     # ---- lifecycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -83,20 +82,12 @@ class PostgresStore(SqlStore):
     def on_change(self, wake: Callable[[str], None]) -> None:
         self._listeners.append(wake)
 
-    async def wait_listening(self) -> None:
-        """Until LISTEN is in place (tests: a notification sent after this is not missed)."""
-        await self._listening.wait()
-
     async def _listen(self) -> None:
         notes = listen(self.uri, [CHANNEL])
         try:
             async for note in notes:
-                if note.connected:
-                    # Anything may have happened while nobody listened: look at everything.
-                    self._listening.set()
-                    topics = ["jobs", "registry"]
-                else:
-                    topics = [note.payload]
+                # After a (re)connect anything may have happened unheard: look at everything.
+                topics = ["jobs", "registry"] if note.connected else [note.payload]
                 for topic in topics:
                     for wake in self._listeners:
                         try:

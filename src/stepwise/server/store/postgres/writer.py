@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from ..answers import answer
 from ..errors import DatabaseUnavailable
 from .database import Backoff, PgConn, PgConnection, connect, is_disconnect
 
@@ -71,20 +72,8 @@ class _ConnectionLost(Exception):
     """The connection died inside a group, before COMMIT."""
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
 def _answer(item: _Item, result: Any, error: BaseException | None) -> None:
-    try:
-        item.loop.call_soon_threadsafe(_resolve, item.future, result, error)
-    except RuntimeError:
-        pass  # the caller's event loop is closed: nobody is waiting any more
+    answer(item.loop, item.future, result, error)
 
 
 class PgWriter:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..answers import answer
 from .connection import SqliteConn
 
 T = TypeVar("T")
@@ -33,15 +34,6 @@ class _Item:
         self.fn = fn
         self.future = future
         self.loop = loop
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 class GroupCommitWriter:
@@ -130,4 +122,4 @@ class GroupCommitWriter:
                 pass
             outcomes = [(None, exc)] * len(batch)
         for item, (result, error) in zip(batch, outcomes, strict=True):
-            item.loop.call_soon_threadsafe(_resolve, item.future, result, error)
+            answer(item.loop, item.future, result, error)
