@@ -208,7 +208,10 @@ def test_twenty_parallel_steps_with_one_retried_alone(stack: Stack, mode: str) -
     assert run["output"] == [*squares, sum(squares)]
     runs = [e for e in stack.app.executions() if e["run_id"] == run["run_id"]]
     p7 = [e["attempt"] for e in runs if e["step"] == "p7"]
-    assert p7[:3] == [0, 1, 2] and len(p7) <= 3 + (mode == "crash")
+    # A crash may re-run the attempt in flight under the same number; the retries proper
+    # still count 0, 1, 2, each once more at most.
+    attempts = [a for i, a in enumerate(p7) if i == 0 or p7[i - 1] != a]
+    assert attempts == [0, 1, 2] and len(p7) <= 3 + (mode == "crash"), p7
     for i in range(20):
         if i == 7:
             continue
