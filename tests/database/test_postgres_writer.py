@@ -135,6 +135,42 @@ async def test_a_failing_operation_rolls_back_alone(
     assert keys(pg_uri) == ["a", "b"]
 
 
+async def test_an_unread_failing_statement_is_blamed_on_its_own_operation(
+    make_writer: Callable[..., PgWriter], pg_uri: str
+) -> None:
+    """Writes are pipelined: a statement whose result nobody reads fails at the end of its
+    operation, never in the next one; a Python error after it rolls back just as well."""
+    writer = make_writer(threads=1)
+    sql(pg_uri, "INSERT INTO rate_limits (key, tat) VALUES ('taken', 0)")
+
+    def unread(key: str, then: Exception | None = None) -> Callable[[PgConn], str]:
+        def op(conn: PgConn) -> str:
+            conn.execute("INSERT INTO rate_limits (key, tat) VALUES (?, 0)", (f"{key}-1",))
+            conn.execute("INSERT INTO rate_limits (key, tat) VALUES (?, 0)", (key,))
+            conn.execute("INSERT INTO rate_limits (key, tat) VALUES (?, 0)", (f"{key}-2",))
+            if then is not None:
+                raise then
+            return key
+
+        return op
+
+    gate = Gate()
+    first = asyncio.ensure_future(writer.run(gate))
+    ops = [unread("taken"), unread("c"), unread("taken", ValueError("late")), unread("d")]
+    dup, c, dup_then_raise, d = await queue_behind(writer, gate, ops)
+    gate.released.set()
+
+    assert await first == "gate"
+    assert (await c, await d) == ("c", "d")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        await dup
+    # The statement failed before the operation raised: either error is honest, but the
+    # operation must fail and leave nothing behind.
+    with pytest.raises((psycopg.errors.UniqueViolation, ValueError)):
+        await dup_then_raise
+    assert keys(pg_uri) == ["c", "c-1", "c-2", "d", "d-1", "d-2", "taken"]
+
+
 async def test_no_caller_is_answered_before_its_commit(
     make_writer: Callable[..., PgWriter], pg_uri: str
 ) -> None:
@@ -167,7 +203,14 @@ async def test_a_deadlocked_operation_is_tried_again(
     def cross(first: str, second: str) -> Callable[[PgConn], str]:
         def op(conn: PgConn) -> str:
             calls.append(first)
-            conn.execute("UPDATE rate_limits SET tat = tat + 1 WHERE key = ?", (first,))
+            # Reading the count waits for the UPDATE to have run (writes are pipelined),
+            # so the row lock is held before the other operation is let go.
+            assert (
+                conn.execute(
+                    "UPDATE rate_limits SET tat = tat + 1 WHERE key = ?", (first,)
+                ).rowcount
+                == 1
+            )
             holds[first].set()
             assert holds[second].wait(WAIT)
             conn.execute("UPDATE rate_limits SET tat = tat + 1 WHERE key = ?", (second,))

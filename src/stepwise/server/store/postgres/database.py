@@ -23,6 +23,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import DatabaseUnavailable
+from ..sql.conn import Cursor
 
 T = TypeVar("T")
 
@@ -83,24 +84,54 @@ def _adapt(params: Sequence[Any]) -> Sequence[Any]:
 
 
 class PgConn:
-    """The ``store/sql`` ``Conn`` protocol on one psycopg connection (rows as dicts)."""
+    """The ``store/sql`` ``Conn`` protocol on one psycopg connection (rows as dicts).
 
-    __slots__ = ("raw",)
+    With ``pipeline`` (the writer's connections) statements are sent without waiting for
+    their results: a statement costs a round trip only when its rows or its row count are
+    read, so the writes of an operation share the round trip of its next read. Errors
+    then surface at that read or at the writer's sync that ends the operation.
+    """
 
-    def __init__(self, raw: PgConnection) -> None:
+    __slots__ = ("pipeline", "raw")
+
+    def __init__(self, raw: PgConnection, pipeline: psycopg.Pipeline | None = None) -> None:
         self.raw = raw
+        self.pipeline = pipeline
 
-    def execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor[DictRow]:
-        return self.raw.execute(to_pyformat(query), _adapt(params))
+    def execute(self, query: str, params: Sequence[Any] = ()) -> Cursor:
+        cur = self.raw.execute(to_pyformat(query), _adapt(params))
+        return cur if self.pipeline is None else _Pipelined(cur, self.pipeline)
 
-    def executemany(self, query: str, seq: Iterable[Sequence[Any]]) -> psycopg.Cursor[DictRow]:
+    def executemany(self, query: str, seq: Iterable[Sequence[Any]]) -> None:
         cur = self.raw.cursor()
         cur.executemany(to_pyformat(query), [_adapt(p) for p in seq])
-        return cur
 
     def lock(self, key: str) -> None:
         """Serialise decisions on ``key`` with every other node until this transaction ends."""
         self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+
+class _Pipelined:
+    """A statement sent in pipeline mode: its result is waited for when first read."""
+
+    __slots__ = ("_cur", "_pipeline")
+
+    def __init__(self, cur: psycopg.Cursor[DictRow], pipeline: psycopg.Pipeline) -> None:
+        self._cur = cur
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        # A command without rows has nothing to fetch: a sync brings its count back (and
+        # raises its error, or an earlier statement's, here rather than later).
+        self._pipeline.sync()
+        return self._cur.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
 
 
 def connect(conninfo: str, *, application_name: str = "stepwise") -> PgConnection:

@@ -275,26 +275,105 @@ class PgWriter:
 
     def _commit_group(self, conn: PgConnection, batch: list[_Item]) -> bool:
         """Run ``batch`` in one transaction; False if the connection was lost."""
+        outcome = False
+        try:
+            with conn.pipeline() as pipeline:
+                together = self._together(conn, pipeline, batch)
+                outcome = self._one_by_one(conn, pipeline, batch) if together is None else together
+        except psycopg.Error as exc:
+            # Leaving pipeline mode syncs once more: every caller was answered already,
+            # but a connection that fails here is not used again.
+            return outcome and not is_disconnect(exc, conn)
+        return outcome
+
+    def _together(
+        self, conn: PgConnection, pipeline: psycopg.Pipeline, batch: list[_Item]
+    ) -> bool | None:
+        """The usual case, where no operation fails: the group costs a round trip for each
+        read its operations make, and one for the COMMIT.
+
+        The outcome as ``_one_by_one``'s, or None if anything failed before COMMIT (other
+        than a deadlock or lock timeout, after which the group is queued again): the
+        transaction was rolled back and the group must run one by one, where each
+        operation's error is its own.
+        """
+        done: list[tuple[_Item, Any]] = []
+        notes: list[tuple[str, str]] = []
+        pg = PgConn(conn, pipeline)
+        committing = False
+        try:
+            conn.execute("BEGIN")
+            for item in batch:
+                result = item.fn(pg)
+                sent = list(item.notify(result) if callable(item.notify) else item.notify)
+                _check_payloads(sent)
+                done.append((item, result))
+                notes.extend(sent)
+            if notes:
+                conn.execute(
+                    "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)",
+                    ([c for c, _ in notes], [p for _, p in notes]),
+                )
+            # An error in any statement makes the server skip the rest, COMMIT included.
+            conn.execute("COMMIT")
+            committing = True
+            pipeline.sync()
+        except BaseException as exc:
+            if not is_disconnect(exc, conn):
+                _rollback(conn, pipeline)
+                if isinstance(exc, psycopg.Error) and exc.sqlstate in RETRYABLE:
+                    # A deadlock or a lock timeout: the whole group waits for a later one.
+                    for item in batch:
+                        self._retry(item, exc)
+                    return True
+                return None
+            if not committing:
+                self._lost(batch, exc)
+                return False
+            doubt = DatabaseUnavailable(
+                f"PostgreSQL connection lost during COMMIT: {exc}", in_doubt=True
+            )
+            for item in batch:
+                _answer(item, None, doubt)
+            return False
+        with self._lock:
+            self.commits += 1
+        for item, result in done:
+            _answer(item, result, None)
+        return True
+
+    def _lost(self, batch: list[_Item], exc: BaseException) -> None:
+        """The connection died before COMMIT: nothing was written, everything is retried."""
+        error = DatabaseUnavailable(f"PostgreSQL connection lost: {exc}")
+        for item in batch:
+            self._retry(item, error)
+
+    def _one_by_one(
+        self, conn: PgConnection, pipeline: psycopg.Pipeline, batch: list[_Item]
+    ) -> bool:
         done: list[tuple[_Item, Any]] = []  # committed with this group, if it commits
         failed: list[tuple[_Item, BaseException]] = []
         again: list[tuple[_Item, BaseException]] = []
         notes: list[tuple[str, str]] = []
-        pg = PgConn(conn)
+        pg = PgConn(conn, pipeline)
         try:
-            # The previous savepoint is released in the round trip that opens the next
-            # one; COMMIT keeps whatever the last one holds.
-            opening = "BEGIN; SAVEPOINT op"
-            for item in batch:
-                _execute(conn, opening)
-                opening = "RELEASE SAVEPOINT op; SAVEPOINT op"
+            # Statements whose results nobody reads share round trips: an operation costs
+            # one for each read it makes and one for the sync that ends it, where its own
+            # errors surface (so they are never blamed on the next operation).
+            conn.execute("BEGIN")
+            for index, item in enumerate(batch):
+                if index:
+                    conn.execute("RELEASE SAVEPOINT op")
+                conn.execute("SAVEPOINT op")
                 try:
                     result = item.fn(pg)
                     sent = list(item.notify(result) if callable(item.notify) else item.notify)
                     _check_payloads(sent)
+                    pipeline.sync()
                 except BaseException as exc:
                     if is_disconnect(exc, conn):
                         raise _ConnectionLost from exc
-                    _execute(conn, "ROLLBACK TO SAVEPOINT op")
+                    _undo(conn, pipeline)
                     if isinstance(exc, psycopg.Error) and exc.sqlstate in RETRYABLE:
                         again.append((item, exc))
                     else:
@@ -302,15 +381,10 @@ class PgWriter:
                 else:
                     done.append((item, result))
                     notes.extend(sent)
-            if notes:
-                conn.execute(
-                    "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)",
-                    ([c for c, _ in notes], [p for _, p in notes]),
-                )
         except BaseException as exc:
             lost = isinstance(exc, _ConnectionLost) or is_disconnect(exc, conn)
             if not lost:
-                _rollback(conn)
+                _rollback(conn, pipeline)
             # Nothing of this group was written: an operation that failed alone keeps its
             # error, every other one may be tried again.
             cause = exc.__cause__ if isinstance(exc, _ConnectionLost) else exc
@@ -324,7 +398,15 @@ class PgWriter:
             return not lost
 
         try:
-            _execute(conn, "COMMIT")
+            # The notifications and the COMMIT share a round trip: a failed notification
+            # skips the COMMIT, and the transaction is rolled back below.
+            if notes:
+                conn.execute(
+                    "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)",
+                    ([c for c, _ in notes], [p for _, p in notes]),
+                )
+            conn.execute("COMMIT")
+            pipeline.sync()
         except BaseException as exc:
             if is_disconnect(exc, conn):
                 doubt = DatabaseUnavailable(
@@ -335,7 +417,7 @@ class PgWriter:
                 outcome = False
             else:
                 # The server refused the COMMIT: nothing was written.
-                _rollback(conn)
+                _rollback(conn, pipeline)
                 retryable = isinstance(exc, psycopg.Error) and exc.sqlstate in RETRYABLE
                 for item, _ in done:
                     if retryable:
@@ -358,14 +440,28 @@ class PgWriter:
         return outcome
 
 
-def _execute(conn: PgConnection, statement: str) -> None:
-    # Constant statements without parameters (several may share one round trip).
-    conn.execute(statement)
+def _undo(conn: PgConnection, pipeline: psycopg.Pipeline) -> None:
+    """Roll the current operation back to its savepoint."""
+    # After an error the server skips what follows until a sync: sync first, so that
+    # the ROLLBACK TO is not skipped, and drop an error the operation left in flight.
+    try:
+        pipeline.sync()
+    except psycopg.Error as exc:
+        if is_disconnect(exc, conn):
+            raise _ConnectionLost from exc
+    conn.execute("ROLLBACK TO SAVEPOINT op")
+    pipeline.sync()
 
 
-def _rollback(conn: PgConnection) -> None:
+def _rollback(conn: PgConnection, pipeline: psycopg.Pipeline) -> None:
+    # A sync first: after an error the server would skip the ROLLBACK.
+    try:
+        pipeline.sync()
+    except psycopg.Error:
+        pass
     try:
         conn.execute("ROLLBACK")
+        pipeline.sync()
     except psycopg.Error:
         pass
 
