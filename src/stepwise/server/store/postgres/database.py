@@ -122,9 +122,11 @@ class _Pipelined:
 
     @property
     def rowcount(self) -> int:
-        # A command without rows has nothing to fetch: a sync brings its count back (and
-        # raises its error, or an earlier statement's, here rather than later).
-        self._pipeline.sync()
+        # A command without rows has nothing to fetch: unless a later statement's read
+        # brought its result back already, a sync does (and raises its error, or an
+        # earlier statement's, here rather than later).
+        if self._cur.pgresult is None:
+            self._pipeline.sync()
         return self._cur.rowcount
 
     def fetchone(self) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ...flow import fanin
 from ..records import NewJob, PlannedStep, Settled
-from .conn import Conn
+from .conn import Conn, Cursor, Row
 from .ingest import apply_ingest
 from .jobs import insert_job, write_history
 from .pauses import insert_pause
@@ -20,45 +20,57 @@ def lock_run(conn: Conn, run_id: str) -> None:
     conn.lock(f"run:{run_id}")
 
 
-def record_result(conn: Conn, run_id: str, step: Settled) -> bool:
-    """Store a step's result unless it has one (the first one wins); True if stored now."""
+def _insert_result(conn: Conn, run_id: str, step: Settled) -> Cursor:
     # The next sequence number is read in the insert itself: one round trip, not two (the
     # run's lock keeps it exact). SQLite needs the WHERE to parse ON CONFLICT after a SELECT.
-    fresh = (
-        conn.execute(
-            "INSERT INTO steps (run_id, step_id, seq, memo)"
-            " SELECT ?, ?, coalesce(max(seq), -1) + 1, ? FROM steps WHERE run_id = ?"
-            " ON CONFLICT (run_id, step_id) DO NOTHING",
-            (run_id, step.step_id, dump(step.memo), run_id),
-        ).rowcount
-        == 1
+    return conn.execute(
+        "INSERT INTO steps (run_id, step_id, seq, memo)"
+        " SELECT ?, ?, coalesce(max(seq), -1) + 1, ? FROM steps WHERE run_id = ?"
+        " ON CONFLICT (run_id, step_id) DO NOTHING",
+        (run_id, step.step_id, dump(step.memo), run_id),
     )
+
+
+def _told(conn: Conn, run_id: str, step: Settled, inserted: Cursor) -> bool:
+    fresh = inserted.rowcount == 1
     if fresh:
         # A step's ending is told once, with the result that ended it.
         write_history(conn, run_id, step.history)
     return fresh
 
 
+def record_result(conn: Conn, run_id: str, step: Settled) -> bool:
+    """Store a step's result unless it has one (the first one wins); True if stored now."""
+    return _told(conn, run_id, step, _insert_result(conn, run_id, step))
+
+
 def settle(conn: Conn, run_id: str, step: Settled) -> fanin.SettledStep:
     """Store a step's result (the first one wins) and close the step if it was open."""
-    fresh = record_result(conn, run_id, step)
-    return _close(conn, run_id, step.step_id, fresh=fresh)
+    # Both statements are sent before either result is read: one round trip on a
+    # pipelined connection.
+    inserted = _insert_result(conn, run_id, step)
+    open_row = _delete_open(conn, run_id, step.step_id)
+    return _settled(open_row, fresh=_told(conn, run_id, step, inserted))
 
 
 def abandon(conn: Conn, run_id: str, step_id: str) -> fanin.SettledStep:
     """Close an open step that settled without a result (the app no longer has it)."""
-    return _close(conn, run_id, step_id, fresh=False)
+    return _settled(_delete_open(conn, run_id, step_id), fresh=False)
 
 
-def _close(conn: Conn, run_id: str, step_id: str, *, fresh: bool) -> fanin.SettledStep:
-    row = conn.execute(
+def _delete_open(conn: Conn, run_id: str, step_id: str) -> Row | None:
+    row: Row | None = conn.execute(
         "DELETE FROM open_steps WHERE run_id = ? AND step_id = ? RETURNING batch, race",
         (run_id, step_id),
     ).fetchone()
-    if row is None:
+    return row
+
+
+def _settled(open_row: Row | None, *, fresh: bool) -> fanin.SettledStep:
+    if open_row is None:
         return fanin.SettledStep(fresh=fresh, was_open=False)
     return fanin.SettledStep(
-        fresh=fresh, was_open=True, batch=bool(row["batch"]), race=bool(row["race"])
+        fresh=fresh, was_open=True, batch=bool(open_row["batch"]), race=bool(open_row["race"])
     )
 
 

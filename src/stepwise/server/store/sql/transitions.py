@@ -17,7 +17,7 @@ from ..records import (
     RunUpdate,
     Transition,
 )
-from .conn import Conn
+from .conn import Conn, Cursor
 from .ingest import apply_ingest, clear_debounce, flush_batch
 from .jobs import insert_job, write_history
 from .leasing import release_slots
@@ -107,15 +107,30 @@ def _started_once(conn: Conn, run_id: str, history: list[HistoryEntry]) -> list[
 
 def apply_transition(conn: Conn, t: Transition) -> None:
     # A write, not a read: on a backend with row locks it also holds the job until commit.
-    # A job that is done is deleted by its fence, in the same round trip.
+    # A job that is done is deleted by its fence. Its count is read last, so that on a
+    # pipelined connection it comes back with the transition's other reads; a lost lease
+    # raises there, and everything written here is rolled back.
     done = t.retry_at is None and t.reschedule_at is None
     if done:
         fence = "DELETE FROM jobs WHERE id = ? AND lease = ?"
     else:
         fence = "UPDATE jobs SET lease = lease WHERE id = ? AND lease = ?"
-    fenced = conn.execute(fence, (t.job_id, t.lease)).rowcount
-    if fenced == 0:
-        raise LeaseLost(f"job {t.job_id} is no longer leased by this worker")
+    fenced = conn.execute(fence, (t.job_id, t.lease))
+    try:
+        _apply(conn, t)
+    except Exception:
+        # Whatever went wrong, a job this worker no longer holds is told first.
+        _held(fenced, t.job_id)
+        raise
+    _held(fenced, t.job_id)
+
+
+def _held(fenced: Cursor, job_id: int) -> None:
+    if fenced.rowcount == 0:
+        raise LeaseLost(f"job {job_id} is no longer leased by this worker")
+
+
+def _apply(conn: Conn, t: Transition) -> None:
     release_slots(conn, t.job_id)
     outcomes: list[fanin.SettledStep] = []
     opened = False
