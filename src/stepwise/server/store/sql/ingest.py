@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ...flow import batching, debounce, gcra, idempotency, singleton
 from ..records import EventRecord, Ingest, JobKind, NewJob, NewRun, RunStatus
-from .conn import Conn
+from .conn import Conn, Cursor
 from .jobs import insert_job
 from .leasing import rate_lock, read_tat, write_tat
 from .pauses import insert_pause
@@ -25,21 +25,27 @@ def batch_lock(key: str) -> str:
 
 
 def apply_ingest(conn: Conn, batch: Ingest) -> list[str]:
+    # Sent before the copies are read: on a pipelined connection both come back together.
+    waited = _waited_names(conn, {e.name for e in batch.events})
     repeated = _insert_event_copies(conn, batch.events)
     # A copy of an event stored before (a retried send) starts nothing and matches no
     # pause: its first copy already did, and doing it again would run or resume twice.
-    queue_pause_matches(conn, [e for e in batch.events if e.internal_id not in repeated])
+    queue_pause_matches(
+        conn,
+        [e for e in batch.events if e.internal_id not in repeated],
+        {row["name"] for cur in waited for row in cur.fetchall()},
+    )
+    runs = [r for r in batch.runs if not (r.event_ids and r.event_ids[0] in repeated)]
+    claims = _read_claims(conn, [r for r in runs if r.debounce is None and r.batch is None])
     created: list[str] = []
-    for run in batch.runs:
-        if run.event_ids and run.event_ids[0] in repeated:
-            continue
+    for run in runs:
         if run.debounce is not None:
             _debounce(conn, run)
         elif run.batch is not None:
             started = _append_to_batch(conn, run)
             if started is not None:
                 created.append(started)
-        elif create_run(conn, run):
+        elif create_run(conn, run, claims):
             created.append(run.id)
     return created
 
@@ -68,19 +74,25 @@ def _insert_event_copies(conn: Conn, events: list[EventRecord]) -> set[str]:
     return repeated
 
 
-def queue_pause_matches(conn: Conn, events: list[EventRecord]) -> None:
-    """A match job for each event whose name some pause waits on.
+def _waited_names(conn: Conn, names: set[str]) -> list[Cursor]:
+    """The queries for which of ``names`` some pause waits on (rows with ``name``)."""
+    return [
+        conn.execute(
+            f"WITH n(name) AS (VALUES {', '.join(['(?)'] * len(chunk))})"
+            " SELECT name FROM n WHERE EXISTS (SELECT 1 FROM pauses WHERE event_name = n.name)",
+            chunk,
+        )
+        for chunk in chunks(sorted(names))
+    ]
+
+
+def queue_pause_matches(conn: Conn, events: list[EventRecord], waited: set[str]) -> None:
+    """A match job for each event whose name some pause waits on (``waited``).
 
     The job carries the event's horizon, the newest pause id at this moment: pauses
     written later never match this event, however the jobs interleave.
     """
-    names = {e.name for e in events}
-    waited = {
-        name
-        for name in names
-        if conn.execute("SELECT 1 FROM pauses WHERE event_name = ? LIMIT 1", (name,)).fetchone()
-    }
-    if not waited:
+    if not waited or not events:
         return
     horizon = conn.execute("SELECT coalesce(max(id), 0) AS top FROM pauses").fetchone()["top"]
     for e in events:
@@ -98,15 +110,40 @@ def queue_pause_matches(conn: Conn, events: list[EventRecord]) -> None:
 
 
 # ---- runs: idempotency, singleton, rate limit -------------------------------------------
-def _claim_idempotency_key(conn: Conn, run: NewRun) -> bool:
-    """Claim the run's idempotency key for its function; False if it is claimed already."""
-    conn.lock(f"idempotency:{run.function_id}:{run.idempotency_key}")
-    row = conn.execute(
-        "SELECT expires_at FROM idempotency WHERE function_id = ? AND key = ?",
-        (run.function_id, run.idempotency_key),
-    ).fetchone()
-    if not idempotency.claimable(None if row is None else row["expires_at"], run.created_at):
+# The current claims on idempotency keys, by (function id, key); a key absent is unclaimed.
+Claims = dict[tuple[str, str], int]
+
+
+def _read_claims(conn: Conn, runs: list[NewRun]) -> Claims:
+    """Lock the idempotency keys of ``runs`` and read their claims, in one query per chunk
+    rather than one per run."""
+    keys = sorted({(run.function_id, run.idempotency_key) for run in runs})
+    for function_id, key in keys:
+        conn.lock(f"idempotency:{function_id}:{key}")
+    claims: Claims = {}
+    for start in range(0, len(keys), 250):
+        chunk = keys[start : start + 250]
+        for row in conn.execute(
+            "SELECT function_id, key, expires_at FROM idempotency WHERE (function_id, key)"
+            f" IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
+            [value for pair in chunk for value in pair],
+        ).fetchall():
+            claims[(row["function_id"], row["key"])] = row["expires_at"]
+    return claims
+
+
+def _claim_idempotency_key(conn: Conn, run: NewRun, claims: Claims | None) -> bool:
+    """Claim the run's idempotency key for its function; False if it is claimed already.
+
+    ``claims``: what ``_read_claims`` read for this ingest's runs (under their locks),
+    kept current here; None reads this run's alone.
+    """
+    pair = (run.function_id, run.idempotency_key)
+    if claims is None:
+        claims = _read_claims(conn, [run])
+    if not idempotency.claimable(claims.get(pair), run.created_at):
         return False
+    claims[pair] = idempotency.expiry(run.created_at)
     conn.execute(
         "INSERT INTO idempotency (function_id, key, run_id, expires_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (function_id, key) DO UPDATE SET run_id = excluded.run_id,"
@@ -168,9 +205,9 @@ def _flow_skip(conn: Conn, run: NewRun) -> str | None:
     return None
 
 
-def create_run(conn: Conn, run: NewRun) -> bool:
+def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
     """Create a run with its first job, pauses and timeouts; False if its key was seen."""
-    if not _claim_idempotency_key(conn, run):
+    if not _claim_idempotency_key(conn, run, claims):
         return False
     skip = run.skip_reason or _flow_skip(conn, run)
     conn.execute(
