@@ -7,6 +7,9 @@ still open, nor both as closed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from ...flow import fanin
 from ..records import NewJob, PlannedStep, Settled
 from .conn import Conn, Cursor, Row
@@ -44,26 +47,46 @@ def record_result(conn: Conn, run_id: str, step: Settled) -> bool:
     return _told(conn, run_id, step, _insert_result(conn, run_id, step))
 
 
+@dataclass(frozen=True, slots=True)
+class Settling:
+    """A step's result and the deletion of its open row, sent; their results not read."""
+
+    step: Settled
+    inserted: Cursor
+    closed: Cursor
+
+
+def send_settle(conn: Conn, run_id: str, step: Settled) -> Settling:
+    """The writes of ``settle``, sent: on a pipelined connection the next read brings
+    their results back with its own."""
+    return Settling(
+        step,
+        _insert_result(conn, run_id, step),
+        conn.execute(
+            "DELETE FROM open_steps WHERE run_id = ? AND step_id = ? RETURNING batch, race",
+            (run_id, step.step_id),
+        ),
+    )
+
+
+def finish_settle(conn: Conn, run_id: str, sent: Settling) -> fanin.SettledStep:
+    """``settle`` after ``send_settle``: read what the writes did, tell a fresh ending."""
+    open_row = sent.closed.fetchone()
+    return _settled(open_row, fresh=_told(conn, run_id, sent.step, sent.inserted))
+
+
 def settle(conn: Conn, run_id: str, step: Settled) -> fanin.SettledStep:
     """Store a step's result (the first one wins) and close the step if it was open."""
-    # Both statements are sent before either result is read: one round trip on a
-    # pipelined connection.
-    inserted = _insert_result(conn, run_id, step)
-    open_row = _delete_open(conn, run_id, step.step_id)
-    return _settled(open_row, fresh=_told(conn, run_id, step, inserted))
+    return finish_settle(conn, run_id, send_settle(conn, run_id, step))
 
 
 def abandon(conn: Conn, run_id: str, step_id: str) -> fanin.SettledStep:
     """Close an open step that settled without a result (the app no longer has it)."""
-    return _settled(_delete_open(conn, run_id, step_id), fresh=False)
-
-
-def _delete_open(conn: Conn, run_id: str, step_id: str) -> Row | None:
-    row: Row | None = conn.execute(
+    open_row = conn.execute(
         "DELETE FROM open_steps WHERE run_id = ? AND step_id = ? RETURNING batch, race",
         (run_id, step_id),
     ).fetchone()
-    return row
+    return _settled(open_row, fresh=False)
 
 
 def _settled(open_row: Row | None, *, fresh: bool) -> fanin.SettledStep:
@@ -96,10 +119,34 @@ def plan(conn: Conn, run_id: str, step: PlannedStep) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class PlanFlags:
+    """The run's columns that decide whether step planning is forced after a call."""
+
+    request_version: int
+    force_step_plan: bool
+
+
+def read_plan_flags(conn: Conn, run_id: str) -> PlanFlags | None:
+    row = conn.execute(
+        "SELECT request_version, force_step_plan FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    return PlanFlags(int(row["request_version"]), bool(row["force_step_plan"]))
+
+
 def go_on(
-    conn: Conn, run_id: str, settled: list[fanin.SettledStep], next_call: NewJob | None
+    conn: Conn,
+    run_id: str,
+    settled: list[fanin.SettledStep],
+    next_call: NewJob | None,
+    flags: Callable[[], PlanFlags | None] | None = None,
 ) -> None:
-    """Add the run's next call if the fan-in rule says what settled lets it go on."""
+    """Add the run's next call if the fan-in rule says what settled lets it go on.
+
+    ``flags``: the run's current ``PlanFlags`` if the caller has them; else they are read.
+    """
     if next_call is None or not settled:
         return
 
@@ -113,12 +160,10 @@ def go_on(
     if not fanin.goes_on(settled, batch_steps_left):
         return
     insert_job(conn, next_call)
-    row = conn.execute(
-        "SELECT request_version, force_step_plan FROM runs WHERE id = ?", (run_id,)
-    ).fetchone()
+    current = flags() if flags is not None else read_plan_flags(conn, run_id)
     if (
-        row is not None
-        and row["force_step_plan"]
-        and fanin.resets_step_planning(row["request_version"])
+        current is not None
+        and current.force_step_plan
+        and fanin.resets_step_planning(current.request_version)
     ):
         conn.execute("UPDATE runs SET force_step_plan = 0 WHERE id = ?", (run_id,))

@@ -17,13 +17,23 @@ from ..records import (
     RunUpdate,
     Transition,
 )
-from .conn import Conn, Cursor
+from .conn import Conn, Cursor, Row
 from .ingest import apply_ingest, clear_debounce, flush_batch
 from .jobs import insert_job, write_history
 from .leasing import release_slots
 from .pauses import consume_pause
 from .rows import ACTIVE, dump
-from .steps import abandon, go_on, lock_run, plan, record_result, settle
+from .steps import (
+    PlanFlags,
+    abandon,
+    finish_settle,
+    go_on,
+    lock_run,
+    plan,
+    record_result,
+    send_settle,
+    settle,
+)
 
 
 def end_run(conn: Conn, run_id: str, keep_job: int | None = None) -> None:
@@ -96,11 +106,9 @@ def save_checkpoint(conn: Conn, cp: Checkpoint) -> CheckpointOutcome:
     return CheckpointOutcome.SAVED
 
 
-def _started_once(conn: Conn, run_id: str, history: list[HistoryEntry]) -> list[HistoryEntry]:
+def _started_once(status: str | None, history: list[HistoryEntry]) -> list[HistoryEntry]:
     """A run's start is told once: a checkpoint may have started it during its first call."""
-    if all(h.kind is not HistoryKind.RUN_STARTED for h in history):
-        return history
-    if _status(conn, run_id) == RunStatus.SCHEDULED.value:
+    if status == RunStatus.SCHEDULED.value:
         return history
     return [h for h in history if h.kind is not HistoryKind.RUN_STARTED]
 
@@ -134,10 +142,20 @@ def _apply(conn: Conn, t: Transition) -> None:
     release_slots(conn, t.job_id)
     outcomes: list[fanin.SettledStep] = []
     opened = False
+    run: Row | None = None
     if t.run_id is not None:
         lock_run(conn, t.run_id)
-        write_history(conn, t.run_id, _started_once(conn, t.run_id, t.history))
-        outcomes = [settle(conn, t.run_id, step) for step in t.settled]
+        # The run's row and the settled steps' writes are sent before any of them is
+        # read: on a pipelined connection, one round trip for all of them.
+        current = conn.execute(
+            "SELECT status, request_version, force_step_plan FROM runs WHERE id = ?", (t.run_id,)
+        )
+        sent = [send_settle(conn, t.run_id, step) for step in t.settled]
+        run = current.fetchone()
+        write_history(
+            conn, t.run_id, _started_once(None if run is None else run["status"], t.history)
+        )
+        outcomes = [finish_settle(conn, t.run_id, one) for one in sent]
         outcomes += [abandon(conn, t.run_id, step_id) for step_id in t.abandoned]
         for step in t.planned:
             opened = plan(conn, t.run_id, step) or opened
@@ -161,7 +179,7 @@ def _apply(conn: Conn, t: Transition) -> None:
     if t.run_id is not None and not opened and not t.clear_run_jobs:
         # A step planned here calls the SDK again when it settles; going on now as well
         # would only call it early.
-        go_on(conn, t.run_id, outcomes, t.continue_with)
+        go_on(conn, t.run_id, outcomes, t.continue_with, lambda: _plan_flags(run, t.run_update))
     if t.run_id is not None and t.ending is not None:
         write_history(conn, t.run_id, [t.ending])
     if t.ingest is not None:
@@ -172,6 +190,19 @@ def _apply(conn: Conn, t: Transition) -> None:
         clear_debounce(conn, *t.clear_debounce)
     if t.flush_batch is not None:
         flush_batch(conn, *t.flush_batch)
+
+
+def _plan_flags(run: Row | None, update: RunUpdate | None) -> PlanFlags | None:
+    """The run's plan flags once ``update`` is written, from its row read before."""
+    if run is None:
+        return None
+    version, force = int(run["request_version"]), bool(run["force_step_plan"])
+    if update is not None:
+        if update.request_version is not None:
+            version = update.request_version
+        if update.force_step_plan is not None:
+            force = update.force_step_plan
+    return PlanFlags(version, force)
 
 
 def update_run(conn: Conn, run_id: str, u: RunUpdate) -> None:
