@@ -128,6 +128,15 @@ def _common(fn: click.decorators.FC) -> click.decorators.FC:
 
 
 def _postgres(fn: click.decorators.FC) -> click.decorators.FC:
+    fn = click.option(
+        "--postgres-writers",
+        envvar="STEPWISE_POSTGRES_WRITERS",
+        default=1,
+        show_default=True,
+        type=click.IntRange(1, 64),
+        help="Connections this node commits on (with --postgres-uri). One is fastest when "
+        "the database is near; more keep writing while one waits on a far database.",
+    )(fn)
     return click.option(
         "--postgres-uri",
         envvar="STEPWISE_POSTGRES_URI",
@@ -217,7 +226,13 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
 @_postgres
 @_max_event_size(DEV_MAX_EVENT_BYTES)
 @_retention("off")
-def dev(no_discovery: bool, max_event_bytes: int, postgres_uri: str | None, **common: Any) -> None:
+def dev(
+    no_discovery: bool,
+    max_event_bytes: int,
+    postgres_uri: str | None,
+    postgres_writers: int,
+    **common: Any,
+) -> None:
     """Run the development server on an embedded SQLite file (or on PostgreSQL)."""
     _serve(
         common,
@@ -226,6 +241,7 @@ def dev(no_discovery: bool, max_event_bytes: int, postgres_uri: str | None, **co
         discovery=not no_discovery,
         max_event_bytes=max_event_bytes,
         postgres_uri=postgres_uri or None,
+        postgres_writers=postgres_writers,
     )
 
 
@@ -266,6 +282,7 @@ def start(
     max_event_bytes: int,
     no_discovery: bool,
     postgres_uri: str | None,
+    postgres_writers: int,
     **common: Any,
 ) -> None:
     """Run the server in production mode: keys required, commits survive power loss."""
@@ -278,6 +295,7 @@ def start(
         event_keys=event_keys,
         max_event_bytes=max_event_bytes,
         postgres_uri=postgres_uri or None,
+        postgres_writers=postgres_writers,
     )
 
 

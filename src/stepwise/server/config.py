@@ -24,6 +24,10 @@ class ServerConfig:
     sqlite_synchronous: str = "FULL"
     # When set, the store is this PostgreSQL database (shared by many nodes), not SQLite.
     postgres_uri: str | None = None
+    # Writer connections (threads) of this node on PostgreSQL. One is fastest near the
+    # database: every commit goes through one thread, so no other thread contends for
+    # the interpreter; more keep writing while one waits on a far database or a lock.
+    postgres_writers: int = 1
     dev: bool = False
     sdk_urls: tuple[str, ...] = ()
     discovery: bool = False

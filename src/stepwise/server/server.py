@@ -51,7 +51,7 @@ class Server:
         self.config = config
         store: Store
         if config.postgres_uri:
-            store = PostgresStore(config.postgres_uri)
+            store = PostgresStore(config.postgres_uri, writers=config.postgres_writers)
         else:
             store = SqliteStore(config.sqlite_path, synchronous=config.sqlite_synchronous)
         self.engine = Engine(

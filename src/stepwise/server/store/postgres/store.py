@@ -31,7 +31,7 @@ class PostgresStore(SqlStore):
 
     lease_row_locks = leasing.SKIP_LOCKED
 
-    def __init__(self, uri: str, *, writers: int = 4, readers: int = 4) -> None:
+    def __init__(self, uri: str, *, writers: int = 1, readers: int = 4) -> None:
         self.uri = uri
         self._writer = PgWriter(uri, threads=writers)
         self._reads = ReadPool(uri, size=readers)

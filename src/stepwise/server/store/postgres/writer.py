@@ -1,12 +1,18 @@
-"""Group commit on PostgreSQL: a few writer threads, each with its own connection.
+"""Group commit on PostgreSQL: writer threads, each with its own connection.
 
 Each thread takes what is queued (up to ``max_batch`` operations) and runs it as one
-transaction, each operation inside its own SAVEPOINT, so a failing operation rolls back
-alone while the others commit. Every caller is answered only after the COMMIT that made
-its writes durable: under load many operations share one commit's round trip and fsync.
+transaction in pipeline mode: statements are sent without waiting for their results, so
+a group costs a round trip for each read its operations make and one for its COMMIT.
+Every caller is answered only after the COMMIT that made its writes durable: under load
+many operations share one commit's round trip and fsync. If anything fails before the
+COMMIT, the group is rolled back and run again one operation at a time, each inside its
+own SAVEPOINT and synced at its end, so a failing operation rolls back alone (with its
+own error) while the others commit.
 
-Several threads, unlike SQLite's one, because a PostgreSQL transaction may wait on a row
-or advisory lock held by another node; the other threads keep committing meanwhile.
+One thread is the default and the fastest near the database: a thread waiting on the
+database lets the interpreter go, and more threads only contend for it. More threads
+(``threads``) keep committing while one waits on a far database or on a row or advisory
+lock held by another node.
 
 Failures, and what the caller sees:
 
@@ -86,7 +92,7 @@ class PgWriter:
         self,
         conninfo: str,
         *,
-        threads: int = 4,
+        threads: int = 1,
         max_batch: int = MAX_BATCH,
         max_retries: int = 8,
         lock_timeout_ms: int = 5000,
