@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -182,3 +183,31 @@ def test_repeated_failures_from_one_address_are_answered_with_429(server: Server
             interval=0.5,
             what="the lock-out to pass",
         )
+
+
+# Nodes share a database only on PostgreSQL.
+@pytest.mark.backends("postgres")
+def test_a_key_revoked_through_one_database_is_refused_by_every_node(
+    tmp_path: Path, pg_uri: str
+) -> None:
+    nodes = [ServerProcess(tmp_path, sdk_urls=[], postgres_uri=pg_uri) for _ in range(2)]
+    try:
+        for node in nodes:
+            node.production(signing_key=SIGNING_KEY, event_key="keys-event-key")
+            node.start_and_wait(timeout=60)
+        key_id, key = create_key(nodes[0], "cluster")
+        apis = [client(node, "192.0.2.9", key) for node in nodes]
+        for api in apis:
+            assert api.get("/v1/events").status_code == 200
+
+        assert keys_cli(nodes[1], "revoke", key_id).returncode == 0
+        for api in apis:
+            wait_until(
+                lambda api=api: api.get("/v1/events").status_code == 401,
+                timeout=3,
+                what="every node to refuse the key",
+            )
+            api.close()
+    finally:
+        for node in nodes:
+            node.close()
