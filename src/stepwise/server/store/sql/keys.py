@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from ..records import ApiKeyRecord
 from .conn import Conn, Row
 
-API_KEY_COLUMNS = "id, name, key_hash, created_at, last_used_at, revoked_at"
+# The columns are the record's fields, by the same names and in the same order.
+_FIELDS = [f.name for f in fields(ApiKeyRecord)]
+API_KEY_COLUMNS = ", ".join(_FIELDS)
 
 
 def _key_from_row(row: Row) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row["id"],
-        name=row["name"],
-        key_hash=row["key_hash"],
-        created_at=row["created_at"],
-        last_used_at=row["last_used_at"],
-        revoked_at=row["revoked_at"],
-    )
+    return ApiKeyRecord(**{name: row[name] for name in _FIELDS})
 
 
 def create_api_key(conn: Conn, key: ApiKeyRecord) -> None:
     conn.execute(
-        f"INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        (key.id, key.name, key.key_hash, key.created_at, key.last_used_at, key.revoked_at),
+        f"INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ({', '.join('?' for _ in _FIELDS)})",
+        [getattr(key, name) for name in _FIELDS],
     )
 
 
