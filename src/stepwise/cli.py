@@ -21,6 +21,7 @@ from .server.config import DEV_MAX_EVENT_BYTES, MAX_EVENT_BYTES, ServerConfig
 
 if TYPE_CHECKING:
     from .server.store.base import Store
+    from .server.store.records import ApiKeyRecord
 
 
 def _env_flag(name: str) -> bool:
@@ -384,7 +385,7 @@ def send(name: str, data: str, event_id: str | None, url: str | None, event_key:
 
 @main.group()
 def keys() -> None:
-    """API keys for the REST API of a production server (``stepwise start``).
+    """API keys for the REST API of a production server (stepwise start).
 
     They act on the database the server uses (the same --sqlite-path or --postgres-uri),
     whether or not it is running; a key created or revoked counts on every node within
@@ -425,7 +426,7 @@ def keys_create(name: str, sqlite_path: str, postgres_uri: str | None) -> None:
 @_postgres_uri
 def keys_list(sqlite_path: str, postgres_uri: str | None) -> None:
     """List the keys (never the keys themselves): id, name, created, last used, revoked."""
-    found: list[Any] = []
+    found: list[ApiKeyRecord] = []
 
     async def read(store: Store) -> None:
         found.extend(await store.list_api_keys())
