@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
+from stepwise.server.api import authenticator
 from stepwise.server.api.authenticator import AuthFailures
 from stepwise.server.keys import (
     API_KEY_PREFIX,
@@ -61,3 +64,14 @@ def test_failures_spread_below_the_rate_never_lock_out() -> None:
         now = i * 6_000  # one every six seconds: exactly ten a minute
         assert failures.retry_after_ms("10.0.0.1", now) == 0
         failures.record("10.0.0.1", now)
+
+
+def test_clients_whose_failures_expired_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(authenticator, "_PRUNE_AT", 3)
+    failures = AuthFailures(limit=10, period_ms=60_000)
+    for client in ("a", "b", "c"):
+        failures.record(client, 0)  # each TAT is 6 s on
+    failures.record("d", 10_000)  # a, b and c are clear by now
+
+    assert set(failures._tats) == {"d"}
+    assert failures.retry_after_ms("a", 10_000) == 0
