@@ -1,4 +1,4 @@
-"""``stepwise dev | start | send``."""
+"""``stepwise dev | start | send | keys``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import ipaddress
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -16,6 +18,10 @@ import orjson
 
 from . import protocol
 from .server.config import DEV_MAX_EVENT_BYTES, MAX_EVENT_BYTES, ServerConfig
+
+if TYPE_CHECKING:
+    from .server.store.base import Store
+    from .server.store.records import ApiKeyRecord
 
 
 def _env_flag(name: str) -> bool:
@@ -137,6 +143,10 @@ def _postgres(fn: click.decorators.FC) -> click.decorators.FC:
         help="Connections this node commits on (with --postgres-uri). One is fastest when "
         "the database is near; more keep writing while one waits on a far database.",
     )(fn)
+    return _postgres_uri(fn)
+
+
+def _postgres_uri(fn: click.decorators.FC) -> click.decorators.FC:
     return click.option(
         "--postgres-uri",
         envvar="STEPWISE_POSTGRES_URI",
@@ -183,6 +193,14 @@ def _retention(default: str) -> Callable[[click.decorators.FC], click.decorators
         help="Delete finished runs' history, and events no stored run needs, this long "
         "after they finished (30d, 12h, ...; 0 or off keeps everything).",
     )
+
+
+_production_sqlite_path = click.option(
+    "--sqlite-path",
+    default=".stepwise/stepwise.db",
+    show_default=True,
+    help="Where the database lives (one node; see --postgres-uri for many).",
+)
 
 
 def _run(config: ServerConfig, log_level: str) -> None:
@@ -267,12 +285,7 @@ def dev(
     is_flag=True,
     help="Accepted as on dev (so a dev command line runs as is); start never scans ports.",
 )
-@click.option(
-    "--sqlite-path",
-    default=".stepwise/stepwise.db",
-    show_default=True,
-    help="Where the database lives (one node; see --postgres-uri for many).",
-)
+@_production_sqlite_path
 @_postgres
 @_max_event_size(MAX_EVENT_BYTES)
 @_retention("30d")
@@ -368,6 +381,143 @@ def send(name: str, data: str, event_id: str | None, url: str | None, event_key:
         sys.exit(1)
     for event_id_out in body.get("ids", []):
         click.echo(event_id_out)
+
+
+@main.group()
+def keys() -> None:
+    """API keys for the REST API of a production server (stepwise start).
+
+    They act on the database the server uses (the same --sqlite-path or --postgres-uri),
+    whether or not it is running; a key created or revoked counts on every node within
+    a second or two.
+    """
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="What the key is for (shown by `keys list`).")
+@_production_sqlite_path
+@_postgres_uri
+def keys_create(name: str, sqlite_path: str, postgres_uri: str | None) -> None:
+    """Create a key and print it: it is shown this once, and only its hash is kept."""
+    from .server.keys import hash_api_key, new_api_key
+    from .server.store.records import ApiKeyRecord
+
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise click.BadParameter("must be 1 to 200 characters", param_hint="--name")
+    key = new_api_key()
+    record = ApiKeyRecord(
+        id=protocol.new_ulid(),
+        name=name,
+        key_hash=hash_api_key(key),
+        created_at=_now_ms(),
+    )
+    where = _with_key_store(
+        sqlite_path, postgres_uri, lambda store: store.create_api_key(record), create=True
+    )
+    click.echo(
+        f"created API key {record.id} ({name}) in {where}; it is shown only this once:", err=True
+    )
+    click.echo(key)
+
+
+@keys.command("list")
+@_production_sqlite_path
+@_postgres_uri
+def keys_list(sqlite_path: str, postgres_uri: str | None) -> None:
+    """List the keys (never the keys themselves): id, name, created, last used, revoked."""
+    found: list[ApiKeyRecord] = []
+
+    async def read(store: Store) -> None:
+        found.extend(await store.list_api_keys())
+
+    _with_key_store(sqlite_path, postgres_uri, read)
+    rows = [("ID", "NAME", "CREATED", "LAST USED", "REVOKED")]
+    rows += [
+        (k.id, k.name, _when(k.created_at), _when(k.last_used_at), _when(k.revoked_at))
+        for k in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@keys.command("revoke")
+@click.argument("key_id", metavar="ID")
+@_production_sqlite_path
+@_postgres_uri
+def keys_revoke(key_id: str, sqlite_path: str, postgres_uri: str | None) -> None:
+    """Revoke a key by its id: every node refuses it within a second or two."""
+    revoked: list[bool] = []
+
+    async def revoke(store: Store) -> None:
+        revoked.append(await store.revoke_api_key(key_id, _now_ms()))
+
+    _with_key_store(sqlite_path, postgres_uri, revoke)
+    if not revoked[0]:
+        click.echo(f"stepwise: no API key {key_id!r} that is not already revoked", err=True)
+        sys.exit(1)
+    click.echo(f"revoked API key {key_id}")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _with_key_store(
+    sqlite_path: str,
+    postgres_uri: str | None,
+    op: Callable[[Store], Coroutine[Any, Any, None]],
+    *,
+    create: bool = False,
+) -> str:
+    """Run ``op`` on the server's store; return where that store is, for messages.
+
+    On SQLite the server holds ``<db>.lock`` for as long as it runs; these commands open
+    the file without that lock (``exclusive=False``), as a second connection in WAL mode:
+    SQLite itself serialises the one short write with the server's (each waits on the
+    other's write lock, up to its busy timeout) and the server's readers see it at their
+    next transaction. The lock only keeps a second *server* off the file, whose leases
+    and wake-ups assume it is alone; a key is a row no server caches for long. Going
+    through the running server instead would need it up, and an admin route on the API.
+    """
+    import sqlite3
+
+    import psycopg
+
+    from .server.store.errors import DatabaseUnavailable
+    from .server.store.postgres.store import PostgresStore
+    from .server.store.sqlite.store import SqliteStore
+
+    store: Store
+    if postgres_uri:
+        store, where = PostgresStore(postgres_uri, writers=1, readers=1), "the PostgreSQL database"
+    else:
+        if not create and not os.path.exists(sqlite_path):
+            click.echo(f"stepwise: there is no database at {sqlite_path}", err=True)
+            sys.exit(1)
+        store = SqliteStore(sqlite_path, synchronous="FULL", readers=1, exclusive=False)
+        where = sqlite_path
+
+    async def run() -> None:
+        await store.open()
+        try:
+            await op(store)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except (DatabaseUnavailable, psycopg.Error, sqlite3.Error) as exc:
+        click.echo(f"stepwise: cannot reach {where}: {exc}", err=True)
+        sys.exit(1)
+    return where
 
 
 __all__ = ["main"]

@@ -85,6 +85,8 @@ class ApiError(StepwiseError):
         self.code = code
         self.message = message
         self.extra = extra
+        # HTTP headers the error response carries (Retry-After on a 429, ...).
+        self.headers: dict[str, str] = {}
 
     def to_body(self) -> dict[str, Any]:
         # ``status`` in the body too: the JS SDK reads it from there, not from HTTP.

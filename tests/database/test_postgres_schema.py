@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from stepwise.server.store.postgres.database import migrate_uri, migrations
 from stepwise.server.store.sqlite.store import SqliteStore
@@ -96,13 +97,13 @@ async def test_both_backends_expose_the_same_tables_columns_and_indexes(
 
 def test_migrating_an_empty_database_applies_every_version_once(pg_empty_uri: str) -> None:
     newest = [version for version, _ in migrations()]
-    assert newest == [9, 10]
+    assert newest == [9, 10, 12]
 
     assert migrate_uri(pg_empty_uri) == newest
     assert migrate_uri(pg_empty_uri) == []
 
     versions = _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version")
-    assert versions == [(9,), (10,)]
+    assert versions == [(9,), (10,), (12,)]
     assert "runs" in pg_columns(pg_empty_uri)
 
 
@@ -126,8 +127,12 @@ def test_nodes_starting_at_once_migrate_once(pg_empty_uri: str) -> None:
         t.join()
 
     assert errors == []
-    assert sorted(applied) == [[]] * (runners - 1) + [[9, 10]]
-    assert _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version") == [(9,), (10,)]
+    assert sorted(applied) == [[]] * (runners - 1) + [[9, 10, 12]]
+    assert _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version") == [
+        (9,),
+        (10,),
+        (12,),
+    ]
 
 
 def test_each_test_gets_a_migrated_database_of_its_own(pg_uri: str) -> None:
@@ -135,3 +140,46 @@ def test_each_test_gets_a_migrated_database_of_its_own(pg_uri: str) -> None:
     assert migrate_uri(pg_uri) == []
     _pg(pg_uri, "INSERT INTO rate_limits (key, tat) VALUES ('k', 1) RETURNING key")
     assert _pg(pg_uri, "SELECT key, tat FROM rate_limits") == [("k", 1)]
+
+
+def test_a_lower_numbered_migration_added_later_is_applied(
+    pg_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Branches number migrations apart: one merged after a higher number ran still runs."""
+    from stepwise.server.store.postgres import database
+
+    shipped = migrations()
+    late = (11, "CREATE TABLE merged_late (x INTEGER NOT NULL)")
+    monkeypatch.setattr(database, "migrations", lambda: sorted([*shipped, late]))
+
+    assert migrate_uri(pg_uri) == [11]
+    assert migrate_uri(pg_uri) == []
+    assert "merged_late" in pg_columns(pg_uri)
+    versions = _pg(pg_uri, "SELECT version FROM schema_version ORDER BY version")
+    assert versions == [(9,), (10,), (11,), (12,)]
+
+
+async def test_sqlite_applies_a_lower_numbered_migration_added_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stepwise.server.store.sqlite import store as sqlite_store
+
+    path = tmp_path / "stepwise.db"
+    first = SqliteStore(str(path))
+    await first.open()
+    await first.close()
+    shipped = sqlite_store._migrations()
+    late = (11, "CREATE TABLE merged_late (x INTEGER NOT NULL)")
+    monkeypatch.setattr(sqlite_store, "_migrations", lambda: sorted([*shipped, late]))
+    again = SqliteStore(str(path))
+    await again.open()
+    await again.close()
+
+    columns, _ = sqlite_schema(path)
+    assert "merged_late" in columns
+    conn = sqlite3.connect(path)
+    try:
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY rowid")]
+    finally:
+        conn.close()
+    assert versions == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 11]

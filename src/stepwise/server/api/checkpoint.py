@@ -50,7 +50,7 @@ def _invalid(exc: ValidationError) -> ApiError:
 
 
 async def save_async(request: Request) -> Response:
-    require_signing_key(request)
+    await require_signing_key(request)
     state: ServerState = request.app.state.stepwise
     run_id = str(request.path_params["run_id"])
     if not is_ulid(run_id):

@@ -16,7 +16,7 @@ from ...errors import ApiError
 from ...protocol import is_ulid
 from .. import expr
 from ..store.records import CancellationRecord, RunStatus
-from .auth import require_signing_key
+from .auth import require_api_key
 from .responses import read_json
 from .rest import iso, wrap
 from .state import ServerState
@@ -24,8 +24,8 @@ from .state import ServerState
 MAX_CONTROL_BYTES = 1024 * 1024
 
 
-def _state(request: Request) -> ServerState:
-    require_signing_key(request)
+async def _state(request: Request) -> ServerState:
+    await require_api_key(request)
     state: ServerState = request.app.state.stepwise
     return state
 
@@ -60,7 +60,7 @@ def cancellation_json(record: CancellationRecord) -> dict[str, Any]:
 
 
 async def cancel_run(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     run_id = str(request.path_params["run_id"])
     if not is_ulid(run_id):
         raise ApiError(400, "invalid_id", f"{run_id!r} is not a valid run id (a ULID)")
@@ -73,7 +73,7 @@ async def cancel_run(request: Request) -> Response:
 
 
 async def create_cancellation(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     body = await read_json(request, max_bytes=MAX_CONTROL_BYTES)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_cancellation", "the body must be a JSON object")
@@ -118,12 +118,12 @@ async def create_cancellation(request: Request) -> Response:
 
 
 async def list_cancellations(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     return wrap([cancellation_json(r) for r in await state.engine.store.list_cancellations()])
 
 
 async def delete_cancellation(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     cancellation_id = str(request.path_params["cancellation_id"])
     if not await state.engine.store.delete_cancellation(cancellation_id):
         raise ApiError(404, "cancellation_not_found", "cancellation not found")
@@ -131,7 +131,7 @@ async def delete_cancellation(request: Request) -> Response:
 
 
 async def send_signal(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     body = await read_json(request, max_bytes=MAX_CONTROL_BYTES)
     if not isinstance(body, dict) or not isinstance(body.get("signal"), str) or not body["signal"]:
         raise ApiError(

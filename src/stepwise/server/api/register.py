@@ -208,7 +208,7 @@ def _validate_flow_control(raw: dict[str, Any], fn_id: str) -> None:
 
 async def register(request: Request) -> Response:
     state: ServerState = request.app.state.stepwise
-    require_signing_key(request)
+    await require_signing_key(request)
     expected = request.headers.get(h.EXPECTED_SERVER_KIND)
     if expected and expected != state.config.server_kind:
         raise ApiError(

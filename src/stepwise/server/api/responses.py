@@ -21,7 +21,7 @@ class JSONResponse(Response):
 
 
 def error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.to_body(), status_code=exc.status)
+    return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers or None)
 
 
 async def read_json(request: Request, *, max_bytes: int) -> Any:

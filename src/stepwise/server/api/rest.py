@@ -15,7 +15,7 @@ from ...errors import ApiError
 from ...protocol import is_ulid
 from ..engine.registry import FunctionSpec
 from ..store.records import EventRecord, HistoryKind, RunRecord
-from .auth import require_signing_key
+from .auth import require_api_key
 from .responses import JSONResponse
 from .state import ServerState
 
@@ -78,8 +78,8 @@ def run_json(r: RunRecord) -> dict[str, Any]:
     return out
 
 
-def _state(request: Request) -> ServerState:
-    require_signing_key(request)
+async def _state(request: Request) -> ServerState:
+    await require_api_key(request)
     state: ServerState = request.app.state.stepwise
     return state
 
@@ -140,7 +140,7 @@ def _next_cursor(event: EventRecord) -> str:
 
 
 async def list_events(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     limit = _int_param(request, "limit") or 20
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
@@ -158,7 +158,7 @@ async def list_events(request: Request) -> Response:
 
 
 async def get_event(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     event = await state.engine.store.get_event(_ulid_param(request, "event_id", "event"))
     if event is None:
         raise ApiError(404, "event_not_found", "event not found")
@@ -166,7 +166,7 @@ async def get_event(request: Request) -> Response:
 
 
 async def event_runs(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     event_id = _ulid_param(request, "event_id", "event")
     if await state.engine.store.get_event(event_id) is None:
         raise ApiError(404, "event_not_found", "event not found")
@@ -175,7 +175,7 @@ async def event_runs(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     run = await state.engine.store.get_run(_ulid_param(request, "run_id", "run"))
     if run is None:
         raise ApiError(404, "run_not_found", "run not found")
@@ -184,7 +184,7 @@ async def get_run(request: Request) -> Response:
 
 async def run_history(request: Request) -> Response:
     """What happened in a run, oldest first; completed steps carry their output."""
-    state = _state(request)
+    state = await _state(request)
     run_id = _ulid_param(request, "run_id", "run")
     store = state.engine.store
     if await store.get_run(run_id) is None:
@@ -211,7 +211,7 @@ async def run_history(request: Request) -> Response:
 
 
 async def run_batch(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     run_state = await state.engine.store.load_run_state(_ulid_param(request, "run_id", "run"))
     if run_state is None:
         raise ApiError(404, "run_not_found", "run not found")
@@ -219,7 +219,7 @@ async def run_batch(request: Request) -> Response:
 
 
 async def run_actions(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     run_state = await state.engine.store.load_run_state(_ulid_param(request, "run_id", "run"))
     if run_state is None:
         raise ApiError(404, "run_not_found", "run not found")
@@ -242,7 +242,7 @@ def function_json(spec: FunctionSpec) -> dict[str, Any]:
 
 async def list_apps(request: Request) -> Response:
     """Every synced app with its functions."""
-    state = _state(request)
+    state = await _state(request)
     specs = state.engine.registry.all()
     apps = []
     for app in await state.engine.store.list_apps():
@@ -261,7 +261,7 @@ async def list_apps(request: Request) -> Response:
 
 
 async def app_functions(request: Request) -> Response:
-    state = _state(request)
+    state = await _state(request)
     name = str(request.path_params["app_name"])
     app = next((a for a in await state.engine.store.list_apps() if a.name == name), None)
     if app is None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import ServerConfig
 from ..engine.engine import Engine
+from .authenticator import Authenticator
 
 
 @dataclass
 class ServerState:
     config: ServerConfig
     engine: Engine
+    auth: Authenticator = field(default_factory=Authenticator)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .records import (
+    ApiKeyRecord,
     AppRecord,
     CancellationRecord,
     Checkpoint,
@@ -180,3 +181,19 @@ class Store(Protocol):
         ``"jobs"`` (work may be due sooner than this node thinks) or ``"registry"`` (the
         function set changed). After a lost connection to the database both are called, as
         news may have been missed. A single-node backend never calls it."""
+
+    # ---- API keys -------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKeyRecord) -> None:
+        """Store a new API key (its hash, never the key). Its id and hash are unique."""
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every API key, revoked ones included, oldest first."""
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The unrevoked API key with this hash, if any."""
+
+    async def revoke_api_key(self, key_id: str, now: int) -> bool:
+        """Revoke a key at ``now``; False if no such key, or it was already revoked."""
+
+    async def touch_api_key(self, key_id: str, now: int) -> None:
+        """Record that a key was used at ``now`` (never moves ``last_used_at`` back)."""

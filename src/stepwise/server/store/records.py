@@ -449,3 +449,15 @@ class CancellationRecord:
     created_at: int
     started_after: int | None = None
     expression: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key for the REST API. The key itself is never stored: only its hash."""
+
+    id: str
+    name: str
+    key_hash: str
+    created_at: int
+    last_used_at: int | None = None
+    revoked_at: int | None = None

@@ -200,10 +200,12 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-        current = _first(row)
+        rows = conn.execute("SELECT version FROM schema_version").fetchall()
+        # Every version not yet recorded, not only those above the newest: numbers may have
+        # gaps, and a branch's migration may be merged after a later-numbered one applied.
+        done = {_first(row) for row in rows}
         for version, script in migrations():
-            if version > current:
+            if version not in done:
                 conn.execute(script)
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
                 applied.append(version)

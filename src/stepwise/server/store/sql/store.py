@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from ..records import (
+    ApiKeyRecord,
     AppRecord,
     CancellationRecord,
     Checkpoint,
@@ -31,7 +32,17 @@ from ..records import (
     RunState,
     Transition,
 )
-from . import apps, cancellations, housekeeping, ingest, leasing, pauses, reads, transitions
+from . import (
+    apps,
+    cancellations,
+    housekeeping,
+    ingest,
+    keys,
+    leasing,
+    pauses,
+    reads,
+    transitions,
+)
 from .conn import Conn
 
 T = TypeVar("T")
@@ -240,3 +251,19 @@ class SqlStore(abc.ABC):
 
     async def purge_finished(self, before: int, limit: int) -> int:
         return await self._write(lambda conn: housekeeping.purge_finished(conn, before, limit))
+
+    # ---- API keys -------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKeyRecord) -> None:
+        await self._write(lambda conn: keys.create_api_key(conn, key))
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        return await self._read(keys.list_api_keys)
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        return await self._read(lambda conn: keys.find_api_key(conn, key_hash))
+
+    async def revoke_api_key(self, key_id: str, now: int) -> bool:
+        return await self._write(lambda conn: keys.revoke_api_key(conn, key_id, now))
+
+    async def touch_api_key(self, key_id: str, now: int) -> None:
+        await self._write(lambda conn: keys.touch_api_key(conn, key_id, now))

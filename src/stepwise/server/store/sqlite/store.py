@@ -83,13 +83,15 @@ class SqliteStore(SqlStore):
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         for version, sql in _migrations():
             # The version is read under the write lock: two processes opening a new file
-            # at once must not both apply the same migration.
+            # at once must not both apply the same migration. Each version is looked up on
+            # its own, not compared with the newest applied: numbers may have gaps, and a
+            # branch's migration may be merged after a later-numbered one was applied.
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute(
-                    "SELECT coalesce(max(version), 0) FROM schema_version"
+                applied = conn.execute(
+                    "SELECT 1 FROM schema_version WHERE version = ?", (version,)
                 ).fetchone()
-                if version > row[0]:
+                if applied is None:
                     for statement in sql.split(";"):
                         if statement.strip():
                             conn.execute(statement)
