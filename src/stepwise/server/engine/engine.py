@@ -12,6 +12,7 @@ from typing import Any
 from ... import protocol
 from ...protocol import GeneratorOp
 from .. import faults
+from ..metrics import Metrics
 from ..store.base import Store
 from ..store.records import (
     AppRecord,
@@ -24,6 +25,7 @@ from ..store.records import (
     HistoryKind,
     JobKind,
     NewJob,
+    RunState,
     RunStatus,
     Transition,
 )
@@ -71,12 +73,14 @@ class Engine:
         self._retention_sweep_s = retention_sweep_s
         self._retention: asyncio.Task[None] | None = None
         self.scheduler = Scheduler(self.registry)
+        self.metrics = Metrics()
         self.driver = Driver(
             signing_key=signing_key,
             server_kind=server_kind,
             timeout_s=call_timeout_s,
             max_connections=concurrency,
             outbound=outbound,
+            metrics=self.metrics,
         )
         self.executor = Executor(
             registry=self.registry,
@@ -173,7 +177,10 @@ class Engine:
                 log.exception("history retention failed; trying again at the next sweep")
             await asyncio.sleep(self._retention_sweep_s)
 
-    def _committed(self, transition: Transition) -> None:
+    def _committed(
+        self, transition: Transition, state: RunState | None, applied: list[bool]
+    ) -> None:
+        self.metrics.committed(transition, state, applied)
         if (
             transition.new_jobs
             or transition.ingest
@@ -244,7 +251,8 @@ class Engine:
             change = lifecycle.cancel_change(
                 state, self.scheduler, now_ms(), "cancelled through the API"
             )
-            await self.store.apply_changes([change])
+            applied = await self.store.apply_changes([change])
+            self.metrics.changes_applied([change], applied)
             self.worker.notify()
         run = await self.store.get_run(run_id)
         return run.status if run is not None else None

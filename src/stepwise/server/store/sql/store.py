@@ -26,12 +26,13 @@ from ..records import (
     Job,
     NewJob,
     Pause,
+    QueueStats,
     RunChange,
     RunRecord,
     RunState,
     Transition,
 )
-from . import apps, cancellations, housekeeping, ingest, leasing, pauses, reads, transitions
+from . import apps, cancellations, housekeeping, ingest, leasing, pauses, reads, stats, transitions
 from .conn import Conn
 
 T = TypeVar("T")
@@ -143,8 +144,10 @@ class SqlStore(abc.ABC):
     async def next_due_at(self) -> int | None:
         return await self._read(leasing.next_due_at)
 
-    async def commit(self, transition: Transition) -> None:
-        await self._write(lambda conn: transitions.apply_transition(conn, transition), wake=JOBS)
+    async def commit(self, transition: Transition) -> list[bool]:
+        return await self._write(
+            lambda conn: transitions.apply_transition(conn, transition), wake=JOBS
+        )
 
     async def checkpoint(self, checkpoint: Checkpoint) -> CheckpointOutcome:
         return await self._write(lambda conn: transitions.save_checkpoint(conn, checkpoint))
@@ -240,3 +243,7 @@ class SqlStore(abc.ABC):
 
     async def purge_finished(self, before: int, limit: int) -> int:
         return await self._write(lambda conn: housekeeping.purge_finished(conn, before, limit))
+
+    # ---- metrics ------------------------------------------------------------------
+    async def queue_stats(self, now: int) -> QueueStats:
+        return await self._read(lambda conn: stats.queue_stats(conn, now))
