@@ -430,4 +430,3 @@ async def test_commit_says_which_of_its_guarded_run_changes_applied(world: World
         ended.id: RunStatus.COMPLETED,
         active.id: RunStatus.CANCELLED,
     }
-

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .store.records import HistoryKind, QueueStats, RunChange, RunState, RunStatus, Transition
+from .store.records import (
+    HistoryKind,
+    QueueStats,
+    RunChange,
+    RunState,
+    RunStatus,
+    Settled,
+    Transition,
+)
 
 # From a fast step to the default call timeout: a call slower than the last bucket is
 # still counted, in +Inf.
@@ -99,14 +107,19 @@ class Metrics:
                     self.runs_started.labels(slug).inc()
                 elif entry.kind in _STEP_OUTCOMES:
                     self.steps.labels(slug, _STEP_OUTCOMES[entry.kind]).inc()
-            for settled in transition.settled:
-                for entry in settled.history:
-                    if entry.kind in _STEP_OUTCOMES:
-                        self.steps.labels(slug, _STEP_OUTCOMES[entry.kind]).inc()
+            self.steps_saved(slug, transition.settled)
             update = transition.run_update
             if update is not None and update.status in _ENDINGS:
                 self.runs_finished.labels(slug, _ENDINGS[update.status]).inc()
         self.changes_applied(transition.run_changes, applied)
+
+    def steps_saved(self, function_slug: str, settled: list[Settled]) -> None:
+        """Count the outcomes of steps whose results were saved (by a call's reply or by a
+        checkpoint sent during the call)."""
+        for step in settled:
+            for entry in step.history:
+                if entry.kind in _STEP_OUTCOMES:
+                    self.steps.labels(function_slug, _STEP_OUTCOMES[entry.kind]).inc()
 
     def changes_applied(self, changes: list[RunChange], applied: list[bool]) -> None:
         for change, took in zip(changes, applied, strict=True):

@@ -265,19 +265,27 @@ class Engine:
         queue_item: str | None,
         generation: int | None,
         body_bytes: int,
+        function_id: str | None = None,
     ) -> CheckpointOutcome:
-        """Save the steps an SDK ran inside an open call (raises ``CheckpointRejected``)."""
+        """Save the steps an SDK ran inside an open call (raises ``CheckpointRejected``).
+
+        ``function_id`` is the function's internal id as the SDK echoes it: it only labels
+        the steps counted in the metrics (an unknown one counts nothing)."""
         now = now_ms()
+        settled = steps_to_save(ops, now, body_bytes)
         saved = await self.store.checkpoint(
             Checkpoint(
                 run_id=run_id,
-                settled=steps_to_save(ops, now, body_bytes),
+                settled=settled,
                 started=HistoryEntry(HistoryKind.RUN_STARTED, now),
                 fence=dispatch.fence_of(queue_item, generation),
             )
         )
         if saved is CheckpointOutcome.SAVED:
             faults.hit("checkpoint.saved")
+            spec = self.registry.by_id(function_id) if function_id else None
+            if spec is not None:
+                self.metrics.steps_saved(spec.slug, settled)
         return saved
 
     async def send_signal(self, signal: str, data: Any) -> str | None:
