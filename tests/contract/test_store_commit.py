@@ -16,6 +16,7 @@ from stepwise.server.store.records import (
     LeaseLost,
     NewJob,
     PlannedStep,
+    RunChange,
     RunStatus,
     RunUpdate,
 )
@@ -398,3 +399,34 @@ async def test_history_is_written_with_the_transition_in_order(world: World) -> 
 
     assert await store.run_history(run.id) == [*history, ended]
     assert await store.run_history("no-such-run") == []
+
+
+async def test_commit_says_which_of_its_guarded_run_changes_applied(world: World) -> None:
+    store = world.store
+    first, first_job = await world.running()
+    ended, ended_job = await world.running()
+    active = await world.start_run()
+    await store.commit(
+        world.done(
+            ended_job,
+            run_update=RunUpdate(status=RunStatus.COMPLETED, ended_at=T0),
+            clear_run_jobs=True,
+        )
+    )
+
+    def cancel(run_id: str) -> RunChange:
+        return RunChange(
+            run_id=run_id, run_update=RunUpdate(status=RunStatus.CANCELLED), end_run=True
+        )
+
+    applied = await store.commit(
+        world.done(first_job, run_changes=[cancel(ended.id), cancel(active.id)])
+    )
+
+    assert applied == [False, True]
+    statuses = {r: (await store.get_run(r)) for r in (first.id, ended.id, active.id)}
+    assert {r: run.status for r, run in statuses.items() if run is not None} == {
+        first.id: RunStatus.SCHEDULED,
+        ended.id: RunStatus.COMPLETED,
+        active.id: RunStatus.CANCELLED,
+    }

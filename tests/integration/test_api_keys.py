@@ -78,6 +78,9 @@ def test_a_key_from_the_cli_opens_the_api_until_it_is_revoked(server: ServerProc
             response = api.get(path)
             assert response.status_code == 200, (path, response.text)
             assert "data" in response.json()
+        scrape = api.get("/metrics")  # a Prometheus scraper may use a key too
+        assert scrape.status_code == 200, scrape.text
+        assert "stepwise_queue_due_jobs" in scrape.text
 
         listed = keys_cli(server, "list")
         assert listed.returncode == 0, listed.stderr

@@ -95,3 +95,14 @@ def test_api_needs_the_signing_key(stack: Stack, tmp_path: Path) -> None:
     assert anonymous.status_code == 401
     assert anonymous.json()["code"] == "unauthorized"
     assert stack.server.http.get("/v1/events").status_code == 200
+
+
+def test_metrics_need_the_signing_key(stack: Stack) -> None:
+    for headers in ({}, {"authorization": "Bearer signkey-prod-wrong"}):
+        refused = httpx.get(f"{stack.server.url}/metrics", headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "unauthorized"
+        assert "stepwise_" not in refused.text
+    allowed = stack.server.http.get("/metrics")
+    assert allowed.status_code == 200
+    assert "# TYPE stepwise_runs_started_total counter" in allowed.text

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ApiError
 from ..protocol import headers as h
 from . import dashboard
-from .api import checkpoint, control, events, register, rest
+from .api import checkpoint, control, events, metrics, register, rest
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
 from .store.errors import DatabaseUnavailable
@@ -85,6 +85,7 @@ def build_app(state: ServerState) -> Any:
         Route("/e/{key}", events.send_events, methods=["POST"]),
         Route("/fn/register", register.register, methods=["POST"]),
         Route("/health", rest.health, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/dev", rest.dev_info, methods=["GET"]),
         Route("/v1/events", rest.list_events, methods=["GET"]),
         Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),

@@ -27,9 +27,9 @@ MAX_CHECKPOINT_BYTES = MAX_RUN_STATE + 1024 * 1024
 
 
 class AsyncCheckpointBody(BaseModel):
-    """What the JS SDK posts. ``request_id``, ``request_started_at``, ``fn_id`` and ``ts``
-    are read but not needed: every checkpoint is checked against its dispatch, whatever
-    its age, and the run comes from the path."""
+    """What the JS SDK posts. ``request_id``, ``request_started_at`` and ``ts`` are read but
+    not needed: every checkpoint is checked against its dispatch, whatever its age, and the
+    run comes from the path. ``fn_id`` only labels the steps counted in the metrics."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -77,6 +77,7 @@ async def save_async(request: Request) -> Response:
             queue_item=body.qi_id,
             generation=body.generation_id,
             body_bytes=int(length) if length.isdigit() else MAX_CHECKPOINT_BYTES,
+            function_id=body.fn_id,
         )
     except CheckpointRejected as exc:
         raise ApiError(exc.status, exc.code, exc.message, run_id=run_id) from None

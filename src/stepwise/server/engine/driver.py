@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,6 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ... import protocol
 from ...protocol import headers as h
+from ..metrics import Metrics
 from ..store.records import RunState
 from .outbound import DestinationPolicy, OutboundClient, OutboundError
 
@@ -100,8 +102,10 @@ class Driver:
         timeout_s: float,
         max_connections: int,
         outbound: OutboundClient | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.signing_key = signing_key
+        self.metrics = metrics
         self.server_kind = server_kind
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
         self._max_connections = max_connections
@@ -139,6 +143,7 @@ class Driver:
         request_version: int,
         job_id: str,
         generation: int,
+        function_slug: str,
     ) -> SdkReply:
         """POST a call request; ``job_id`` and ``generation`` name this dispatch of the job
         (the JS SDK reads them from headers only, and echoes the generation in checkpoints)."""
@@ -156,6 +161,7 @@ class Driver:
         }
         if self.signing_key:
             headers[h.SIGNATURE] = protocol.sign(payload, self.signing_key)
+        sent = time.perf_counter()
         try:
             async with self._client().post(
                 target_url(url, step_id), data=payload, headers=headers, allow_redirects=False
@@ -163,8 +169,12 @@ class Driver:
                 raw = await response.read()
                 status, reply_headers = response.status, response.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if self.metrics is not None:
+                self.metrics.observe_call(function_slug, time.perf_counter() - sent)
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return SdkReply(0, CIMultiDictProxy(CIMultiDict()), None, b"", transport_error=message)
+        if self.metrics is not None:
+            self.metrics.observe_call(function_slug, time.perf_counter() - sent)
         reply = SdkReply(status, reply_headers, _parse_json(raw), raw)
         streamed = reply.status == 201
         if streamed:

@@ -12,6 +12,7 @@ from typing import Any
 from ... import protocol
 from ...protocol import GeneratorOp
 from .. import faults
+from ..metrics import Metrics
 from ..store.base import Store
 from ..store.records import (
     AppRecord,
@@ -24,6 +25,7 @@ from ..store.records import (
     HistoryKind,
     JobKind,
     NewJob,
+    RunState,
     RunStatus,
     Transition,
 )
@@ -71,12 +73,14 @@ class Engine:
         self._retention_sweep_s = retention_sweep_s
         self._retention: asyncio.Task[None] | None = None
         self.scheduler = Scheduler(self.registry)
+        self.metrics = Metrics()
         self.driver = Driver(
             signing_key=signing_key,
             server_kind=server_kind,
             timeout_s=call_timeout_s,
             max_connections=concurrency,
             outbound=outbound,
+            metrics=self.metrics,
         )
         self.executor = Executor(
             registry=self.registry,
@@ -173,7 +177,10 @@ class Engine:
                 log.exception("history retention failed; trying again at the next sweep")
             await asyncio.sleep(self._retention_sweep_s)
 
-    def _committed(self, transition: Transition) -> None:
+    def _committed(
+        self, transition: Transition, state: RunState | None, applied: list[bool]
+    ) -> None:
+        self.metrics.committed(transition, state, applied)
         if (
             transition.new_jobs
             or transition.ingest
@@ -244,7 +251,8 @@ class Engine:
             change = lifecycle.cancel_change(
                 state, self.scheduler, now_ms(), "cancelled through the API"
             )
-            await self.store.apply_changes([change])
+            applied = await self.store.apply_changes([change])
+            self.metrics.changes_applied([change], applied)
             self.worker.notify()
         run = await self.store.get_run(run_id)
         return run.status if run is not None else None
@@ -257,19 +265,27 @@ class Engine:
         queue_item: str | None,
         generation: int | None,
         body_bytes: int,
+        function_id: str | None = None,
     ) -> CheckpointOutcome:
-        """Save the steps an SDK ran inside an open call (raises ``CheckpointRejected``)."""
+        """Save the steps an SDK ran inside an open call (raises ``CheckpointRejected``).
+
+        ``function_id`` is the function's internal id as the SDK echoes it: it only labels
+        the steps counted in the metrics (an unknown one counts nothing)."""
         now = now_ms()
+        settled = steps_to_save(ops, now, body_bytes)
         saved = await self.store.checkpoint(
             Checkpoint(
                 run_id=run_id,
-                settled=steps_to_save(ops, now, body_bytes),
+                settled=settled,
                 started=HistoryEntry(HistoryKind.RUN_STARTED, now),
                 fence=dispatch.fence_of(queue_item, generation),
             )
         )
         if saved is CheckpointOutcome.SAVED:
             faults.hit("checkpoint.saved")
+            spec = self.registry.by_id(function_id) if function_id else None
+            if spec is not None:
+                self.metrics.steps_saved(spec.slug, settled)
         return saved
 
     async def send_signal(self, signal: str, data: Any) -> str | None:

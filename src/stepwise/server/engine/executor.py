@@ -203,6 +203,7 @@ class Executor:
             request_version=state.run.request_version,
             job_id=queue_item_ref(job.id),
             generation=job.generation,
+            function_slug=spec.slug,
         )
         # A signal wait in "fail" mode fails the run if another run holds the signal; the
         # store refuses the pause if someone takes it between this read and the commit.

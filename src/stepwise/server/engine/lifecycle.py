@@ -200,4 +200,5 @@ def cancel_change(
         history=[HistoryEntry(HistoryKind.RUN_CANCELLED, now, data={"reason": reason})],
         ingest=ingest,
         end_run=True,
+        function_slug=state.run.function_slug,
     )

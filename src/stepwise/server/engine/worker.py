@@ -49,7 +49,7 @@ class Worker:
         *,
         concurrency: int,
         lease_ms: int,
-        on_committed: Callable[[Transition], None] | None = None,
+        on_committed: Callable[[Transition, RunState | None, list[bool]], None] | None = None,
         give_up: Callable[[Job, RunState, str], Transition] | None = None,
     ) -> None:
         self.store = store
@@ -181,7 +181,7 @@ class Worker:
             transition = await self.execute(job, state)
             faults.hit(f"commit.{job.kind.value}")
             self._stop_renewing()
-            await self.store.commit(transition)
+            applied = await self.store.commit(transition)
         except LeaseLost:
             log.warning("job %s lost its lease; its outcome was dropped", job.id)
             return
@@ -198,7 +198,7 @@ class Worker:
             await self._after_fault(job, state, f"{type(exc).__name__}: {exc}")
             return
         if self.on_committed is not None:
-            self.on_committed(transition)
+            self.on_committed(transition, state, applied)
 
     async def _after_fault(
         self, job: Job, state: RunState | None, reason: str, *, delay_ms: int | None = None
@@ -210,10 +210,10 @@ class Worker:
             if faults >= MAX_FAULTS and state is not None and self.give_up is not None:
                 message = f"the server failed {faults} times in a row on this run: {reason}"
                 transition = self.give_up(job, state, message)
-                await self.store.commit(transition)
+                applied = await self.store.commit(transition)
                 log.error("run %s failed after %d server faults", state.run.id, faults)
                 if self.on_committed is not None:
-                    self.on_committed(transition)
+                    self.on_committed(transition, state, applied)
                 return
         except LeaseLost:
             return

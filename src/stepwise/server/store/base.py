@@ -18,6 +18,7 @@ from .records import (
     Job,
     NewJob,
     Pause,
+    QueueStats,
     RunChange,
     RunRecord,
     RunState,
@@ -93,9 +94,10 @@ class Store(Protocol):
     async def next_due_at(self) -> int | None:
         """When the earliest job falls due (leased jobs count at their lease expiry)."""
 
-    async def commit(self, transition: Transition) -> None:
+    async def commit(self, transition: Transition) -> list[bool]:
         """Apply one job's outcome atomically; raise ``LeaseLost`` if the lease is gone,
-        ``SignalTaken`` if a new signal wait finds its signal taken (nothing is written)."""
+        ``SignalTaken`` if a new signal wait finds its signal taken (nothing is written).
+        Returns which of its guarded ``run_changes`` applied, in order."""
 
     async def checkpoint(self, checkpoint: Checkpoint) -> CheckpointOutcome:
         """Save steps an SDK ran inside a call that is still open, atomically and in order.
@@ -197,3 +199,8 @@ class Store(Protocol):
 
     async def touch_api_key(self, key_id: str, now: int) -> None:
         """Record that a key was used at ``now`` (never moves ``last_used_at`` back)."""
+
+    # ---- metrics ------------------------------------------------------------------
+    async def queue_stats(self, now: int) -> QueueStats:
+        """Jobs due at ``now`` and not leased, when the oldest of them fell due, and the
+        pauses stored by kind: over the whole database, every node's work included."""

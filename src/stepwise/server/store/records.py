@@ -355,6 +355,8 @@ class RunChange:
     history: list[HistoryEntry] = field(default_factory=list)
     ingest: Ingest | None = None
     end_run: bool = False  # the run ends: drop its jobs and pauses
+    # Whose run this is, for this node's metrics when the change ends it; not stored.
+    function_slug: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,3 +463,12 @@ class ApiKeyRecord:
     created_at: int
     last_used_at: int | None = None
     revoked_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The queue as a metrics scrape sees it, counted over every node sharing the store."""
+
+    due_jobs: int  # due now and not held by a live lease (waiting for a worker or a slot)
+    oldest_due_at: int | None  # when the longest-waiting of them fell due
+    pauses: dict[PauseKind, int]  # pauses stored, by kind (every kind present, 0 if none)

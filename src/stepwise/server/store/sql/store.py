@@ -27,6 +27,7 @@ from ..records import (
     Job,
     NewJob,
     Pause,
+    QueueStats,
     RunChange,
     RunRecord,
     RunState,
@@ -41,6 +42,7 @@ from . import (
     leasing,
     pauses,
     reads,
+    stats,
     transitions,
 )
 from .conn import Conn
@@ -154,8 +156,10 @@ class SqlStore(abc.ABC):
     async def next_due_at(self) -> int | None:
         return await self._read(leasing.next_due_at)
 
-    async def commit(self, transition: Transition) -> None:
-        await self._write(lambda conn: transitions.apply_transition(conn, transition), wake=JOBS)
+    async def commit(self, transition: Transition) -> list[bool]:
+        return await self._write(
+            lambda conn: transitions.apply_transition(conn, transition), wake=JOBS
+        )
 
     async def checkpoint(self, checkpoint: Checkpoint) -> CheckpointOutcome:
         return await self._write(lambda conn: transitions.save_checkpoint(conn, checkpoint))
@@ -267,3 +271,7 @@ class SqlStore(abc.ABC):
 
     async def touch_api_key(self, key_id: str, now: int) -> None:
         await self._write(lambda conn: keys.touch_api_key(conn, key_id, now))
+
+    # ---- metrics ------------------------------------------------------------------
+    async def queue_stats(self, now: int) -> QueueStats:
+        return await self._read(lambda conn: stats.queue_stats(conn, now))

@@ -113,7 +113,8 @@ def _started_once(status: str | None, history: list[HistoryEntry]) -> list[Histo
     return [h for h in history if h.kind is not HistoryKind.RUN_STARTED]
 
 
-def apply_transition(conn: Conn, t: Transition) -> None:
+def apply_transition(conn: Conn, t: Transition) -> list[bool]:
+    """Apply ``t`` (its lease fenced); which of its ``run_changes`` applied."""
     # A write, not a read: on a backend with row locks it also holds the job until commit.
     # A job that is done is deleted by its fence. Its count is read last, so that on a
     # pipelined connection it comes back with the transition's other reads; a lost lease
@@ -125,12 +126,13 @@ def apply_transition(conn: Conn, t: Transition) -> None:
         fence = "UPDATE jobs SET lease = lease WHERE id = ? AND lease = ?"
     fenced = conn.execute(fence, (t.job_id, t.lease))
     try:
-        _apply(conn, t)
+        applied = _apply(conn, t)
     except Exception:
         # Whatever went wrong, a job this worker no longer holds is told first.
         _held(fenced, t.job_id)
         raise
     _held(fenced, t.job_id)
+    return applied
 
 
 def _held(fenced: Cursor, job_id: int) -> None:
@@ -138,7 +140,7 @@ def _held(fenced: Cursor, job_id: int) -> None:
         raise LeaseLost(f"job {job_id} is no longer leased by this worker")
 
 
-def _apply(conn: Conn, t: Transition) -> None:
+def _apply(conn: Conn, t: Transition) -> list[bool]:
     release_slots(conn, t.job_id)
     outcomes: list[fanin.SettledStep] = []
     opened = False
@@ -184,12 +186,12 @@ def _apply(conn: Conn, t: Transition) -> None:
         write_history(conn, t.run_id, [t.ending])
     if t.ingest is not None:
         apply_ingest(conn, t.ingest)
-    for change in t.run_changes:
-        apply_run_change(conn, change)
+    applied = [apply_run_change(conn, change) for change in t.run_changes]
     if t.clear_debounce is not None:
         clear_debounce(conn, *t.clear_debounce)
     if t.flush_batch is not None:
         flush_batch(conn, *t.flush_batch)
+    return applied
 
 
 def _plan_flags(run: Row | None, update: RunUpdate | None) -> PlanFlags | None:
