@@ -106,3 +106,11 @@ def test_metrics_need_the_signing_key(stack: Stack) -> None:
     allowed = stack.server.http.get("/metrics")
     assert allowed.status_code == 200
     assert "# TYPE stepwise_runs_started_total counter" in allowed.text
+
+
+def test_the_dashboard_is_not_served_without_a_login(stack: Stack) -> None:
+    # Production has no dashboard login yet: no page may show its runs to anyone.
+    for path in ("/", "/events", "/functions", "/apps", "/runs/01JABCDEFGHJKMNPQRSTVWXYZ0"):
+        response = httpx.get(stack.server.url + path, follow_redirects=False)
+        assert response.status_code == 404, path
+        assert response.json()["code"] == "not_found"

@@ -9,11 +9,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ApiError
 from ..protocol import headers as h
+from . import dashboard
 from .api import checkpoint, control, events, metrics, register, rest
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
@@ -80,7 +81,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def build_app(state: ServerState) -> Any:
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/e/{key}", events.send_events, methods=["POST"]),
         Route("/fn/register", register.register, methods=["POST"]),
         Route("/health", rest.health, methods=["GET"]),
@@ -104,6 +105,7 @@ def build_app(state: ServerState) -> Any:
         Route("/v0/runs/{run_id}/batch", rest.run_batch, methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", rest.run_actions, methods=["GET"]),
     ]
+    routes += dashboard.routes()
     app = Starlette(
         routes=routes,
         exception_handlers={

@@ -1,0 +1,223 @@
+"""The dashboard's pages: each reads the store as the REST API does and renders a template."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ...errors import ApiError
+from ...protocol import is_ulid
+from ..api.rest import iso
+from ..api.state import ServerState
+from ..store.records import HistoryEntry, HistoryKind, RunRecord, RunStatus
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+# Shown folded past this many characters, with the whole value one click away in the API.
+JSON_PREVIEW_CHARS = 20_000
+EVENTS_SHOWN = 50
+
+
+def _store(request: Request) -> Any:
+    state: ServerState = request.app.state.stepwise
+    if not state.config.dev:
+        # Production needs a login first (not built yet): no page shows its runs meanwhile.
+        raise ApiError(404, "not_found", "the dashboard is served by `stepwise dev` only")
+    return state.engine.store
+
+
+def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
+    # A live part of a page refreshes by fetching the whole page and keeping its ``#live``
+    # element (htmx's hx-select): one way to render, and a page that stops being live (a
+    # run that ended) stops refreshing by itself.
+    html = TEMPLATES.get_template(template).render(context, active=template.removesuffix(".html"))
+    return HTMLResponse(html)
+
+
+def pretty(value: Any) -> dict[str, Any]:
+    """A JSON value for a ``<pre>``: indented, and cut past ``JSON_PREVIEW_CHARS``."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    return {
+        "text": text[:JSON_PREVIEW_CHARS],
+        "cut": len(text) > JSON_PREVIEW_CHARS,
+        "size": len(text),
+    }
+
+
+def shown_status(run: RunRecord, history: list[HistoryEntry] | None = None) -> str:
+    """The status a person should see: Queued before a run starts; Sleeping or Waiting
+    while its newest open step is a sleep or a wait (when its history is at hand)."""
+    if run.status is RunStatus.SCHEDULED:
+        return "Queued"
+    if run.status is not RunStatus.RUNNING or not history:
+        return run.status.value
+    open_kind: HistoryKind | None = None
+    for entry in history:
+        if entry.kind in (HistoryKind.SLEEP_STARTED, HistoryKind.WAIT_STARTED):
+            open_kind = entry.kind
+        elif entry.kind in (HistoryKind.SLEEP_ENDED, HistoryKind.WAIT_ENDED):
+            open_kind = None
+    if open_kind is HistoryKind.SLEEP_STARTED:
+        return "Sleeping"
+    if open_kind is HistoryKind.WAIT_STARTED:
+        return "Waiting"
+    return "Running"
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One row of a run's timeline: an entry, where it starts and how long it lasts (%)."""
+
+    entry: HistoryEntry
+    at: str | None
+    offset_ms: int
+    left: float
+    width: float
+    output: dict[str, Any] | None
+    details: dict[str, Any] | None
+
+
+# A step's row ends with the entry that closes it.
+_CLOSES = {
+    HistoryKind.STEP_PLANNED: (HistoryKind.STEP_COMPLETED, HistoryKind.STEP_FAILED),
+    HistoryKind.SLEEP_STARTED: (HistoryKind.SLEEP_ENDED,),
+    HistoryKind.WAIT_STARTED: (HistoryKind.WAIT_ENDED,),
+    HistoryKind.INVOKE_STARTED: (HistoryKind.INVOKE_ENDED,),
+}
+
+
+def timeline(
+    run: RunRecord, history: list[HistoryEntry], memos: dict[str, Any], now: int
+) -> list[Bar]:
+    """The waterfall: each entry placed on the run's span; one that opens a step, sleep,
+    wait or invoke reaches to the entry that closes it (or to now while it is open)."""
+    start = run.created_at
+    end = max([run.ended_at or now, *(e.at for e in history)])
+    span = max(end - start, 1)
+    bars = []
+    for index, entry in enumerate(history):
+        closes = _CLOSES.get(entry.kind, ())
+        until = entry.at
+        if closes:
+            until = next(
+                (
+                    later.at
+                    for later in history[index + 1 :]
+                    if later.kind in closes and later.step_id == entry.step_id
+                ),
+                run.ended_at or now,
+            )
+        output = None
+        if entry.kind is HistoryKind.STEP_COMPLETED and entry.step_id in memos:
+            memo = memos[entry.step_id]
+            output = pretty(
+                memo.get("data") if isinstance(memo, dict) and set(memo) == {"data"} else memo
+            )
+        bars.append(
+            Bar(
+                entry=entry,
+                at=iso(entry.at),
+                offset_ms=entry.at - start,
+                left=100 * (entry.at - start) / span,
+                width=max(100 * (until - entry.at) / span, 0.5),
+                output=output,
+                details=pretty(entry.data) if entry.data else None,
+            )
+        )
+    return bars
+
+
+async def home(request: Request) -> Response:
+    _store(request)
+    return RedirectResponse("/events", status_code=307)
+
+
+async def events(request: Request) -> Response:
+    store = _store(request)
+    rows = []
+    for event in await store.list_events(
+        limit=EVENTS_SHOWN,
+        cursor=None,
+        name=None,
+        received_after=None,
+        received_before=None,
+    ):
+        runs = await store.runs_for_event(event.internal_id)
+        rows.append(
+            {
+                "event": event,
+                "received": iso(event.received_at),
+                "data": pretty(event.data),
+                "runs": [{"run": r, "status": shown_status(r)} for r in runs],
+            }
+        )
+    return _render(request, "events.html", rows=rows)
+
+
+async def run(request: Request) -> Response:
+    store = _store(request)
+    run_id = request.path_params["run_id"]
+    record = await store.get_run(run_id) if is_ulid(run_id) else None
+    if record is None:
+        return _render(request, "missing.html", what="run", id=run_id)
+    history = await store.run_history(run_id)
+    memos = dict(await store.list_steps(run_id))
+    triggers = []
+    for internal_id in record.event_ids:
+        event = await store.get_event(internal_id)
+        if event is not None:
+            triggers.append({"event": event, "data": pretty(event.data)})
+    now = int(time.time() * 1000)
+    return _render(
+        request,
+        "run.html",
+        run=record,
+        status=shown_status(record, history),
+        created=iso(record.created_at),
+        started=iso(record.started_at),
+        ended=iso(record.ended_at),
+        duration_ms=(record.ended_at - record.created_at) if record.ended_at else None,
+        output=pretty(record.output) if record.status.terminal else None,
+        error=pretty(record.error) if record.error else None,
+        triggers=triggers,
+        bars=timeline(record, history, memos, now),
+        live=not record.status.terminal,
+    )
+
+
+async def functions(request: Request) -> Response:
+    store = _store(request)
+    apps = {a.id: a.name for a in await store.list_apps()}
+    rows = [
+        {
+            "fn": fn,
+            "app": apps.get(fn.app_id, ""),
+            "triggers": fn.config.get("triggers", []),
+            "config": pretty(fn.config),
+        }
+        for fn in sorted(await store.list_functions(), key=lambda f: f.slug)
+    ]
+    return _render(request, "functions.html", rows=rows)
+
+
+async def apps(request: Request) -> Response:
+    store = _store(request)
+    counts: dict[str, int] = {}
+    for fn in await store.list_functions():
+        counts[fn.app_id] = counts.get(fn.app_id, 0) + 1
+    rows = [
+        {"app": a, "functions": counts.get(a.id, 0), "synced": iso(a.updated_at)}
+        for a in await store.list_apps()
+    ]
+    return _render(request, "apps.html", rows=rows)

@@ -1,0 +1,52 @@
+// The dashboard's two actions: send an event (its JSON checked before it is sent) and
+// cancel a run. Both are requests to the public API, as any client would make them.
+"use strict";
+
+document.addEventListener("submit", async (e) => {
+  const form = e.target;
+  if (form.id !== "send-event") return;
+  e.preventDefault();
+  const result = document.getElementById("send-result");
+  result.className = "";
+  let data;
+  try {
+    data = JSON.parse(form.elements.data.value || "{}");
+  } catch (err) {
+    result.className = "error";
+    result.textContent = "The data is not valid JSON: " + err.message;
+    return;
+  }
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    result.className = "error";
+    result.textContent = "The data must be a JSON object.";
+    return;
+  }
+  // The dev server accepts any event key.
+  const response = await fetch("/e/dashboard", {
+    method: "POST",
+    headers: {"content-type": "application/json"},
+    body: JSON.stringify([{name: form.elements.name.value, data}]),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    result.className = "error";
+    result.textContent = "Refused: " + (body.error || response.status);
+    return;
+  }
+  result.textContent = "Sent: " + (body.ids || []).join(", ");
+  htmx.trigger("#live", "refresh");
+});
+
+document.addEventListener("click", async (e) => {
+  const button = e.target.closest("[data-cancel-run]");
+  if (!button) return;
+  button.disabled = true;
+  const response = await fetch("/v1/runs/" + button.dataset.cancelRun, {method: "DELETE"});
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    button.disabled = false;
+    alert("Cancel failed: " + (body.error || response.status));
+    return;
+  }
+  htmx.ajax("GET", location.pathname, {target: "#live", select: "#live", swap: "outerHTML"});
+});
