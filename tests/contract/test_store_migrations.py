@@ -84,7 +84,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     "counters": ["name", "value"],
 }
 # PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
-EXPECTED_VERSIONS = {"sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "postgres": [9, 10]}
+EXPECTED_VERSIONS = {"sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], "postgres": [9, 10, 11]}
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

@@ -18,6 +18,7 @@ from .records import (
     NewJob,
     Pause,
     RunChange,
+    RunFilter,
     RunRecord,
     RunState,
     Transition,
@@ -180,3 +181,10 @@ class Store(Protocol):
         ``"jobs"`` (work may be due sooner than this node thinks) or ``"registry"`` (the
         function set changed). After a lost connection to the database both are called, as
         news may have been missed. A single-node backend never calls it."""
+
+    # ---- run listing ----------------------------------------------------------------
+    async def list_runs(
+        self, where: RunFilter, *, limit: int, after: tuple[int, str] | None
+    ) -> list[RunRecord]:
+        """At most ``limit`` runs matching ``where``, newest first by (created_at, id);
+        only those strictly before ``after`` (the last run of the previous page) if given."""

@@ -449,3 +449,16 @@ class CancellationRecord:
     created_at: int
     started_after: int | None = None
     expression: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a listing returns; every field set narrows it (an empty tuple: any)."""
+
+    statuses: tuple[RunStatus, ...] = ()
+    function_slugs: tuple[str, ...] = ()
+    app_name: str | None = None
+    created_from: int | None = None  # inclusive
+    created_until: int | None = None  # exclusive, so that adjacent windows never overlap
+    event_id: str | None = None  # the triggering event's internal id
+    event_name: str | None = None  # the triggering event's name

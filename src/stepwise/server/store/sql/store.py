@@ -27,11 +27,22 @@ from ..records import (
     NewJob,
     Pause,
     RunChange,
+    RunFilter,
     RunRecord,
     RunState,
     Transition,
 )
-from . import apps, cancellations, housekeeping, ingest, leasing, pauses, reads, transitions
+from . import (
+    apps,
+    cancellations,
+    housekeeping,
+    ingest,
+    leasing,
+    listing,
+    pauses,
+    reads,
+    transitions,
+)
 from .conn import Conn
 
 T = TypeVar("T")
@@ -240,3 +251,9 @@ class SqlStore(abc.ABC):
 
     async def purge_finished(self, before: int, limit: int) -> int:
         return await self._write(lambda conn: housekeeping.purge_finished(conn, before, limit))
+
+    # ---- run listing ----------------------------------------------------------------
+    async def list_runs(
+        self, where: RunFilter, *, limit: int, after: tuple[int, str] | None
+    ) -> list[RunRecord]:
+        return await self._read(partial(listing.list_runs, where=where, limit=limit, after=after))
