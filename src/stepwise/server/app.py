@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ApiError
 from ..protocol import headers as h
-from .api import checkpoint, control, events, register, rest
+from .api import checkpoint, control, events, register, rest, run_listing
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
 from .store.errors import DatabaseUnavailable
@@ -88,6 +88,7 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/events", rest.list_events, methods=["GET"]),
         Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
+        Route("/v1/runs", run_listing.list_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", rest.get_run, methods=["GET"]),
         Route("/v1/runs/{run_id}", control.cancel_run, methods=["DELETE"]),
         Route("/v1/cancellations", control.create_cancellation, methods=["POST"]),

@@ -34,11 +34,16 @@ def iso(ms: int | None) -> str | None:
     )
 
 
-def wrap(data: Any) -> JSONResponse:
+def wrap(data: Any, **metadata: Any) -> JSONResponse:
+    """The v1 envelope; ``metadata`` adds to the fields every response has (a next cursor)."""
     return JSONResponse(
         {
             "data": data,
-            "metadata": {"fetched_at": iso(int(time.time() * 1000)), "cached_until": None},
+            "metadata": {
+                "fetched_at": iso(int(time.time() * 1000)),
+                "cached_until": None,
+                **metadata,
+            },
         }
     )
 

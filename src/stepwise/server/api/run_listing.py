@@ -1,0 +1,163 @@
+"""``GET /v1/runs``: runs filtered by status, function, app, creation time and triggering
+event, newest first, in pages chained by an opaque cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...errors import ApiError
+from ...protocol import is_ulid
+from ..store.records import RunFilter, RunRecord, RunStatus
+from .auth import require_signing_key
+from .rest import MAX_LIMIT, run_json, wrap
+from .state import ServerState
+
+DEFAULT_LIMIT = 20
+# Bounds the SQL a request can build (one placeholder per value).
+MAX_FUNCTIONS = 50
+MAX_TEXT = 512
+# A cursor decodes to "<created_at ms>:<run id>".
+_CURSOR = re.compile(r"([0-9]{1,15}):([0-9A-Za-z_-]{1,64})")
+
+
+def _rfc3339(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError("must be an RFC 3339 time, such as 2026-01-31T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        parsed.timestamp()
+    except (OverflowError, ValueError):
+        raise ValueError("is outside the range of times a run can have") from None
+    return parsed
+
+
+def _event_id(value: Any) -> str:
+    if not isinstance(value, str) or not is_ulid(value):
+        raise ValueError("must be an event's internal id (a ULID)")
+    return value.upper()
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+Time = Annotated[datetime, BeforeValidator(_rfc3339)]
+EventId = Annotated[str, BeforeValidator(_event_id)]
+
+
+class RunsQuery(BaseModel):
+    """The query string of ``GET /v1/runs``; ``status`` and ``function`` may repeat."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: list[RunStatus] = Field(default_factory=list, max_length=len(RunStatus))
+    function: list[Text] = Field(default_factory=list, max_length=MAX_FUNCTIONS)
+    app: Text | None = None
+    created_from: Time | None = Field(default=None, alias="from")
+    until: Time | None = None
+    event_id: EventId | None = None
+    event_name: Text | None = None
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: Text | None = None
+
+    def run_filter(self) -> RunFilter:
+        return RunFilter(
+            statuses=tuple(dict.fromkeys(self.status)),
+            function_slugs=tuple(dict.fromkeys(self.function)),
+            app_name=self.app,
+            created_from=_ms(self.created_from),
+            created_until=_ms(self.until),
+            event_id=self.event_id,
+            event_name=self.event_name,
+        )
+
+
+REPEATABLE = frozenset({"status", "function"})
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def encode_cursor(run: RunRecord) -> str:
+    raw = f"{run.created_at}:{run.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The (created_at, id) a page continues after, or a 400 for a cursor we never gave."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        raw = ""
+    match = _CURSOR.fullmatch(raw)
+    if match is None:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            "query parameter 'cursor' must be a metadata.next_cursor from a previous page",
+            parameter="cursor",
+        )
+    return int(match.group(1)), match.group(2)
+
+
+def parse_query(request: Request) -> RunsQuery:
+    params = request.query_params
+    values: dict[str, Any] = {}
+    for name in params:
+        if name in REPEATABLE:
+            values[name] = params.getlist(name)
+            continue
+        given = params.getlist(name)
+        if len(given) > 1:
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"query parameter {name!r} may be given once",
+                parameter=name,
+            )
+        values[name] = given[0]
+    try:
+        return RunsQuery.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = str(error["loc"][0]) if error["loc"] else "query"
+        if error["type"] == "extra_forbidden":
+            message = f"unknown query parameter {name!r}"
+        else:
+            message = f"query parameter {name!r}: {error['msg']}"
+        raise ApiError(400, "invalid_parameter", message, parameter=name) from None
+
+
+async def list_runs(request: Request) -> Response:
+    require_signing_key(request)
+    state: ServerState = request.app.state.stepwise
+    query = parse_query(request)
+    after = decode_cursor(query.cursor) if query.cursor is not None else None
+    # One more than asked tells whether a next page exists without a second query.
+    runs = await state.engine.store.list_runs(
+        query.run_filter(), limit=query.limit + 1, after=after
+    )
+    page = runs[: query.limit]
+    next_cursor = encode_cursor(page[-1]) if len(runs) > query.limit else None
+    response = wrap([run_json(r) for r in page], next_cursor=next_cursor)
+    if next_cursor is not None:
+        response.headers["x-next-cursor"] = next_cursor
+    return response
