@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ApiError
 from ..protocol import headers as h
-from .api import checkpoint, control, events, register, rest, run_listing
+from .api import api_docs, checkpoint, control, events, register, rest, run_listing
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
 from .store.errors import DatabaseUnavailable
@@ -103,6 +103,9 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),
         Route("/v0/runs/{run_id}/batch", rest.run_batch, methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", rest.run_actions, methods=["GET"]),
+        Route("/openapi.json", api_docs.openapi_json, methods=["GET"]),
+        Route("/docs", api_docs.docs_page, methods=["GET"]),
+        api_docs.assets(),
     ]
     app = Starlette(
         routes=routes,

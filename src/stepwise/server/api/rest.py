@@ -146,7 +146,8 @@ def _next_cursor(event: EventRecord) -> str:
 
 async def list_events(request: Request) -> Response:
     state = _state(request)
-    limit = _int_param(request, "limit") or 20
+    limit = _int_param(request, "limit")
+    limit = 20 if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
     events = await state.engine.store.list_events(
