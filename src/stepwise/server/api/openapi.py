@@ -15,12 +15,14 @@ from typing import Any
 from ... import __version__
 from ..store.records import HistoryKind, RunStatus
 from .rest import MAX_LIMIT
-from .run_listing import DEFAULT_LIMIT, MAX_FUNCTIONS, MAX_TEXT
+from .run_listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_FUNCTIONS, MAX_TEXT
 
 Schema = dict[str, Any]
 
 # What ``protocol.is_ulid`` accepts (Crockford base32, either case, at most 7 in front).
 ULID = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
+# ``<event internal id>`` or ``<event internal id>.<copy>`` (see ``rest._event_cursor``).
+EVENT_CURSOR = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}([.][0-9]{1,9})?$"
 
 
 def _ref(name: str) -> Schema:
@@ -292,7 +294,11 @@ def _list_runs_parameters() -> list[Schema]:
             {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
             "Page size.",
         ),
-        _query("cursor", text, "``metadata.next_cursor`` of the previous page."),
+        _query(
+            "cursor",
+            {"type": "string", "pattern": CURSOR_PATTERN},
+            "``metadata.next_cursor`` of the previous page.",
+        ),
     ]
 
 
@@ -398,7 +404,11 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                         {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20},
                         "Page size.",
                     ),
-                    _query("cursor", _STRING, "The ``x-next-cursor`` of the previous page."),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": EVENT_CURSOR},
+                        "The ``x-next-cursor`` of the previous page.",
+                    ),
                     _query("name", _STRING, "Only events of this name."),
                     _query("received_after", _TIME, "Only events received at or after this."),
                     _query("received_before", _TIME, "Only events received at or before this."),

@@ -91,7 +91,7 @@ def _state(request: Request) -> ServerState:
 
 def _int_param(request: Request, name: str) -> int | None:
     value = request.query_params.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     try:
         return int(value)
@@ -103,7 +103,7 @@ def _int_param(request: Request, name: str) -> int | None:
 
 def _time_param(request: Request, name: str) -> int | None:
     value = request.query_params.get(name)
-    if not value:
+    if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -130,7 +130,7 @@ def _event_cursor(request: Request) -> tuple[str, int] | None:
     the cursor then names the copy too. A bare id (copy 0) reads as it always did.
     """
     value = request.query_params.get("cursor")
-    if not value:
+    if value is None:
         return None
     internal_id, dot, copy = value.partition(".")
     if not is_ulid(internal_id) or (dot and not _COPY_NUMBER.fullmatch(copy)):

@@ -4,7 +4,6 @@ event, newest first, in pages chained by an opaque cursor."""
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -22,6 +21,7 @@ from starlette.responses import Response
 
 from ...errors import ApiError
 from ...protocol import is_ulid
+from ...protocol.ids import encode_ulid
 from ..store.records import RunFilter, RunRecord, RunStatus
 from .auth import require_signing_key
 from .rest import MAX_LIMIT, run_json, wrap
@@ -31,8 +31,13 @@ DEFAULT_LIMIT = 20
 # Bounds the SQL a request can build (one placeholder per value).
 MAX_FUNCTIONS = 50
 MAX_TEXT = 512
-# A cursor decodes to "<created_at ms>:<run id>".
-_CURSOR = re.compile(r"([0-9]{1,15}):([0-9A-Za-z_-]{1,64})")
+# A cursor: 24 bytes in base64url (see ``encode_cursor``).
+CURSOR_PATTERN = "^[A-Za-z0-9_-]{32}$"
+CURSOR = re.compile(CURSOR_PATTERN)
+_CROCKFORD_TO_BASE32 = str.maketrans(
+    "0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv"
+)
+_ENTROPY = (1 << 80) - 1
 
 
 def _rfc3339(value: Any) -> datetime:
@@ -97,25 +102,29 @@ def _ms(value: datetime | None) -> int | None:
 
 
 def encode_cursor(run: RunRecord) -> str:
-    raw = f"{run.created_at}:{run.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The run's (created_at, id) as 24 bytes: 8 of signed milliseconds, 16 of the ULID.
+
+    Fixed-size, so that every string of 32 base64url characters is a cursor, and the
+    document can say exactly which strings are (a page after any position is valid).
+    """
+    ulid = int(run.id.upper().translate(_CROCKFORD_TO_BASE32), 32)
+    raw = run.created_at.to_bytes(8, "big", signed=True) + ulid.to_bytes(16, "big")
+    return base64.urlsafe_b64encode(raw).decode()
 
 
 def decode_cursor(cursor: str) -> tuple[int, str]:
-    """The (created_at, id) a page continues after, or a 400 for a cursor we never gave."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, ValueError):
-        raw = ""
-    match = _CURSOR.fullmatch(raw)
-    if match is None:
+    """The (created_at, id) a page continues after, or a 400 for what is not a cursor."""
+    if CURSOR.fullmatch(cursor) is None:
         raise ApiError(
             400,
             "invalid_parameter",
             "query parameter 'cursor' must be a metadata.next_cursor from a previous page",
             parameter="cursor",
         )
-    return int(match.group(1)), match.group(2)
+    raw = base64.urlsafe_b64decode(cursor)
+    ulid = int.from_bytes(raw[8:], "big")
+    run_id = encode_ulid(ulid >> 80, (ulid & _ENTROPY).to_bytes(10, "big"))
+    return int.from_bytes(raw[:8], "big", signed=True), run_id
 
 
 def parse_query(request: Request) -> RunsQuery:
