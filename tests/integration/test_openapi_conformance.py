@@ -1,4 +1,4 @@
-"""schemathesis against a real dev server: every read endpoint and the run-control writes,
+"""schemathesis against a real dev server: every read endpoint, the event API and run control,
 called with what the served ``/openapi.json`` allows (positive) and with what it forbids
 (negative), answer no 5xx, only the statuses the document lists, and bodies that match its
 schemas; forbidden input is refused with a 4xx. The server holds apps, events and runs in
@@ -97,12 +97,11 @@ def test_reads_of_stored_runs_and_events_conform_to_the_document(stack: Stack) -
         assert response.status_code == 200, (path, parameters, response.text)
 
 
-# The run-control writes too. Left out: ``POST /e/{key}`` (fuzzed on its own, with its
-# stored-or-not property, in test_fuzz_api.py), and the SDK-facing ``/fn/register`` and
-# ``/v1/checkpoint`` whose bodies are the SDK protocol's, described loosely here.
+# The writes too: events and run control. Left out: the SDK-facing ``/fn/register`` and
+# ``/v1/checkpoint``, whose bodies are the SDK protocol's and described loosely here.
 control = (
     schemathesis.openapi.from_dict(build_document(dev=True))
-    .include(path_regex="^/v1/(runs|cancellations|signals)")
+    .include(path_regex="^/v1/(runs|cancellations|signals)|^/e/")
     .exclude(method="GET")
 )
 control.config.generation.update(
@@ -113,5 +112,5 @@ control.config.generation.update(
 
 
 @control.parametrize()
-def test_control_endpoints_conform_to_the_document(case: Any, stack: Stack) -> None:
+def test_write_endpoints_conform_to_the_document(case: Any, stack: Stack) -> None:
     case.call_and_validate(base_url=stack.server.url)

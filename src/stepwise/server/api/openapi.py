@@ -13,7 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from ... import __version__
+from ...protocol.events import MAX_EVENT_NAME_LENGTH, RESERVED_PREFIX
 from ..store.records import HistoryKind, RunStatus
+from .checkpoint import AsyncCheckpointBody
+from .events import MAX_EVENT_TS, MIN_EVENT_TS
 from .rest import MAX_LIMIT
 from .run_listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_FUNCTIONS, MAX_TEXT
 
@@ -590,15 +593,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "generation_id": {"type": "integer"},
-                                    "steps": {"type": "array", "items": {"type": "object"}},
-                                },
-                            }
-                        }
+                        "application/json": {"schema": AsyncCheckpointBody.model_json_schema()}
                     },
                 },
                 "responses": {
@@ -720,12 +715,24 @@ _NEW_EVENT: Schema = {
     "type": "object",
     "required": ["name"],
     "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "data": {"type": "object"},
-        "user": {"type": "object"},
-        "id": {"type": "string", "description": "Idempotency: one run per id a day."},
-        "ts": {"type": "integer", "description": "Milliseconds since the epoch."},
-        "v": {"type": "string"},
+        "name": {
+            "type": "string",
+            "maxLength": MAX_EVENT_NAME_LENGTH,
+            # Not blank, and not one of the server's own names.
+            "pattern": f"^(?!{RESERVED_PREFIX})[\\s\\S]*\\S",
+        },
+        "data": _nullable({"type": "object"}),
+        "user": _nullable({"type": "object"}),
+        "id": {**_nullable(_STRING), "description": "Idempotency: one run per id a day."},
+        "ts": {
+            "oneOf": [
+                {"type": "number", "minimum": MIN_EVENT_TS, "maximum": MAX_EVENT_TS},
+                {"const": 0},
+                {"type": "null"},
+            ],
+            "description": "Milliseconds since the epoch, between 1980 and 2100; 0 or absent: now.",
+        },
+        "v": _nullable(_STRING),
     },
 }
 
