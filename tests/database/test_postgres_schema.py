@@ -97,13 +97,13 @@ async def test_both_backends_expose_the_same_tables_columns_and_indexes(
 
 def test_migrating_an_empty_database_applies_every_version_once(pg_empty_uri: str) -> None:
     newest = [version for version, _ in migrations()]
-    assert newest == [9, 10, 12]
+    assert newest == [9, 10, 11, 12]
 
     assert migrate_uri(pg_empty_uri) == newest
     assert migrate_uri(pg_empty_uri) == []
 
     versions = _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version")
-    assert versions == [(9,), (10,), (12,)]
+    assert versions == [(9,), (10,), (11,), (12,)]
     assert "runs" in pg_columns(pg_empty_uri)
 
 
@@ -127,10 +127,11 @@ def test_nodes_starting_at_once_migrate_once(pg_empty_uri: str) -> None:
         t.join()
 
     assert errors == []
-    assert sorted(applied) == [[]] * (runners - 1) + [[9, 10, 12]]
+    assert sorted(applied) == [[]] * (runners - 1) + [[9, 10, 11, 12]]
     assert _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version") == [
         (9,),
         (10,),
+        (11,),
         (12,),
     ]
 
@@ -143,20 +144,22 @@ def test_each_test_gets_a_migrated_database_of_its_own(pg_uri: str) -> None:
 
 
 def test_a_lower_numbered_migration_added_later_is_applied(
-    pg_uri: str, monkeypatch: pytest.MonkeyPatch
+    pg_empty_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Branches number migrations apart: one merged after a higher number ran still runs."""
     from stepwise.server.store.postgres import database
 
     shipped = migrations()
-    late = (11, "CREATE TABLE merged_late (x INTEGER NOT NULL)")
-    monkeypatch.setattr(database, "migrations", lambda: sorted([*shipped, late]))
+    late = shipped[-2]  # as if its branch landed after the newest one had been applied
+    monkeypatch.setattr(database, "migrations", lambda: [m for m in shipped if m != late])
+    before = migrate_uri(pg_empty_uri)
+    assert late[0] not in before
 
-    assert migrate_uri(pg_uri) == [11]
-    assert migrate_uri(pg_uri) == []
-    assert "merged_late" in pg_columns(pg_uri)
-    versions = _pg(pg_uri, "SELECT version FROM schema_version ORDER BY version")
-    assert versions == [(9,), (10,), (11,), (12,)]
+    monkeypatch.setattr(database, "migrations", lambda: shipped)
+    assert migrate_uri(pg_empty_uri) == [late[0]]
+    assert migrate_uri(pg_empty_uri) == []
+    versions = _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version")
+    assert versions == [(v,) for v, _ in shipped]
 
 
 async def test_sqlite_applies_a_lower_numbered_migration_added_later(
@@ -165,21 +168,22 @@ async def test_sqlite_applies_a_lower_numbered_migration_added_later(
     from stepwise.server.store.sqlite import store as sqlite_store
 
     path = tmp_path / "stepwise.db"
+    shipped = sqlite_store._migrations()
+    late = shipped[-2]
+    monkeypatch.setattr(sqlite_store, "_migrations", lambda: [m for m in shipped if m != late])
     first = SqliteStore(str(path))
     await first.open()
     await first.close()
-    shipped = sqlite_store._migrations()
-    late = (11, "CREATE TABLE merged_late (x INTEGER NOT NULL)")
-    monkeypatch.setattr(sqlite_store, "_migrations", lambda: sorted([*shipped, late]))
+    monkeypatch.setattr(sqlite_store, "_migrations", lambda: shipped)
     again = SqliteStore(str(path))
     await again.open()
     await again.close()
 
-    columns, _ = sqlite_schema(path)
-    assert "merged_late" in columns
     conn = sqlite3.connect(path)
     try:
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY rowid")]
     finally:
         conn.close()
-    assert versions == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 11]
+    # Applied in the order the database saw them: the late one last.
+    newest = [v for v, _ in shipped]
+    assert versions == [v for v in newest if v != late[0]] + [late[0]]

@@ -95,6 +95,11 @@ def test_api_needs_the_signing_key(stack: Stack, tmp_path: Path) -> None:
     assert anonymous.status_code == 401
     assert anonymous.json()["code"] == "unauthorized"
     assert stack.server.http.get("/v1/events").status_code == 200
+    # The run listing too, before it even reads its parameters.
+    anonymous = httpx.get(f"{stack.server.url}/v1/runs", params={"limit": "0"})
+    assert anonymous.status_code == 401
+    assert anonymous.json()["code"] == "unauthorized"
+    assert stack.server.http.get("/v1/runs").status_code == 200
 
 
 def test_metrics_need_the_signing_key(stack: Stack) -> None:

@@ -40,7 +40,13 @@ def ulid_ms(ulid: str) -> int:
 
 
 def is_ulid(text: str) -> bool:
-    return len(text) == 26 and all(c in _DECODE for c in text.upper()) and text[0] in "01234567"
+    # ASCII first: some other letters upper-case into Crockford ones (U+017F -> "S").
+    return (
+        len(text) == 26
+        and text.isascii()
+        and all(c in _DECODE for c in text.upper())
+        and text[0] in "01234567"
+    )
 
 
 def make_seed(ms: int | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ApiError
 from ..protocol import headers as h
 from . import dashboard
-from .api import checkpoint, control, events, metrics, register, rest
+from .api import api_docs, checkpoint, control, events, metrics, register, rest, run_listing
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
 from .store.errors import DatabaseUnavailable
@@ -51,8 +52,11 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    # The exception's headers carry the ``Allow`` list a 405 must send (RFC 9110).
     return JSONResponse(
-        {"error": exc.detail, "code": code, "status": exc.status_code}, status_code=exc.status_code
+        {"error": exc.detail, "code": code, "status": exc.status_code},
+        status_code=exc.status_code,
+        headers=exc.headers,
     )
 
 
@@ -80,6 +84,20 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _by_method(path: str, **handlers: Endpoint) -> Route:
+    """One route for several methods on one path, so that a 405 on it lists them all in
+    ``Allow`` (separate routes would each answer with their own method only)."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, endpoint, methods=list(handlers))
+
+
 def build_app(state: ServerState) -> Any:
     routes: list[BaseRoute] = [
         Route("/e/{key}", events.send_events, methods=["POST"]),
@@ -90,10 +108,13 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/events", rest.list_events, methods=["GET"]),
         Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
-        Route("/v1/runs/{run_id}", rest.get_run, methods=["GET"]),
-        Route("/v1/runs/{run_id}", control.cancel_run, methods=["DELETE"]),
-        Route("/v1/cancellations", control.create_cancellation, methods=["POST"]),
-        Route("/v1/cancellations", control.list_cancellations, methods=["GET"]),
+        Route("/v1/runs", run_listing.list_runs, methods=["GET"]),
+        _by_method("/v1/runs/{run_id}", GET=rest.get_run, DELETE=control.cancel_run),
+        _by_method(
+            "/v1/cancellations",
+            GET=control.list_cancellations,
+            POST=control.create_cancellation,
+        ),
         Route(
             "/v1/cancellations/{cancellation_id}", control.delete_cancellation, methods=["DELETE"]
         ),
@@ -104,6 +125,9 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),
         Route("/v0/runs/{run_id}/batch", rest.run_batch, methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", rest.run_actions, methods=["GET"]),
+        Route("/openapi.json", api_docs.openapi_json, methods=["GET"]),
+        Route("/docs", api_docs.docs_page, methods=["GET"]),
+        api_docs.assets(),
     ]
     routes += dashboard.routes()
     app = Starlette(

@@ -21,8 +21,8 @@ from .responses import JSONResponse, read_json
 from .state import ServerState
 
 # Event timestamps outside these bounds are refused (milliseconds, 1980..2100).
-_MIN_TS = 315532800000
-_MAX_TS = 4102444800000
+MIN_EVENT_TS = 315532800000
+MAX_EVENT_TS = 4102444800000
 
 
 class EventError(ApiError):
@@ -69,7 +69,7 @@ def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, An
     if not isinstance(ts, int | float):
         raise EventError(400, "invalid_event_ts", f"{where}: 'ts' must be a number of milliseconds")
     ts = int(ts)
-    if not _MIN_TS <= ts <= _MAX_TS:
+    if not MIN_EVENT_TS <= ts <= MAX_EVENT_TS:
         raise EventError(
             400, "invalid_event_ts", f"{where}: 'ts' must be milliseconds between 1980 and 2100"
         )

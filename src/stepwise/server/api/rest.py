@@ -34,11 +34,16 @@ def iso(ms: int | None) -> str | None:
     )
 
 
-def wrap(data: Any) -> JSONResponse:
+def wrap(data: Any, **metadata: Any) -> JSONResponse:
+    """The v1 envelope; ``metadata`` adds to the fields every response has (a next cursor)."""
     return JSONResponse(
         {
             "data": data,
-            "metadata": {"fetched_at": iso(int(time.time() * 1000)), "cached_until": None},
+            "metadata": {
+                "fetched_at": iso(int(time.time() * 1000)),
+                "cached_until": None,
+                **metadata,
+            },
         }
     )
 
@@ -86,7 +91,7 @@ async def _state(request: Request) -> ServerState:
 
 def _int_param(request: Request, name: str) -> int | None:
     value = request.query_params.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     try:
         return int(value)
@@ -98,7 +103,7 @@ def _int_param(request: Request, name: str) -> int | None:
 
 def _time_param(request: Request, name: str) -> int | None:
     value = request.query_params.get(name)
-    if not value:
+    if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -125,7 +130,7 @@ def _event_cursor(request: Request) -> tuple[str, int] | None:
     the cursor then names the copy too. A bare id (copy 0) reads as it always did.
     """
     value = request.query_params.get("cursor")
-    if not value:
+    if value is None:
         return None
     internal_id, dot, copy = value.partition(".")
     if not is_ulid(internal_id) or (dot and not _COPY_NUMBER.fullmatch(copy)):
@@ -141,7 +146,8 @@ def _next_cursor(event: EventRecord) -> str:
 
 async def list_events(request: Request) -> Response:
     state = await _state(request)
-    limit = _int_param(request, "limit") or 20
+    limit = _int_param(request, "limit")
+    limit = 20 if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
     events = await state.engine.store.list_events(

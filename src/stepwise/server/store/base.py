@@ -20,6 +20,7 @@ from .records import (
     Pause,
     QueueStats,
     RunChange,
+    RunFilter,
     RunRecord,
     RunState,
     Transition,
@@ -204,3 +205,10 @@ class Store(Protocol):
     async def queue_stats(self, now: int) -> QueueStats:
         """Jobs due at ``now`` and not leased, when the oldest of them fell due, and the
         pauses stored by kind: over the whole database, every node's work included."""
+
+    # ---- run listing ----------------------------------------------------------------
+    async def list_runs(
+        self, where: RunFilter, *, limit: int, after: tuple[int, str] | None
+    ) -> list[RunRecord]:
+        """At most ``limit`` runs matching ``where``, newest first by (created_at, id);
+        only those strictly before ``after`` (the last run of the previous page) if given."""

@@ -472,3 +472,16 @@ class QueueStats:
     due_jobs: int  # due now and not held by a live lease (waiting for a worker or a slot)
     oldest_due_at: int | None  # when the longest-waiting of them fell due
     pauses: dict[PauseKind, int]  # pauses stored, by kind (every kind present, 0 if none)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a listing returns; every field set narrows it (an empty tuple: any)."""
+
+    statuses: tuple[RunStatus, ...] = ()
+    function_slugs: tuple[str, ...] = ()
+    app_name: str | None = None
+    created_from: int | None = None  # inclusive
+    created_until: int | None = None  # exclusive, so that adjacent windows never overlap
+    event_id: str | None = None  # the triggering event's internal id
+    event_name: str | None = None  # the triggering event's name

@@ -29,6 +29,7 @@ from ..records import (
     Pause,
     QueueStats,
     RunChange,
+    RunFilter,
     RunRecord,
     RunState,
     Transition,
@@ -40,6 +41,7 @@ from . import (
     ingest,
     keys,
     leasing,
+    listing,
     pauses,
     reads,
     stats,
@@ -275,3 +277,9 @@ class SqlStore(abc.ABC):
     # ---- metrics ------------------------------------------------------------------
     async def queue_stats(self, now: int) -> QueueStats:
         return await self._read(lambda conn: stats.queue_stats(conn, now))
+
+    # ---- run listing ----------------------------------------------------------------
+    async def list_runs(
+        self, where: RunFilter, *, limit: int, after: tuple[int, str] | None
+    ) -> list[RunRecord]:
+        return await self._read(partial(listing.list_runs, where=where, limit=limit, after=after))

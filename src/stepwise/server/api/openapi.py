@@ -1,0 +1,782 @@
+"""The OpenAPI 3.1 description of every HTTP route a client calls, served at ``/openapi.json``.
+
+Written as data, next to the handlers it describes, rather than generated: most bodies are
+built by hand in ``rest.py`` and ``control.py`` and an exact schema of them is shorter to
+write than a pydantic model per shape. A schemathesis test holds the two together by
+calling the real server with what this document allows and checking every answer against
+it. The document follows the server's mode: in production the ``/v1`` and ``/v0`` routes
+need the signing key and ``/dev`` is not served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import __version__
+from ...protocol.events import MAX_EVENT_NAME_LENGTH, RESERVED_PREFIX
+from ..store.records import HistoryKind, RunStatus
+from .checkpoint import AsyncCheckpointBody
+from .events import MAX_EVENT_TS, MIN_EVENT_TS
+from .rest import MAX_LIMIT
+from .run_listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_FUNCTIONS, MAX_TEXT
+
+Schema = dict[str, Any]
+
+# What ``protocol.is_ulid`` accepts (Crockford base32, either case, at most 7 in front).
+ULID = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
+# ``<event internal id>`` or ``<event internal id>.<copy>`` (see ``rest._event_cursor``).
+EVENT_CURSOR = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}([.][0-9]{1,9})?$"
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
+    return {
+        "type": "object",
+        "required": [name for name in properties if name not in optional],
+        "properties": properties,
+    }
+
+
+_STRING: Schema = {"type": "string"}
+_TIME: Schema = {"type": "string", "format": "date-time"}
+_ANY: Schema = {}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "description": "Every failure: a message, a stable machine-readable code and the HTTP"
+        " status again. Some errors add fields (``parameter`` names a bad query parameter).",
+        **_object(
+            {
+                "error": {"type": "string", "description": "What went wrong, for a person."},
+                "code": {"type": "string", "description": "Stable, for a program."},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "parameter": {"type": "string"},
+            },
+            optional=("parameter",),
+        ),
+    },
+    "EventSendError": {
+        "allOf": [
+            _ref("Error"),
+            _object(
+                {
+                    "ids": {
+                        "type": "array",
+                        "items": _STRING,
+                        "description": "Ids of the events before the first bad one: those"
+                        " were stored and will run.",
+                    }
+                }
+            ),
+        ]
+    },
+    "Metadata": _object(
+        {
+            "fetched_at": _TIME,
+            "cached_until": _nullable(_TIME),
+        }
+    ),
+    "Event": _object(
+        {
+            "internal_id": {"type": "string", "description": "The server's id (a ULID)."},
+            "id": {
+                "type": "string",
+                "description": "The sender's id (idempotency), or the internal id.",
+            },
+            "name": _STRING,
+            "data": {"type": "object"},
+            "user": {"type": "object"},
+            "ts": {"type": "integer", "description": "Milliseconds since the epoch."},
+            "v": _nullable(_STRING),
+            "received_at": _TIME,
+        }
+    ),
+    "Run": _object(
+        {
+            "run_id": _STRING,
+            "run_started_at": {
+                **_TIME,
+                "description": "When the run started, or was created if it has not yet.",
+            },
+            "function_id": _STRING,
+            "function_slug": _STRING,
+            "function_version": {"type": "integer"},
+            "environment_id": _STRING,
+            "event_id": {
+                **_nullable(_STRING),
+                "description": "Internal id of the triggering event.",
+            },
+            "batch_id": {"type": "null"},
+            "original_run_id": {"type": "null"},
+            "cron": _nullable(_STRING),
+            "status": {"type": "string", "enum": [s.value for s in RunStatus]},
+            "ended_at": _nullable(_TIME),
+            "output": {**_ANY, "description": "The function's return value; only once ended."},
+            "skip_reason": _STRING,
+        },
+        optional=("output", "skip_reason"),
+    ),
+    "HistoryEntry": {
+        **_object(
+            {
+                "kind": {"type": "string", "enum": [k.value for k in HistoryKind]},
+                "at": _TIME,
+                "step_id": _nullable(_STRING),
+                "name": _nullable(_STRING),
+                "attempt": _nullable({"type": "integer"}),
+                "output": {**_ANY, "description": "A completed step's output."},
+            },
+            optional=("output",),
+        ),
+        "description": "One thing that happened in a run; kinds add fields of their own.",
+        "additionalProperties": True,
+    },
+    "Function": _object(
+        {
+            "id": _STRING,
+            "slug": _STRING,
+            "name": _STRING,
+            "app_id": _STRING,
+            "triggers": {"type": "array", "items": {"type": "object"}},
+            "url": _STRING,
+            "max_attempts": {"type": "integer"},
+            "created_at": _TIME,
+        }
+    ),
+    "App": _object(
+        {
+            "id": _STRING,
+            "name": _STRING,
+            "url": _STRING,
+            "sdk": _STRING,
+            "framework": _STRING,
+            "synced_at": _TIME,
+            "functions": {"type": "array", "items": _ref("Function")},
+        }
+    ),
+    "Cancellation": _object(
+        {
+            "id": _STRING,
+            "app_id": _STRING,
+            "function_id": {"type": "string", "description": "The function's slug."},
+            "started_after": _nullable(_TIME),
+            "started_before": _TIME,
+            "if": _nullable(_STRING),
+            "created_at": _TIME,
+        }
+    ),
+    "NewCancellation": {
+        **_object(
+            {
+                "app_id": {"type": "string", "minLength": 1},
+                "function_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The SDK's function id, or the full ``<app>-<fn>`` slug.",
+                },
+                "started_before": _TIME,
+                "started_after": _nullable(_TIME),
+                "if": {
+                    **_nullable(_STRING),
+                    "description": "A CEL expression over ``event``; only matching runs.",
+                },
+            },
+            optional=("started_after", "if"),
+        ),
+    },
+    "Signal": _object(
+        {"signal": {"type": "string", "minLength": 1}, "data": _ANY}, optional=("data",)
+    ),
+}
+
+
+def _envelope(data: Schema, *, next_cursor: bool = False) -> Schema:
+    metadata: Schema = _ref("Metadata")
+    if next_cursor:
+        metadata = {
+            "allOf": [
+                _ref("Metadata"),
+                _object(
+                    {
+                        "next_cursor": {
+                            **_nullable(_STRING),
+                            "description": "Pass as ``cursor`` for the next page; null on"
+                            " the last one.",
+                        }
+                    }
+                ),
+            ]
+        }
+    return _object({"data": data, "metadata": metadata})
+
+
+def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
+    response: Schema = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _errors(*statuses: int, schema: str = "Error") -> dict[str, Schema]:
+    what = {
+        400: "Invalid input; the body says what is wrong.",
+        401: "A valid signing key is required (production mode).",
+        404: "Not found.",
+        409: "Conflict with the resource's state.",
+        413: "The request body is too large.",
+        429: "Too many failed authentications from this address; retry after the time given.",
+        503: "The database is unavailable; retry later.",
+    }
+    return {str(s): _json(_ref(schema), what[s]) for s in statuses}
+
+
+def _path_id(name: str, what: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": f"The {what}'s id (a ULID, either case).",
+        "schema": {"type": "string", "pattern": ULID},
+    }
+
+
+def _query(name: str, schema: Schema, description: str, **extra: Any) -> Schema:
+    return {"name": name, "in": "query", "description": description, "schema": schema, **extra}
+
+
+_CURSOR_HEADER = {
+    "x-next-cursor": {
+        "description": "Present when a further page may exist: pass it as ``cursor``.",
+        "schema": _STRING,
+    }
+}
+_SIGNING_KEY: list[dict[str, list[str]]] = [{"signingKey": []}]
+
+
+def _list_runs_parameters() -> list[Schema]:
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+    return [
+        _query(
+            "status",
+            {
+                "type": "array",
+                "items": {"type": "string", "enum": [s.value for s in RunStatus]},
+                "maxItems": len(RunStatus),
+            },
+            "Only runs in one of these statuses (repeat the parameter for several).",
+            style="form",
+            explode=True,
+        ),
+        _query(
+            "function",
+            {"type": "array", "items": text, "maxItems": MAX_FUNCTIONS},
+            "Only runs of one of these functions, by slug (``<app>-<function id>``).",
+            style="form",
+            explode=True,
+        ),
+        _query("app", text, "Only runs of this app's functions (the app's name)."),
+        _query("from", _TIME, "Only runs created at or after this time (RFC 3339)."),
+        _query("until", _TIME, "Only runs created before this time (RFC 3339)."),
+        _query(
+            "event_id",
+            {"type": "string", "pattern": ULID},
+            "Only runs triggered by this event (its internal id).",
+        ),
+        _query("event_name", text, "Only runs whose triggering event has this name."),
+        _query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+            "Page size.",
+        ),
+        _query(
+            "cursor",
+            {"type": "string", "pattern": CURSOR_PATTERN},
+            "``metadata.next_cursor`` of the previous page.",
+        ),
+    ]
+
+
+def _paths(*, dev: bool) -> dict[str, Schema]:
+    run_id = _path_id("run_id", "run")
+    event_id = _path_id("event_id", "event")
+    paths: dict[str, Schema] = {
+        "/health": {
+            "get": {
+                "tags": ["server"],
+                "summary": "Liveness",
+                "operationId": "health",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        _object({"status": {"type": "string", "const": "ok"}}), "The server is up."
+                    )
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["server"],
+                "summary": "Prometheus metrics",
+                "description": "The Prometheus text exposition format: this node's counters"
+                " (runs started and finished, steps, app call latency) and gauges read from the"
+                " store (due jobs, the oldest due job's age, pauses by kind).",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "The metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 429),
+                },
+            }
+        },
+        "/e/{key}": {
+            "post": {
+                "tags": ["events"],
+                "summary": "Send events",
+                "description": "One event object or an array of them. The events before the"
+                " first invalid one are kept; the error names their ids.",
+                "operationId": "sendEvents",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "key",
+                        "in": "path",
+                        "required": True,
+                        "description": "An event key (any value in dev mode).",
+                        "schema": _STRING,
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/NewEvent"},
+                                    {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/NewEvent"},
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        _object(
+                            {
+                                "ids": {"type": "array", "items": _STRING},
+                                "status": {"type": "integer", "const": 200},
+                            }
+                        ),
+                        "Stored; one id per event, in order.",
+                    ),
+                    **_errors(400, 401, 413, 503, schema="EventSendError"),
+                },
+            }
+        },
+        "/fn/register": {
+            "post": {
+                "tags": ["sdk"],
+                "summary": "Sync an app (the SDK calls this)",
+                "description": "The Inngest SDK registration body: ``url``, ``appName``,"
+                " ``functions`` and more; see the Inngest SDK specification.",
+                "operationId": "registerApp",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _json(
+                        _object(
+                            {
+                                "ok": {"type": "boolean", "const": True},
+                                "modified": {"type": "boolean"},
+                                "app_id": _STRING,
+                                "sync_id": _STRING,
+                            }
+                        ),
+                        "Synced.",
+                    ),
+                    **_errors(400, 401, 413, 503),
+                },
+            }
+        },
+        "/v1/events": {
+            "get": {
+                "tags": ["events"],
+                "summary": "List events, newest first",
+                "operationId": "listEvents",
+                "parameters": [
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20},
+                        "Page size.",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": EVENT_CURSOR},
+                        "The ``x-next-cursor`` of the previous page.",
+                    ),
+                    _query("name", _STRING, "Only events of this name."),
+                    _query("received_after", _TIME, "Only events received at or after this."),
+                    _query("received_before", _TIME, "Only events received at or before this."),
+                ],
+                "responses": {
+                    "200": _json(
+                        _envelope({"type": "array", "items": _ref("Event")}),
+                        "A page of events.",
+                        _CURSOR_HEADER,
+                    ),
+                    **_errors(400, 401, 503),
+                },
+            }
+        },
+        "/v1/events/{event_id}": {
+            "get": {
+                "tags": ["events"],
+                "summary": "One event",
+                "operationId": "getEvent",
+                "parameters": [event_id],
+                "responses": {
+                    "200": _json(_envelope(_ref("Event")), "The event."),
+                    **_errors(400, 401, 404, 503),
+                },
+            }
+        },
+        "/v1/events/{event_id}/runs": {
+            "get": {
+                "tags": ["events", "runs"],
+                "summary": "The runs an event started",
+                "operationId": "getEventRuns",
+                "parameters": [event_id],
+                "responses": {
+                    "200": _json(_envelope({"type": "array", "items": _ref("Run")}), "Its runs."),
+                    **_errors(400, 401, 404, 503),
+                },
+            }
+        },
+        "/v1/runs": {
+            "get": {
+                "tags": ["runs"],
+                "summary": "List runs, newest first",
+                "description": "Filters combine (all must hold). Pages are chained by"
+                " ``metadata.next_cursor``; runs created while paging never shift the pages"
+                " that follow.",
+                "operationId": "listRuns",
+                "parameters": _list_runs_parameters(),
+                "responses": {
+                    "200": _json(
+                        _envelope({"type": "array", "items": _ref("Run")}, next_cursor=True),
+                        "A page of runs.",
+                        _CURSOR_HEADER,
+                    ),
+                    **_errors(400, 401, 503),
+                },
+            }
+        },
+        "/v1/runs/{run_id}": {
+            "get": {
+                "tags": ["runs"],
+                "summary": "One run",
+                "operationId": "getRun",
+                "parameters": [run_id],
+                "responses": {
+                    "200": _json(_envelope(_ref("Run")), "The run."),
+                    **_errors(400, 401, 404, 503),
+                },
+            },
+            "delete": {
+                "tags": ["runs"],
+                "summary": "Cancel a run",
+                "operationId": "cancelRun",
+                "parameters": [run_id],
+                "responses": {
+                    "200": _json(
+                        _envelope(
+                            _object(
+                                {
+                                    "run_id": _STRING,
+                                    "status": {
+                                        "type": "string",
+                                        "enum": [s.value for s in RunStatus],
+                                    },
+                                }
+                            )
+                        ),
+                        "Cancelled (or it had already been cancelled or skipped).",
+                    ),
+                    **_errors(400, 401, 404, 409, 503),
+                },
+            },
+        },
+        "/v1/runs/{run_id}/history": {
+            "get": {
+                "tags": ["runs"],
+                "summary": "What happened in a run, oldest first",
+                "operationId": "getRunHistory",
+                "parameters": [run_id],
+                "responses": {
+                    "200": _json(
+                        _envelope({"type": "array", "items": _ref("HistoryEntry")}), "History."
+                    ),
+                    **_errors(400, 401, 404, 503),
+                },
+            }
+        },
+        "/v1/cancellations": {
+            "get": {
+                "tags": ["runs"],
+                "summary": "List bulk cancellations",
+                "operationId": "listCancellations",
+                "responses": {
+                    "200": _json(
+                        _envelope({"type": "array", "items": _ref("Cancellation")}),
+                        "Every bulk cancellation still stored.",
+                    ),
+                    **_errors(401, 503),
+                },
+            },
+            "post": {
+                "tags": ["runs"],
+                "summary": "Cancel a function's runs started in a window",
+                "operationId": "createCancellation",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewCancellation")}},
+                },
+                "responses": {
+                    "200": _json(_envelope(_ref("Cancellation")), "Created."),
+                    **_errors(400, 401, 404, 413, 503),
+                },
+            },
+        },
+        "/v1/cancellations/{cancellation_id}": {
+            "delete": {
+                "tags": ["runs"],
+                "summary": "Delete a bulk cancellation",
+                "operationId": "deleteCancellation",
+                "parameters": [
+                    {
+                        "name": "cancellation_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": _STRING,
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        _envelope(
+                            _object({"id": _STRING, "deleted": {"type": "boolean", "const": True}})
+                        ),
+                        "Deleted.",
+                    ),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/v1/signals": {
+            "post": {
+                "tags": ["runs"],
+                "summary": "Resume the run waiting for a signal",
+                "operationId": "sendSignal",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Signal")}},
+                },
+                "responses": {
+                    "200": _json(_envelope(_object({"run_id": _STRING})), "The resumed run."),
+                    **_errors(400, 401, 404, 413, 503),
+                },
+            }
+        },
+        "/v1/checkpoint/{run_id}/async": {
+            "post": {
+                "tags": ["sdk"],
+                "summary": "Save steps while a call is open (the JS SDK calls this)",
+                "operationId": "checkpointAsync",
+                "parameters": [run_id],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": AsyncCheckpointBody.model_json_schema()}
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        _object({"run_id": _STRING, "saved": {"type": "boolean", "const": True}}),
+                        "Saved.",
+                    ),
+                    **_errors(400, 401, 404, 409, 413, 503),
+                },
+            }
+        },
+        "/v1/apps": {
+            "get": {
+                "tags": ["apps"],
+                "summary": "Every synced app with its functions",
+                "operationId": "listApps",
+                "responses": {
+                    "200": _json(_envelope({"type": "array", "items": _ref("App")}), "Apps."),
+                    **_errors(401, 503),
+                },
+            }
+        },
+        "/v1/apps/{app_name}/functions": {
+            "get": {
+                "tags": ["apps"],
+                "summary": "An app's functions",
+                "operationId": "listAppFunctions",
+                "parameters": [
+                    {"name": "app_name", "in": "path", "required": True, "schema": _STRING}
+                ],
+                "responses": {
+                    "200": _json(
+                        _envelope({"type": "array", "items": _ref("Function")}), "Functions."
+                    ),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/v0/runs/{run_id}/batch": {
+            "get": {
+                "tags": ["sdk"],
+                "summary": "A run's triggering events, in wire form (the SDK reads it)",
+                "operationId": "getRunBatch",
+                "parameters": [run_id],
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": {"type": "object"}}, "The events, first first."
+                    ),
+                    **_errors(400, 401, 404, 503),
+                },
+            }
+        },
+        "/v0/runs/{run_id}/actions": {
+            "get": {
+                "tags": ["sdk"],
+                "summary": "A run's memoized step results by step id (the SDK reads it)",
+                "operationId": "getRunActions",
+                "parameters": [run_id],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "additionalProperties": _ANY}, "Step id -> memo."
+                    ),
+                    **_errors(400, 401, 404, 503),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "tags": ["server"],
+                "summary": "This document",
+                "operationId": "openapi",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+            }
+        },
+        "/docs": {
+            "get": {
+                "tags": ["server"],
+                "summary": "This document in a browser (Swagger UI, served locally)",
+                "operationId": "docs",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "An HTML page.",
+                        "content": {"text/html": {"schema": _STRING}},
+                    }
+                },
+            }
+        },
+    }
+    if dev:
+        paths["/dev"] = {
+            "get": {
+                "tags": ["server"],
+                "summary": "What the dev server runs (dev mode only)",
+                "description": "The shape the Inngest dev server answers, which the official"
+                " SDKs' test helpers read.",
+                "operationId": "devInfo",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["version", "functions"],
+                            "properties": {
+                                "version": _STRING,
+                                "functions": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
+                        "Dev server information.",
+                    )
+                },
+            }
+        }
+    return paths
+
+
+_NEW_EVENT: Schema = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "maxLength": MAX_EVENT_NAME_LENGTH,
+            # Not blank, and not one of the server's own names.
+            "pattern": f"^(?!{RESERVED_PREFIX})[\\s\\S]*\\S",
+        },
+        "data": _nullable({"type": "object"}),
+        "user": _nullable({"type": "object"}),
+        "id": {**_nullable(_STRING), "description": "Idempotency: one run per id a day."},
+        "ts": {
+            "oneOf": [
+                {"type": "number", "minimum": MIN_EVENT_TS, "maximum": MAX_EVENT_TS},
+                {"const": 0},
+                {"type": "null"},
+            ],
+            "description": "Milliseconds since the epoch, between 1980 and 2100; 0 or absent: now.",
+        },
+        "v": _nullable(_STRING),
+    },
+}
+
+
+def build_document(*, dev: bool) -> dict[str, Any]:
+    """The document for a server in dev mode (no auth, ``/dev``) or in production."""
+    security = [] if dev else _SIGNING_KEY
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Stepwise server API",
+            "version": __version__,
+            "description": "Event ingest, the REST API (``/v1``) and the state API the SDKs"
+            " read (``/v0``). Errors are JSON: ``{error, code, status}``.",
+        },
+        "security": security,
+        "paths": _paths(dev=dev),
+        "components": {
+            "schemas": {**SCHEMAS, "NewEvent": _NEW_EVENT},
+            "securitySchemes": {
+                "signingKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "``signkey-<env>-<sha256 of the key's hex>``, as the SDKs"
+                    " send it; not needed in dev mode.",
+                }
+            },
+        },
+    }
