@@ -89,7 +89,7 @@ async def login(request: Request) -> Response:
             request,
             target,
             401,
-            "Wrong password: give an API key made with `stepwise keys create` (not revoked),"
+            "Wrong password: give an API key made with stepwise keys create (not revoked),"
             " or the server's signing key.",
         )
     response = RedirectResponse(target, status_code=303)
