@@ -94,3 +94,16 @@ def test_cancel_a_run_in_production(stack: Stack, page: Page) -> None:
     shot(page, "production-run-cancelled")
     runs = stack.server.http.get(f"/v1/events/{event_id}/runs").json()["data"]
     assert [r["status"] for r in runs] == ["Cancelled"]
+
+
+def test_a_live_page_goes_to_the_login_when_its_session_ends(stack: Stack, page: Page) -> None:
+    base = stack.server.url
+    page.goto(base + "/events")
+    log_in(page, SIGNING_KEY)
+    expect(page).to_have_url(base + "/events")
+    # As if the cookie expired: the page's next refresh (every 2 s) loads the login page
+    # instead of swapping it into the table.
+    page.context.clear_cookies()
+    expect(page).to_have_url(base + "/login?next=%2Fevents")
+    expect(page.locator("#login input[name=password]")).to_be_visible()
+    expect(page.locator("#events")).to_have_count(0)
