@@ -8,8 +8,6 @@ one test provokes count against that address only.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from stepwise.server.keys import new_api_key
+from support.api_keys import create_key, keys_cli
 from support.harness import ServerProcess, wait_until
 
 SIGNING_KEY = "signkey-prod-" + "5d" * 32
@@ -29,29 +28,6 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     proc.start_and_wait()
     yield proc
     proc.close()
-
-
-def keys_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    database = (
-        ["--postgres-uri", server.postgres_uri]
-        if server.postgres_uri
-        else ["--sqlite-path", str(server.db)]
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "stepwise", "keys", *args, *database],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def create_key(server: ServerProcess, name: str) -> tuple[str, str]:
-    """A new key made by the CLI: (its id, the key)."""
-    made = keys_cli(server, "create", "--name", name)
-    assert made.returncode == 0, made.stderr
-    key = made.stdout.strip()
-    key_id = made.stderr.split("created API key ", 1)[1].split()[0]
-    return key_id, key
 
 
 def client(server: ServerProcess, address: str, token: str | None) -> httpx.Client:

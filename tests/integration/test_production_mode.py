@@ -114,8 +114,11 @@ def test_metrics_need_the_signing_key(stack: Stack) -> None:
 
 
 def test_the_dashboard_is_not_served_without_a_login(stack: Stack) -> None:
-    # Production has no dashboard login yet: no page may show its runs to anyone.
+    # No page shows a production server's runs to anyone who has not logged in.
     for path in ("/", "/events", "/functions", "/apps", "/runs/01JABCDEFGHJKMNPQRSTVWXYZ0"):
         response = httpx.get(stack.server.url + path, follow_redirects=False)
-        assert response.status_code == 404, path
-        assert response.json()["code"] == "not_found"
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/login?next="), path
+        login = httpx.get(stack.server.url + response.headers["location"])
+        assert login.status_code == 200
+        assert 'name="password"' in login.text

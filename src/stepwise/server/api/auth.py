@@ -5,6 +5,9 @@ The REST API (``/v1``, ``/v0``) also takes an API key made with ``stepwise keys 
 looked up by its hash in the store; a key found is trusted for ``KEY_CACHE_MS`` before it
 is looked up again, so a revoked key is refused on every node within that long. Too many
 failures from one client address are answered with a 429 (``authenticator.py``).
+
+A request with no Authorization header may instead carry the dashboard's session cookie
+(``session.py``), on the REST API only; if it changes anything, with the CSRF token too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ...errors import ApiError
 from ...protocol import bearer_matches
 from ..keys import api_key_matches, hash_api_key, looks_like_api_key
 from .authenticator import now_ms
+from .session import current_session, require_csrf
 from .state import ServerState
 
 
@@ -35,13 +39,10 @@ async def _authenticate(request: Request, *, api_keys: bool) -> None:
     signing_key = state.config.signing_key
     if not signing_key or state.config.dev:
         return
-    # Behind a reverse proxy this is the address it forwards, if uvicorn trusts the proxy
-    # (--forwarded-allow-ips; by default only one on 127.0.0.1).
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     now = now_ms()
-    wait_ms = state.auth.failures.retry_after_ms(client, now)
-    if wait_ms > 0:
-        retry_after = max(1, math.ceil(wait_ms / 1000))
+    retry_after = retry_after_s(state, client, now)
+    if retry_after:
         error = ApiError(
             429,
             "too_many_auth_failures",
@@ -61,6 +62,24 @@ async def _authenticate(request: Request, *, api_keys: bool) -> None:
             found = await state.auth.keys.find(state.engine.store, hash_api_key(token))
             if found is not None and api_key_matches(token, found.key_hash):
                 return
+    elif api_keys and not header:
+        session = await current_session(request)
+        if session is not None:
+            require_csrf(request, session)
+            return
     state.auth.failures.record(client, now)
     wanted = "a valid signing key or API key" if api_keys else "a valid signing key"
     raise ApiError(401, "unauthorized", f"{wanted} is required (Authorization: Bearer ...)")
+
+
+def client_address(request: Request) -> str:
+    """Whom failures are counted against. Behind a reverse proxy this is the address it
+    forwards, if uvicorn trusts the proxy (--forwarded-allow-ips; by default only one on
+    127.0.0.1)."""
+    return request.client.host if request.client else "unknown"
+
+
+def retry_after_s(state: ServerState, client: str, now: int) -> int:
+    """0 if ``client`` may try to authenticate now, else the seconds until it may."""
+    wait_ms = state.auth.failures.retry_after_ms(client, now)
+    return max(1, math.ceil(wait_ms / 1000)) if wait_ms > 0 else 0

@@ -18,6 +18,7 @@ from ...protocol import events as ev
 from ...protocol import headers as h
 from ..store.records import EventRecord
 from .responses import JSONResponse, read_json
+from .session import current_session, require_csrf
 from .state import ServerState
 
 # Event timestamps outside these bounds are refused (milliseconds, 1980..2100).
@@ -106,7 +107,15 @@ async def send_events(request: Request) -> Response:
     config = state.config
     key = request.path_params.get("key", "")
     if config.event_keys and not event_key_accepted(key, config.event_keys):
-        raise EventError(401, "event_key_not_found", "Event key not found")
+        # The dashboard's send form: a logged-in person stands in for an event key, so no
+        # event key is ever put in a page. The session must come with its CSRF token.
+        session = await current_session(request)
+        if session is None:
+            raise EventError(401, "event_key_not_found", "Event key not found")
+        try:
+            require_csrf(request, session)
+        except ApiError as exc:
+            raise EventError(exc.status, exc.code, exc.message) from exc
     try:
         body = await read_json(request, max_bytes=config.max_event_request_bytes)
     except ApiError as exc:

@@ -4,8 +4,9 @@ Pages read through the same store operations and JSON shapes as the REST API, so
 they show is private to them; their actions (send an event, cancel a run) are requests
 to the public API made from the browser. Every asset is served from this package.
 
-Dev mode only for now: production needs the login and session of issue 9 first, and an
-unauthenticated page must not show a production server's runs.
+``stepwise dev`` serves them to anyone, as it serves its API. ``stepwise start`` serves
+them only within a session opened at ``/login`` (``login.py``, ``api/session.py``); its
+pages' requests to the API then carry the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import pages
+from . import login, pages
 
 STATIC = Path(__file__).parent / "static"
 
@@ -27,5 +28,8 @@ def routes() -> list[BaseRoute]:
         Route("/runs/{run_id}", pages.run, methods=["GET"]),
         Route("/functions", pages.functions, methods=["GET"]),
         Route("/apps", pages.apps, methods=["GET"]),
+        Route("/login", login.login_form, methods=["GET"]),
+        Route("/login", login.login, methods=["POST"]),
+        Route("/logout", login.logout, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ...errors import ApiError
 from ...protocol import is_ulid
 from ..api.rest import iso
+from ..api.session import Session, current_session
 from ..api.state import ServerState
 from ..store.records import HistoryEntry, HistoryKind, RunRecord, RunStatus
 
@@ -29,20 +32,54 @@ JSON_PREVIEW_CHARS = 20_000
 EVENTS_SHOWN = 50
 
 
+Page = Callable[[Request], Awaitable[Response]]
+
+
+def login_redirect(request: Request) -> Response:
+    """To the login page, and back here after it."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    location = "/login?" + urlencode({"next": target})
+    if request.headers.get("hx-request"):
+        # A live region refreshing after its session ended: htmx would follow a redirect
+        # and swap the login page into the region; HX-Redirect makes it load the page.
+        return Response(status_code=401, headers={"HX-Redirect": location})
+    return RedirectResponse(location, status_code=303)
+
+
+def page(handler: Page) -> Page:
+    """A dashboard page: open in dev mode; in production, only within a session."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        state: ServerState = request.app.state.stepwise
+        if not state.config.dev:
+            session = await current_session(request)
+            if session is None:
+                return login_redirect(request)
+            request.state.session = session
+        return await handler(request)
+
+    return guarded
+
+
 def _store(request: Request) -> Any:
     state: ServerState = request.app.state.stepwise
-    if not state.config.dev:
-        # Production needs a login first (not built yet): no page shows its runs meanwhile.
-        raise ApiError(404, "not_found", "the dashboard is served by `stepwise dev` only")
     return state.engine.store
 
 
-def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     # A live part of a page refreshes by fetching the whole page and keeping its ``#live``
     # element (htmx's hx-select): one way to render, and a page that stops being live (a
     # run that ended) stops refreshing by itself.
-    html = TEMPLATES.get_template(template).render(context, active=template.removesuffix(".html"))
-    return HTMLResponse(html)
+    session: Session | None = getattr(request.state, "session", None)
+    html = TEMPLATES.get_template(template).render(
+        context,
+        active=template.removesuffix(".html"),
+        # The token the page's requests send back (dashboard.js); none in dev mode.
+        csrf=session.csrf if session else "",
+        production=not request.app.state.stepwise.config.dev,
+    )
+    return HTMLResponse(html, status_code=status_code)
 
 
 def pretty(value: Any) -> dict[str, Any]:
@@ -138,11 +175,12 @@ def timeline(
     return bars
 
 
+@page
 async def home(request: Request) -> Response:
-    _store(request)
     return RedirectResponse("/events", status_code=307)
 
 
+@page
 async def events(request: Request) -> Response:
     store = _store(request)
     rows = []
@@ -162,15 +200,16 @@ async def events(request: Request) -> Response:
                 "runs": [{"run": r, "status": shown_status(r)} for r in runs],
             }
         )
-    return _render(request, "events.html", rows=rows)
+    return render(request, "events.html", rows=rows)
 
 
+@page
 async def run(request: Request) -> Response:
     store = _store(request)
     run_id = request.path_params["run_id"]
     record = await store.get_run(run_id) if is_ulid(run_id) else None
     if record is None:
-        return _render(request, "missing.html", what="run", id=run_id)
+        return render(request, "missing.html", what="run", id=run_id)
     history = await store.run_history(run_id)
     memos = dict(await store.list_steps(run_id))
     triggers = []
@@ -179,7 +218,7 @@ async def run(request: Request) -> Response:
         if event is not None:
             triggers.append({"event": event, "data": pretty(event.data)})
     now = int(time.time() * 1000)
-    return _render(
+    return render(
         request,
         "run.html",
         run=record,
@@ -196,6 +235,7 @@ async def run(request: Request) -> Response:
     )
 
 
+@page
 async def functions(request: Request) -> Response:
     store = _store(request)
     apps = {a.id: a.name for a in await store.list_apps()}
@@ -208,9 +248,10 @@ async def functions(request: Request) -> Response:
         }
         for fn in sorted(await store.list_functions(), key=lambda f: f.slug)
     ]
-    return _render(request, "functions.html", rows=rows)
+    return render(request, "functions.html", rows=rows)
 
 
+@page
 async def apps(request: Request) -> Response:
     store = _store(request)
     counts: dict[str, int] = {}
@@ -220,4 +261,4 @@ async def apps(request: Request) -> Response:
         {"app": a, "functions": counts.get(a.id, 0), "synced": iso(a.updated_at)}
         for a in await store.list_apps()
     ]
-    return _render(request, "apps.html", rows=rows)
+    return render(request, "apps.html", rows=rows)

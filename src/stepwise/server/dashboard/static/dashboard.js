@@ -2,6 +2,10 @@
 // cancel a run. Both are requests to the public API, as any client would make them.
 "use strict";
 
+// In production the page's session authenticates these requests, and each one that changes
+// something must send back the session's CSRF token (empty in dev, where none is needed).
+const CSRF = {"x-csrf-token": document.querySelector("meta[name=csrf-token]").content};
+
 document.addEventListener("submit", async (e) => {
   const form = e.target;
   if (form.id !== "send-event") return;
@@ -21,10 +25,10 @@ document.addEventListener("submit", async (e) => {
     result.textContent = "The data must be a JSON object.";
     return;
   }
-  // The dev server accepts any event key.
+  // The dev server accepts any event key; in production the session stands in for one.
   const response = await fetch("/e/dashboard", {
     method: "POST",
-    headers: {"content-type": "application/json"},
+    headers: {"content-type": "application/json", ...CSRF},
     body: JSON.stringify([{name: form.elements.name.value, data}]),
   });
   const body = await response.json().catch(() => ({}));
@@ -41,7 +45,7 @@ document.addEventListener("click", async (e) => {
   const button = e.target.closest("[data-cancel-run]");
   if (!button) return;
   button.disabled = true;
-  const response = await fetch("/v1/runs/" + button.dataset.cancelRun, {method: "DELETE"});
+  const response = await fetch("/v1/runs/" + button.dataset.cancelRun, {method: "DELETE", headers: CSRF});
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
     button.disabled = false;
