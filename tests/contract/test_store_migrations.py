@@ -34,6 +34,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "concurrency",
         "throttle",
         "run_concurrency",
+        "original_run_id",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
     "jobs": [
@@ -85,7 +86,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     "api_keys": ["id", "name", "key_hash", "created_at", "last_used_at", "revoked_at"],
 }
 # PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
-EXPECTED_VERSIONS = {"sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12], "postgres": [9, 10, 12]}
+EXPECTED_VERSIONS = {"sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13], "postgres": [9, 10, 12, 13]}
 
 
 async def test_migrating_an_empty_database_gives_exactly_the_canonical_schema(

@@ -92,6 +92,7 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", rest.get_run, methods=["GET"]),
         Route("/v1/runs/{run_id}", control.cancel_run, methods=["DELETE"]),
+        Route("/v1/runs/{run_id}/rerun", control.rerun_run, methods=["POST"]),
         Route("/v1/cancellations", control.create_cancellation, methods=["POST"]),
         Route("/v1/cancellations", control.list_cancellations, methods=["GET"]),
         Route(
