@@ -4,7 +4,7 @@ written with the run in one transaction, or not at all."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from _clock import MINUTE, T0
@@ -15,6 +15,7 @@ from stepwise.server.store.records import (
     HistoryKind,
     Ingest,
     JobKind,
+    NewRun,
     RunStatus,
     Settled,
     StepMemo,
@@ -35,17 +36,27 @@ def seeded(*pairs: tuple[str, object]) -> tuple[Settled, ...]:
     )
 
 
+def rerun_of(original: NewRun, name: str, **changes: Any) -> NewRun:
+    """A rerun of ``original``, with a key of its own, as the engine plans one."""
+    run_id = f"run-rerun-{name}"
+    return replace(
+        original,
+        id=run_id,
+        idempotency_key=f"rerun:{run_id}",
+        original_run_id=original.id,
+        **changes,
+    )
+
+
 async def test_a_rerun_names_its_original_and_starts_with_its_seeded_steps_in_order(
     backend: Backend, world: World
 ) -> None:
     store = world.store
     original = await world.start_run()
-    rerun = replace(
+    rerun = rerun_of(
         original,
-        id="run-rerun-0001",
-        idempotency_key="rerun:run-rerun-0001",
+        "0001",
         created_at=T0 + 5,
-        original_run_id=original.id,
         seed_steps=seeded(("b", {"data": 2}), ("a", {"data": 1})),
     )
     commits_before = backend.commits(store)
@@ -81,13 +92,7 @@ async def test_a_rerun_names_its_original_and_starts_with_its_seeded_steps_in_or
 async def test_steps_settled_by_a_rerun_come_after_its_seeded_ones(world: World) -> None:
     store = world.store
     original = await world.start_run()
-    rerun = replace(
-        original,
-        id="run-rerun-0002",
-        idempotency_key="rerun:run-rerun-0002",
-        original_run_id=original.id,
-        seed_steps=seeded(("a", {"data": 1})),
-    )
+    rerun = rerun_of(original, "0002", seed_steps=seeded(("a", {"data": 1})))
     await store.ingest(Ingest(runs=[rerun]))
     [job] = [j for j in await store.lease_due_jobs(T0, 100, MINUTE) if j.run_id == rerun.id]
 
@@ -103,13 +108,7 @@ async def test_a_rerun_that_fails_half_way_writes_nothing(world: World) -> None:
     store = world.store
     original = await world.start_run()
     # The same step twice cannot be stored: the run's insert must go with it.
-    broken = replace(
-        original,
-        id="run-rerun-0003",
-        idempotency_key="rerun:run-rerun-0003",
-        original_run_id=original.id,
-        seed_steps=seeded(("a", 1), ("a", 2)),
-    )
+    broken = rerun_of(original, "0003", seed_steps=seeded(("a", 1), ("a", 2)))
 
     with pytest.raises(Exception):  # noqa: B017 - each backend raises its own integrity error
         await store.ingest(Ingest(runs=[broken]))
@@ -126,14 +125,7 @@ async def test_a_rerun_that_fails_half_way_writes_nothing(world: World) -> None:
 async def test_a_skipped_rerun_is_stored_without_its_seeded_steps(world: World) -> None:
     store = world.store
     original = await world.start_run()
-    skipped = replace(
-        original,
-        id="run-rerun-0004",
-        idempotency_key="rerun:run-rerun-0004",
-        original_run_id=original.id,
-        skip_reason="rate_limited",
-        seed_steps=seeded(("a", 1)),
-    )
+    skipped = rerun_of(original, "0004", skip_reason="rate_limited", seed_steps=seeded(("a", 1)))
 
     assert await store.ingest(Ingest(runs=[skipped])) == [skipped.id]
 
