@@ -20,7 +20,7 @@ APP_URL = "http://127.0.0.1:9/api/inngest"  # nothing listens there: calls fail 
 
 @pytest.fixture(scope="module")
 def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack(tmp_path_factory.mktemp("rerun"), "rerun_app", functions=2) as s:
+    with Stack(tmp_path_factory.mktemp("rerun"), "rerun_app", functions=3) as s:
         yield s
 
 
@@ -161,6 +161,19 @@ def test_a_rerun_of_a_run_still_going_is_a_run_of_its_own(stack: Stack) -> None:
     assert executed(stack, first["run_id"]) == ["one", "two", "three"]
 
 
+def test_a_rerun_obeys_flow_control_as_any_run(stack: Stack) -> None:
+    # A rate limit of one run an hour per tenant: the original took it, the rerun is skipped.
+    server = stack.server
+    original = server.wait_for_run(server.send("rerun/limited", {"tenant": "t1"}))
+    assert original["status"] == "Completed", stack.logs()[-3000:]
+
+    skipped = started_rerun(server, original["run_id"])
+
+    assert skipped["status"] == "Skipped"
+    assert skipped["skip_reason"] == "rate_limited"
+    assert executed(stack, skipped["run_id"]) == []
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -236,7 +249,7 @@ def test_a_run_whose_function_is_gone_cannot_be_rerun(backend: str, tmp_path: Pa
 def test_a_server_killed_right_after_a_rerun_committed_keeps_it_whole(tmp_path: Path) -> None:
     # The server dies between committing the rerun and answering: the client gets no answer,
     # but the run, its first job and its copied steps are all stored, and it completes.
-    with Stack(tmp_path, "rerun_app", functions=2) as stack:
+    with Stack(tmp_path, "rerun_app", functions=3) as stack:
         server = stack.server
         original = finished_three(stack, 20)
         two = step_id(server.history(original["run_id"]), "two")
@@ -257,3 +270,19 @@ def test_a_server_killed_right_after_a_rerun_committed_keeps_it_whole(tmp_path: 
         assert done["status"] == "Completed", stack.logs()[-3000:]
         assert done["output"] == original["output"]
         assert executed(stack, new["run_id"]) == ["two", "three"]
+
+
+def test_in_production_a_rerun_needs_an_api_key(backend: str, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, sdk_urls=[])
+    server.production(signing_key="signkey-prod-" + "ab" * 32, event_key="rerun-event-key")
+    try:
+        server.start_and_wait()
+        run_id = new_ulid()
+        anonymous = httpx.post(f"{server.url}/v1/runs/{run_id}/rerun", json={})
+        assert anonymous.status_code == 401, anonymous.text
+        assert anonymous.json()["code"] == "unauthorized"
+        # With the signing key's hash (the harness's client sends it), the run is looked up.
+        known = rerun(server, run_id, {})
+        assert (known.status_code, known.json()["code"]) == (404, "run_not_found")
+    finally:
+        server.close()

@@ -54,7 +54,17 @@ async def batched(ctx: stepwise.Context) -> list[int]:
     return [*ns, total["value"]]
 
 
-app = asgi_app(client, [three, batched])
+@client.create_function(
+    fn_id="limited",
+    trigger=stepwise.TriggerEvent(event="rerun/limited"),
+    rate_limit=stepwise.RateLimit(limit=1, period="1h", key="event.data.tenant"),
+)
+async def limited(ctx: stepwise.Context) -> int:
+    result = await ctx.step.run("only", lambda: execute(ctx, "only", 1))
+    return int(result["value"])
+
+
+app = asgi_app(client, [three, batched, limited])
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
