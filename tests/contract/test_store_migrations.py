@@ -34,6 +34,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "concurrency",
         "throttle",
         "run_concurrency",
+        "original_run_id",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
     "jobs": [
@@ -86,8 +87,8 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
 }
 # PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
 EXPECTED_VERSIONS = {
-    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-    "postgres": [9, 10, 11, 12],
+    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+    "postgres": [9, 10, 11, 12, 13],
 }
 
 

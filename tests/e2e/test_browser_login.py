@@ -95,6 +95,14 @@ def test_cancel_a_run_in_production(stack: Stack, page: Page) -> None:
     runs = stack.server.http.get(f"/v1/events/{event_id}/runs").json()["data"]
     assert [r["status"] for r in runs] == ["Cancelled"]
 
+    # Rerun, from the same page: a POST with the token too, then the new run's page.
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/rerun")) as rerun:
+        page.click("button[data-rerun]:not([data-from-step])")
+    assert rerun.value.headers["x-csrf-token"] == token
+    expect(page.locator("h1 .status")).to_have_text("Sleeping")
+    assert page.url.rstrip("/").rsplit("/", 1)[-1] != runs[0]["run_id"]
+    shot(page, "production-run-rerun")
+
 
 def test_a_live_page_goes_to_the_login_when_its_session_ends(stack: Stack, page: Page) -> None:
     base = stack.server.url

@@ -52,6 +52,46 @@ def test_send_an_event_watch_its_run_complete_and_read_its_timeline(
     shot(page, "run-completed")
 
 
+def test_rerun_a_run_and_rerun_it_from_a_step(stack: Stack, page: Page) -> None:
+    base = stack.server.url
+    original = stack.server.wait_for_run(stack.server.send("dash/greet", {"who": "Bo"}))
+    page.goto(f"{base}/runs/{original['run_id']}")
+    expect(page.locator("h1 .status")).to_have_text("Completed")
+
+    page.click("button[data-rerun]:not([data-from-step])")
+    # The page of the new run: a rerun of the original, ending as it did.
+    expect(page).not_to_have_url(f"{base}/runs/{original['run_id']}")
+    expect(page.locator("#original-run")).to_have_text(original["run_id"])
+    expect(page.locator("h1 .status")).to_have_text("Completed")
+    expect(page.locator("#run-output")).to_contain_text('"HELLO BO"')
+    shot(page, "run-rerun")
+    rerun_id = page.locator("#run-id").inner_text()
+    assert rerun_id != original["run_id"]
+    assert stack.server.run(rerun_id)["original_run_id"] == original["run_id"]
+
+    page.goto(f"{base}/runs/{original['run_id']}")
+    compose = page.locator("#timeline tr.kind-StepCompleted", has_text="compose")
+    compose.locator("button.rerun-from").click()
+    expect(page).not_to_have_url(f"{base}/runs/{original['run_id']}")
+    expect(page.locator("h1 .status")).to_have_text("Completed")
+    expect(page.locator("#original-run")).to_have_text(original["run_id"])
+    timeline = page.locator("#timeline")
+    for step in ("who", "compose", "shout"):
+        expect(timeline.locator("tr.kind-StepCompleted", has_text=step)).to_have_count(1)
+    # Only the steps from "compose" on were executed again: "who" was copied.
+    expect(timeline.locator("tr.kind-StepCompleted", has_text="who")).to_contain_text(
+        original["run_id"]
+    )
+    expect(page.locator("#run-output")).to_contain_text('"HELLO BO"')
+    shot(page, "run-rerun-from-step")
+    from_step_id = page.locator("#run-id").inner_text()
+    history = stack.server.history(from_step_id)
+    copied = [e["name"] for e in history if e.get("copied_from_run_id") == original["run_id"]]
+    assert copied == ["who"]
+    executed = [e["name"] for e in history if e["kind"] == "StepCompleted" and e["attempt"] == 0]
+    assert executed == ["compose", "shout"]
+
+
 def test_invalid_json_is_refused_before_anything_is_sent(stack: Stack, page: Page) -> None:
     page.goto(stack.server.url + "/events")
     page.fill("#send-event input[name=name]", "dash/greet")

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stepwise.protocol import is_ulid
+from stepwise.protocol import is_ulid, new_ulid
 from support.harness import ServerProcess
 
 FUZZ = settings(
@@ -586,6 +586,29 @@ def test_fuzz_lookups(http: httpx.Client, segment: str, route: str, encode: bool
     body = check_response(response)
     if response.status_code == 200:
         assert isinstance(body, dict | list)
+
+
+@FUZZ
+@given(
+    run_id=st.one_of(st.builds(new_ulid), path_segments),
+    body=st.one_of(
+        raw_bodies,
+        st.builds(
+            lambda value: json.dumps(value).encode(),
+            st.one_of(json_values, st.fixed_dictionaries({"from_step": json_values})),
+        ),
+    ),
+)
+def test_fuzz_rerun(http: httpx.Client, run_id: str, body: bytes) -> None:
+    try:
+        request = http.build_request(
+            "POST", f"/v1/runs/{quote(run_id, safe='')}/rerun", content=body
+        )
+    except (httpx.InvalidURL, ValueError):
+        return  # not a URL a client can send
+    response = http.send(request)
+    check_response(response)
+    assert response.status_code != 201  # no such run, so nothing to rerun
 
 
 @FUZZ

@@ -1,7 +1,7 @@
-"""Run control: cancel a run, bulk cancellations, and signals.
+"""Run control: cancel or rerun a run, bulk cancellations, and signals.
 
-``DELETE /v1/runs/{id}``, ``POST|GET /v1/cancellations``, ``DELETE /v1/cancellations/{id}``,
-``POST /v1/signals``.
+``DELETE /v1/runs/{id}``, ``POST /v1/runs/{id}/rerun``, ``POST|GET /v1/cancellations``,
+``DELETE /v1/cancellations/{id}``, ``POST /v1/signals``.
 """
 
 from __future__ import annotations
@@ -9,16 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import ApiError
 from ...protocol import is_ulid
 from .. import expr
+from ..engine.rerun import RerunRefused
 from ..store.records import CancellationRecord, RunStatus
 from .auth import require_api_key
 from .responses import read_json
-from .rest import iso, wrap
+from .rest import iso, run_json, wrap
 from .state import ServerState
 
 MAX_CONTROL_BYTES = 1024 * 1024
@@ -70,6 +72,54 @@ async def cancel_run(request: Request) -> Response:
     if status in (RunStatus.COMPLETED, RunStatus.FAILED):
         raise ApiError(409, "run_already_finished", f"the run already ended: {status.value}")
     return wrap({"run_id": run_id.upper(), "status": status.value})
+
+
+class RerunBody(BaseModel):
+    """``POST /v1/runs/{id}/rerun``: an empty body (or ``{}``) reruns the whole run."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    from_step: str | None = Field(default=None, min_length=1)
+
+
+async def _rerun_body(request: Request) -> RerunBody:
+    try:
+        raw = await read_json(request, max_bytes=MAX_CONTROL_BYTES)
+    except ApiError as exc:
+        if exc.code != "empty_body":
+            raise
+        raw = {}
+    try:
+        return RerunBody.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(
+            400,
+            "invalid_rerun",
+            f"{where}: {first['msg']} (the body is empty, or an object with an optional"
+            " 'from_step': the id of a step the run completed)",
+        ) from None
+
+
+async def rerun_run(request: Request) -> Response:
+    state = await _state(request)
+    run_id = str(request.path_params["run_id"])
+    if not is_ulid(run_id):
+        raise ApiError(400, "invalid_id", f"{run_id!r} is not a valid run id (a ULID)")
+    body = await _rerun_body(request)
+    try:
+        new_id = await state.engine.rerun(run_id.upper(), from_step=body.from_step)
+    except RerunRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    if new_id is None:
+        raise ApiError(404, "run_not_found", "run not found")
+    run = await state.engine.store.get_run(new_id)
+    assert run is not None  # just committed; retention never deletes an active run
+    response = wrap(run_json(run))
+    response.status_code = 201
+    response.headers["location"] = f"/v1/runs/{new_id}"
+    return response
 
 
 async def create_cancellation(request: Request) -> Response:

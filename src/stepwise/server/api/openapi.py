@@ -114,7 +114,10 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "Internal id of the triggering event.",
             },
             "batch_id": {"type": "null"},
-            "original_run_id": {"type": "null"},
+            "original_run_id": {
+                "anyOf": [{"type": "string", "pattern": ULID}, {"type": "null"}],
+                "description": "The run this one reruns (``POST /v1/runs/{id}/rerun``), if any.",
+            },
             "cron": _nullable(_STRING),
             "status": {"type": "string", "enum": [s.value for s in RunStatus]},
             "ended_at": _nullable(_TIME),
@@ -533,6 +536,32 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                         _envelope({"type": "array", "items": _ref("HistoryEntry")}), "History."
                     ),
                     **_errors(400, 401, 404, 503),
+                },
+            }
+        },
+        "/v1/runs/{run_id}/rerun": {
+            "post": {
+                "tags": ["runs"],
+                "summary": "Start a new run of the same function with the same events",
+                "description": "With ``from_step``, the new run keeps the results of the"
+                " steps the original completed before that step, and runs it and what follows.",
+                "operationId": "rerunRun",
+                "parameters": [run_id],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"from_step": {"type": "string", "minLength": 1}},
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(_envelope(_ref("Run")), "The new run."),
+                    **_errors(400, 401, 404, 409, 413, 503),
                 },
             }
         },

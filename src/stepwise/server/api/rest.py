@@ -71,7 +71,7 @@ def run_json(r: RunRecord) -> dict[str, Any]:
         "environment_id": "00000000-0000-4000-b000-000000000000",
         "event_id": r.event_ids[0] if r.event_ids else None,
         "batch_id": None,
-        "original_run_id": None,
+        "original_run_id": r.original_run_id,
         "cron": r.cron,
         "status": r.status.value,
         "ended_at": iso(r.ended_at),

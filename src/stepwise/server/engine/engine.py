@@ -23,10 +23,12 @@ from ..store.records import (
     FunctionRecord,
     HistoryEntry,
     HistoryKind,
+    Ingest,
     JobKind,
     NewJob,
     RunState,
     RunStatus,
+    Settled,
     Transition,
 )
 from . import dispatch, lifecycle, pauses
@@ -36,6 +38,7 @@ from .driver import Driver
 from .executor import Executor, now_ms
 from .outbound import OutboundClient
 from .registry import Registry, spec_from_record
+from .rerun import plan_rerun, seed_steps
 from .scheduler import Scheduler
 from .worker import Worker
 
@@ -256,6 +259,25 @@ class Engine:
             self.worker.notify()
         run = await self.store.get_run(run_id)
         return run.status if run is not None else None
+
+    async def rerun(self, run_id: str, *, from_step: str | None = None) -> str | None:
+        """Start a new run that reruns ``run_id`` (from ``from_step`` if given); the new
+        run's id, None if there is no such run. Raises ``RerunRefused``."""
+        original = await self.store.load_run_state(run_id)
+        if original is None:
+            return None
+        now = now_ms()
+        seed: tuple[Settled, ...] = ()
+        if from_step is not None:
+            seed = seed_steps(original, await self.store.run_history(run_id), from_step, now)
+        new_run = plan_rerun(self.registry, original, now, seed=seed)
+        # The run, its first job and its seeded steps commit together, as any run's start.
+        created = await self.store.ingest(Ingest(runs=[new_run]))
+        faults.hit("rerun.created")
+        if not created:  # only a key seen before is refused, and this one is new
+            raise RuntimeError(f"the store did not create rerun {new_run.id}")
+        self.worker.notify()
+        return new_run.id
 
     async def checkpoint(
         self,

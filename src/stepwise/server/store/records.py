@@ -222,6 +222,10 @@ class NewRun:
     throttle: Throttle | None = None
     debounce: Debounce | None = None  # not created now: held by the debouncer
     batch: Batch | None = None  # not created now: appended to a batch
+    # A rerun: the run it reruns, and the results it starts with (in the order they are
+    # given, as if settled before its first call), written with the run or not at all.
+    original_run_id: str | None = None
+    seed_steps: tuple[Settled, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,7 @@ class RunRecord:
     cron: str | None
     correlation_id: str | None = None
     skip_reason: str | None = None
+    original_run_id: str | None = None  # set on a rerun: the run it reruns
 
 
 @dataclass(frozen=True, slots=True)

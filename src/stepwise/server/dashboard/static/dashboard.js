@@ -1,5 +1,5 @@
-// The dashboard's two actions: send an event (its JSON checked before it is sent) and
-// cancel a run. Both are requests to the public API, as any client would make them.
+// The dashboard's actions: send an event (its JSON checked before it is sent), cancel a
+// run, rerun a run (from a step). All are requests to the public API, as any client's.
 "use strict";
 
 // In production the page's session authenticates these requests, and each one that changes
@@ -53,4 +53,23 @@ document.addEventListener("click", async (e) => {
     return;
   }
   htmx.ajax("GET", location.pathname, {target: "#live", select: "#live", swap: "outerHTML"});
+});
+
+document.addEventListener("click", async (e) => {
+  const button = e.target.closest("[data-rerun]");
+  if (!button) return;
+  button.disabled = true;
+  const fromStep = button.dataset.fromStep;
+  const response = await fetch("/v1/runs/" + button.dataset.rerun + "/rerun", {
+    method: "POST",
+    headers: {"content-type": "application/json", ...CSRF},
+    body: JSON.stringify(fromStep ? {from_step: fromStep} : {}),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    button.disabled = false;
+    alert("Rerun failed: " + (body.error || response.status));
+    return;
+  }
+  location.assign("/runs/" + body.data.run_id);
 });

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ...flow import batching, debounce, gcra, idempotency, singleton
 from ..records import EventRecord, Ingest, JobKind, NewJob, NewRun, RunStatus
 from .conn import Conn, Cursor
-from .jobs import insert_job
+from .jobs import insert_job, write_history
 from .leasing import rate_lock, read_tat, write_tat
 from .pauses import insert_pause
 from .rows import ACTIVE, EVENT_COLUMNS, chunks, dump, dump_text, event_to_row, load, marks
@@ -213,7 +213,8 @@ def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
     conn.execute(
         "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
         " created_at, ended_at, cron, correlation_id, skip_reason, singleton_key, concurrency,"
-        " throttle, run_concurrency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " throttle, run_concurrency, original_run_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run.id,
             run.function_id,
@@ -234,6 +235,7 @@ def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
             if run.throttle
             else None,
             dump_text([list(c) for c in run.run_concurrency]) if run.run_concurrency else None,
+            run.original_run_id,
         ),
     )
     if skip:
@@ -244,7 +246,19 @@ def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
         insert_job(conn, job)
     for pause in run.pauses:
         insert_pause(conn, pause)
+    _seed_steps(conn, run)
     return True
+
+
+def _seed_steps(conn: Conn, run: NewRun) -> None:
+    """A rerun's results from its original, numbered in order before any step of its own."""
+    if not run.seed_steps:
+        return
+    conn.executemany(
+        "INSERT INTO steps (run_id, step_id, seq, memo) VALUES (?, ?, ?, ?)",
+        [(run.id, step.step_id, seq, dump(step.memo)) for seq, step in enumerate(run.seed_steps)],
+    )
+    write_history(conn, run.id, [entry for step in run.seed_steps for entry in step.history])
 
 
 # ---- debounce -------------------------------------------------------------------------

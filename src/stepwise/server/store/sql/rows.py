@@ -55,7 +55,7 @@ def chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
 RUN_COLUMNS = (
     "id, function_id, function_slug, event_ids, status, created_at, started_at, ended_at,"
     " output, error, request_version, force_step_plan, cron, correlation_id,"
-    " skip_reason"
+    " skip_reason, original_run_id"
 )
 EVENT_COLUMNS = 'internal_id, id, name, data, "user", ts, v, received_at, copy'
 PAUSE_COLUMNS = (
@@ -87,6 +87,7 @@ def run_from_row(row: Any) -> RunRecord:
         cron=row["cron"],
         correlation_id=row["correlation_id"],
         skip_reason=row["skip_reason"],
+        original_run_id=row["original_run_id"],
     )
 
 
