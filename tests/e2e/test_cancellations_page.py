@@ -92,3 +92,62 @@ def test_a_preview_that_matches_nothing_cannot_be_confirmed(stack: Stack, page: 
     expect(page.locator("#bulk-cancel-result")).to_contain_text("Refused:")
     expect(page.locator("#bulk-cancel-confirm")).to_be_disabled()
     shot(page, "cancellations-refused")
+
+
+@pytest.fixture
+def fates(tmp_path: Path) -> Iterator[Stack]:
+    with Stack(tmp_path, "fates_app", functions=4) as s:
+        yield s
+
+
+def test_an_event_that_started_no_run_says_why(fates: Stack, page: Page) -> None:
+    server = fates.server
+    nobody = server.send("fates/nobody")
+    refused = server.send("fates/guarded", {"ok": False})
+    replaced = server.send("fates/debounced", {"n": 1})
+    held = server.send("fates/debounced", {"n": 2})
+    waiting = server.send("fates/batched")
+    first = server.send("fates/plain", id="order-7")
+    repeated = server.send("fates/plain", id="order-7")
+    [first_run] = wait_until(lambda: server.runs(first), timeout=20, what="the first run")
+    seed = "1764590000000,AAECAwQFBgcICQ=="
+    copies = [
+        httpx.post(
+            f"{server.url}/e/k",
+            json=[{"name": "fates/plain", "data": {}}],
+            headers={"x-inngest-event-id-seed": seed},
+        ).json()["ids"][0]
+        for _ in range(2)
+    ]
+    assert copies[0] == copies[1]
+
+    page.goto(server.url + "/events")
+
+    def why(event_id: str) -> str:
+        return page.locator(f"#events tr[data-event-id='{event_id}'] .why-no-run").first
+
+    expect(why(nobody)).to_have_text("no function is triggered by fates/nobody")
+    expect(why(refused)).to_contain_text(
+        "fates-guarded: its trigger's if expression is false for this event"
+    )
+    expect(why(replaced)).to_contain_text(
+        "fates-debounced: debounced: a later event with the same debounce key replaced it"
+    )
+    expect(why(held)).to_contain_text("fates-debounced: held by debounce")
+    expect(why(waiting)).to_contain_text("fates-batched: waiting in a batch")
+    dedup = why(repeated)
+    expect(dedup).to_contain_text(
+        "fates-plain: deduplicated: an event with the same id 'order-7' already started a run"
+    )
+    expect(dedup.locator("a.run-link")).to_have_attribute("href", f"/runs/{first_run['run_id']}")
+    # The first copy of the seeded send started a run; the second copy is its repeat.
+    copy_rows = page.locator(f"#events tr[data-event-id='{copies[0]}']")
+    expect(copy_rows).to_have_count(2)
+    expect(copy_rows.locator(".why-no-run")).to_contain_text(
+        "a repeated copy of an event already received"
+    )
+    expect(copy_rows.locator("a.run-link")).to_have_count(1)
+    shot(page, "events-why-no-run")
+    # What the page said of the held events is true: none of them has a run.
+    for event_id in (nobody, refused, replaced, held, waiting, repeated):
+        assert server.runs(event_id) == []
