@@ -151,3 +151,50 @@ def test_an_event_that_started_no_run_says_why(fates: Stack, page: Page) -> None
     # What the page said of the held events is true: none of them has a run.
     for event_id in (nobody, refused, replaced, held, waiting, repeated):
         assert server.runs(event_id) == []
+
+
+SIGNING_KEY = "signkey-prod-" + "b2" * 32
+
+
+@pytest.fixture
+def production(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(
+        tmp_path,
+        "dashboard_app",
+        app_env={"STEPWISE_TEST_SIGNING_KEY": SIGNING_KEY},
+        functions=2,
+    )
+    s.server.production(signing_key=SIGNING_KEY, event_key="e2e-event-key")
+    with s:
+        yield s
+
+
+def test_a_bulk_cancellation_in_production_sends_the_csrf_token(
+    production: Stack, page: Page
+) -> None:
+    base = production.server.url
+    [run_id] = sleeping(production, "prod", 1)
+    page.goto(base + "/cancellations")
+    expect(page).to_have_url(base + "/login?next=%2Fcancellations")
+    page.fill("#login input[name=password]", SIGNING_KEY)
+    page.click("#login button[type=submit]")
+    expect(page).to_have_url(base + "/cancellations")
+    token = page.locator("meta[name=csrf-token]").get_attribute("content")
+    assert token
+
+    page.select_option("#bulk-cancel select[name=function]", "dashboard-sleeper")
+    with page.expect_request(lambda r: r.url.endswith("/v1/cancellations/preview")) as preview:
+        page.click("#bulk-cancel button[type=submit]")
+    assert preview.value.headers["x-csrf-token"] == token
+    expect(page.locator("#bulk-cancel-result")).to_have_text("1 run would be cancelled.")
+    with page.expect_request(lambda r: r.url.endswith("/v1/cancellations")) as create:
+        page.click("#bulk-cancel-confirm")
+    assert create.value.headers["x-csrf-token"] == token
+    expect(page.locator("#cancellations tbody tr[data-cancellation-id]")).to_have_count(1)
+    assert production.server.wait_for_run_end(run_id)["status"] == "Cancelled"
+    shot(page, "production-cancellations")
+
+    with page.expect_request(lambda r: r.method == "DELETE") as delete:
+        page.click("button[data-delete-cancellation]")
+    assert delete.value.headers["x-csrf-token"] == token
+    expect(page.locator("#cancellations")).to_contain_text("No bulk cancellations")
