@@ -131,7 +131,7 @@ def test_an_event_that_started_no_run_says_why(fates: Stack, page: Page) -> None
         "fates-guarded: its trigger's if expression is false for this event"
     )
     expect(why(replaced)).to_contain_text(
-        "fates-debounced: debounced: a later event with the same debounce key replaced it"
+        "fates-debounced: debounced: another event with the same debounce key took its place"
     )
     expect(why(held)).to_contain_text("fates-debounced: held by debounce")
     expect(why(waiting)).to_contain_text("fates-batched: waiting in a batch")

@@ -55,7 +55,9 @@ async def why_no_run(store: Store, registry: Registry, event: EventRecord) -> li
                 )
             else:
                 reasons.append(
-                    Reason(slug, "debounced: a later event with the same debounce key replaced it")
+                    Reason(
+                        slug, "debounced: another event with the same debounce key took its place"
+                    )
                 )
         elif run.batch is not None:
             if event.internal_id in await store.batch_holding(run.batch.key):
