@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from support.browser import shot
 from support.harness import Stack, wait_until
+from support.sleepers import sleeping_runs
 
 
 @pytest.fixture
@@ -21,27 +22,12 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
 
 
-def sleeping(stack: Stack, group: str, count: int) -> list[str]:
-    events = [stack.server.send("dash/sleeper", {"group": group}) for _ in range(count)]
-    run_ids = [
-        wait_until(lambda e=e: stack.server.runs(e), timeout=20, what="the run")[0]["run_id"]
-        for e in events
-    ]
-    for run_id in run_ids:
-        wait_until(
-            lambda r=run_id: any(h["kind"] == "SleepStarted" for h in stack.server.history(r)),
-            timeout=20,
-            what="the run to sleep",
-        )
-    return run_ids
-
-
 def test_preview_then_confirm_a_bulk_cancellation_of_sleeping_runs(
     stack: Stack, page: Page
 ) -> None:
     base = stack.server.url
-    chosen = sleeping(stack, "doomed", 3)
-    spared = sleeping(stack, "kept", 1)
+    chosen = sleeping_runs(stack.server, "doomed", 3)
+    spared = sleeping_runs(stack.server, "kept", 1)
 
     page.goto(base + "/events")
     page.click("nav >> text=Cancel runs")
@@ -173,7 +159,7 @@ def test_a_bulk_cancellation_in_production_sends_the_csrf_token(
     production: Stack, page: Page
 ) -> None:
     base = production.server.url
-    [run_id] = sleeping(production, "prod", 1)
+    [run_id] = sleeping_runs(production.server, "prod", 1)
     page.goto(base + "/cancellations")
     expect(page).to_have_url(base + "/login?next=%2Fcancellations")
     page.fill("#login input[name=password]", SIGNING_KEY)

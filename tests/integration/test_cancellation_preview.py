@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from support.harness import Stack, wait_until
+from support.harness import Stack
+from support.sleepers import sleeping_runs
 
 FOREVER = "2100-01-01T00:00:00Z"
 
@@ -19,22 +20,6 @@ def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         yield s
 
 
-def sleeping_runs(stack: Stack, group: str, count: int) -> list[str]:
-    """``count`` runs of the sleeper, each asleep for an hour, their events tagged ``group``."""
-    events = [stack.server.send("dash/sleeper", {"group": group, "n": n}) for n in range(count)]
-    run_ids = []
-    for event_id in events:
-        runs = wait_until(lambda e=event_id: stack.server.runs(e), timeout=20, what="the run")
-        run_ids.append(runs[0]["run_id"])
-    for run_id in run_ids:
-        wait_until(
-            lambda r=run_id: any(e["kind"] == "SleepStarted" for e in stack.server.history(r)),
-            timeout=20,
-            what="the run to sleep",
-        )
-    return run_ids
-
-
 def preview(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
     response = stack.server.http.post("/v1/cancellations/preview", json=body)
     assert response.status_code == 200, response.text
@@ -43,8 +28,8 @@ def preview(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_preview_counts_the_runs_the_cancellation_then_cancels(stack: Stack) -> None:
-    chosen = sleeping_runs(stack, "preview-a", 3)
-    spared = sleeping_runs(stack, "preview-b", 2)
+    chosen = sleeping_runs(stack.server, "preview-a", 3)
+    spared = sleeping_runs(stack.server, "preview-b", 2)
     body = {
         "app_id": "dashboard",
         "function_id": "sleeper",
@@ -59,10 +44,9 @@ def test_the_preview_counts_the_runs_the_cancellation_then_cancels(stack: Stack)
     # Nothing was created: the list is as it was, and every run still sleeps.
     assert stack.server.http.get("/v1/cancellations").json()["data"] == before
     assert all(stack.server.run(r)["status"] == "Running" for r in chosen + spared)
-    # Without the expression, the window holds both groups.
-    everything = preview(stack, {k: v for k, v in body.items() if k != "if"})
-    assert everything["count"] >= 5
-    assert set(chosen + spared) <= set(everything["runs"]) or everything["count"] > 10
+    # A wider expression holds both groups.
+    both = {**body, "if": "event.data.group in ['preview-a', 'preview-b']"}
+    assert preview(stack, both) == {"count": 5, "runs": sorted(chosen + spared)}
 
     created = stack.server.http.post("/v1/cancellations", json=body)
     assert created.status_code == 200, created.text
@@ -73,7 +57,7 @@ def test_the_preview_counts_the_runs_the_cancellation_then_cancels(stack: Stack)
 
 
 def test_the_preview_respects_the_time_window(stack: Stack) -> None:
-    runs = sleeping_runs(stack, "preview-window", 2)
+    runs = sleeping_runs(stack.server, "preview-window", 2)
     body = {
         "app_id": "dashboard",
         "function_id": "dashboard-sleeper",  # the full slug works too
@@ -86,6 +70,20 @@ def test_the_preview_respects_the_time_window(stack: Stack) -> None:
         "runs": [],
     }
     stack.server.http.post("/v1/cancellations", json={**body, "started_before": FOREVER})
+    for run_id in runs:
+        assert stack.server.wait_for_run_end(run_id)["status"] == "Cancelled"
+
+
+def test_the_preview_names_the_first_ten_runs_and_counts_them_all(stack: Stack) -> None:
+    runs = sleeping_runs(stack.server, "preview-many", 12)
+    body = {
+        "app_id": "dashboard",
+        "function_id": "sleeper",
+        "started_before": FOREVER,
+        "if": "event.data.group == 'preview-many'",
+    }
+    assert preview(stack, body) == {"count": 12, "runs": sorted(runs)[:10]}
+    stack.server.http.post("/v1/cancellations", json=body)
     for run_id in runs:
         assert stack.server.wait_for_run_end(run_id)["status"] == "Cancelled"
 
