@@ -27,15 +27,20 @@ def preview(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def test_the_preview_counts_the_runs_the_cancellation_then_cancels(stack: Stack) -> None:
-    chosen = sleeping_runs(stack.server, "preview-a", 3)
-    spared = sleeping_runs(stack.server, "preview-b", 2)
-    body = {
+def of_group(group: str) -> dict[str, Any]:
+    """A body for the sleeper's active runs whose event is tagged ``group``."""
+    return {
         "app_id": "dashboard",
         "function_id": "sleeper",
         "started_before": FOREVER,
-        "if": "event.data.group == 'preview-a'",
+        "if": f"event.data.group == '{group}'",
     }
+
+
+def test_the_preview_counts_the_runs_the_cancellation_then_cancels(stack: Stack) -> None:
+    chosen = sleeping_runs(stack.server, "preview-a", 3)
+    spared = sleeping_runs(stack.server, "preview-b", 2)
+    body = of_group("preview-a")
     before = stack.server.http.get("/v1/cancellations").json()["data"]
 
     shown = preview(stack, body)
@@ -76,12 +81,7 @@ def test_the_preview_respects_the_time_window(stack: Stack) -> None:
 
 def test_the_preview_names_the_first_ten_runs_and_counts_them_all(stack: Stack) -> None:
     runs = sleeping_runs(stack.server, "preview-many", 12)
-    body = {
-        "app_id": "dashboard",
-        "function_id": "sleeper",
-        "started_before": FOREVER,
-        "if": "event.data.group == 'preview-many'",
-    }
+    body = of_group("preview-many")
     assert preview(stack, body) == {"count": 12, "runs": sorted(runs)[:10]}
     stack.server.http.post("/v1/cancellations", json=body)
     for run_id in runs:
