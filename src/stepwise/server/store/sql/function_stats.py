@@ -43,9 +43,7 @@ def _counts(
     counts: list[dict[RunStatus, int]] = [{} for _ in range(buckets)]
     for row in rows:
         counts[int(row["bucket"])][RunStatus(row["status"])] = int(row["n"])
-    return tuple(
-        RunCounts(start=start + i * bucket_ms, counts=c) for i, c in enumerate(counts)
-    )
+    return tuple(RunCounts(start=start + i * bucket_ms, counts=c) for i, c in enumerate(counts))
 
 
 def _window(
