@@ -137,4 +137,3 @@ def test_bad_bodies_are_400_json_saying_what_is_wrong(
     assert response.status_code == 400, response.text
     assert response.json()["code"] == code
     assert says in response.json()["error"]
-

@@ -46,9 +46,7 @@ async def echo(ctx: stepwise.Context) -> dict[str, Any]:
         stepwise.TriggerCron(cron="TZ=Europe/Paris 0 5 * * 1-5"),
     ],
     retries=2,
-    cancel_on=stepwise.CancelOn(
-        event="fns/order.cancelled", match="data.order_id", timeout="1h"
-    ),
+    cancel_on=stepwise.CancelOn(event="fns/order.cancelled", match="data.order_id", timeout="1h"),
     timeouts=stepwise.Timeouts(start="30s", finish="5m"),
     concurrency=[stepwise.Concurrency(limit=2, key="event.data.user"), 10],
     throttle=stepwise.Throttle(limit=5, period="1m", burst=2),
