@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,7 +17,7 @@ from ..engine.executor import now_ms
 from ..engine.registry import FunctionSpec
 from ..store.records import FunctionStats, RunStatus, RunWindow
 from .auth import require_api_key
-from .responses import read_json
+from .responses import read_optional_body
 from .rest import iso, run_json, wrap
 from .state import ServerState
 
@@ -79,30 +79,17 @@ class InvokeBody(BaseModel):
     data: dict[str, Any] = {}
 
 
-async def _invoke_body(request: Request, max_bytes: int) -> InvokeBody:
-    try:
-        raw = await read_json(request, max_bytes=max_bytes)
-    except ApiError as exc:
-        if exc.code != "empty_body":
-            raise
-        raw = {}
-    try:
-        return InvokeBody.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ApiError(
-            400,
-            "invalid_invoke",
-            f"{where}: {first['msg']} (the body is empty, or an object with an optional"
-            " 'data': a JSON object, the invoked event's data)",
-        ) from None
-
-
 async def invoke_function(request: Request) -> Response:
     state, spec = await _function(request)
     # The data becomes an event's: the same cap as one event.
-    body = await _invoke_body(request, state.config.max_event_bytes)
+    body = await read_optional_body(
+        request,
+        InvokeBody,
+        max_bytes=state.config.max_event_bytes,
+        code="invalid_invoke",
+        shape="the body is empty, or an object with an optional 'data': a JSON object,"
+        " the invoked event's data",
+    )
     invocation = await state.engine.invoke(spec.slug, body.data)
     if invocation is None:  # unsynced since the lookup
         raise ApiError(404, "function_not_found", f"no function with id {spec.slug!r} is synced")

@@ -243,6 +243,12 @@ def _errors(*statuses: int, schema: str = "Error") -> dict[str, Schema]:
     return {str(s): _json(_ref(schema), what[s]) for s in statuses}
 
 
+def _optional_body(properties: dict[str, Schema]) -> Schema:
+    """A request body that may be empty, or an object of only these optional fields."""
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {"required": False, "content": {"application/json": {"schema": schema}}}
+
+
 def _path_id(name: str, what: str) -> Schema:
     return {
         "name": name,
@@ -547,18 +553,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 " steps the original completed before that step, and runs it and what follows.",
                 "operationId": "rerunRun",
                 "parameters": [run_id],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"from_step": {"type": "string", "minLength": 1}},
-                                "additionalProperties": False,
-                            }
-                        }
-                    },
-                },
+                "requestBody": _optional_body({"from_step": {"type": "string", "minLength": 1}}),
                 "responses": {
                     "201": _json(_envelope(_ref("Run")), "The new run."),
                     **_errors(400, 401, 404, 409, 413, 503),
@@ -858,18 +853,7 @@ def _function_paths() -> dict[str, Schema]:
                 " ``data``; the function's flow control applies as to any run.",
                 "operationId": "invokeFunction",
                 "parameters": [slug],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"data": {"type": "object"}},
-                                "additionalProperties": False,
-                            }
-                        }
-                    },
-                },
+                "requestBody": _optional_body({"data": {"type": "object"}}),
                 "responses": {
                     "201": _json(_envelope(_ref("Run")), "The new run."),
                     "202": _json(

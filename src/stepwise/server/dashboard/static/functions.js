@@ -112,17 +112,10 @@
     const result = document.getElementById("invoke-result");
     result.className = "";
     result.replaceChildren();
-    let data;
-    try {
-      data = JSON.parse(form.elements.data.value || "{}");
-    } catch (err) {
+    const {data, error} = parseDataObject(form.elements.data.value);  // dashboard.js
+    if (error) {
       result.className = "error";
-      result.textContent = "The data is not valid JSON: " + err.message;
-      return;
-    }
-    if (data === null || typeof data !== "object" || Array.isArray(data)) {
-      result.className = "error";
-      result.textContent = "The data must be a JSON object.";
+      result.textContent = error;
       return;
     }
     const response = await fetch(`/v1/functions/${encodeURIComponent(form.dataset.slug)}/invoke`, {
