@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -137,3 +138,24 @@ def test_bad_bodies_are_400_json_saying_what_is_wrong(
     assert response.status_code == 400, response.text
     assert response.json()["code"] == code
     assert says in response.json()["error"]
+
+
+def test_in_production_both_routes_need_an_api_key(backend: str, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, sdk_urls=[])
+    server.production(signing_key="signkey-prod-" + "cd" * 32, event_key="fns-event-key")
+    try:
+        server.start_and_wait()
+        for anonymous in (
+            httpx.get(f"{server.url}/v1/functions/fns-echo/metrics"),
+            httpx.post(f"{server.url}/v1/functions/fns-echo/invoke", json={"data": {}}),
+        ):
+            assert anonymous.status_code == 401, anonymous.text
+            assert anonymous.json()["code"] == "unauthorized"
+        # With the signing key's hash (the harness's client sends it), the function is looked up.
+        for known in (
+            server.http.get("/v1/functions/fns-echo/metrics"),
+            invoke(server, "fns-echo", b"{}"),
+        ):
+            assert (known.status_code, known.json()["code"]) == (404, "function_not_found")
+    finally:
+        server.close()
