@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,7 +20,7 @@ from ..engine import cancellations
 from ..engine.rerun import RerunRefused
 from ..store.records import CancellationRecord, RunStatus
 from .auth import require_api_key
-from .responses import read_json
+from .responses import read_json, read_optional_body
 from .rest import iso, run_json, wrap
 from .state import ServerState
 
@@ -86,23 +86,14 @@ class RerunBody(BaseModel):
 
 
 async def _rerun_body(request: Request) -> RerunBody:
-    try:
-        raw = await read_json(request, max_bytes=MAX_CONTROL_BYTES)
-    except ApiError as exc:
-        if exc.code != "empty_body":
-            raise
-        raw = {}
-    try:
-        return RerunBody.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ApiError(
-            400,
-            "invalid_rerun",
-            f"{where}: {first['msg']} (the body is empty, or an object with an optional"
-            " 'from_step': the id of a step the run completed)",
-        ) from None
+    return await read_optional_body(
+        request,
+        RerunBody,
+        max_bytes=MAX_CONTROL_BYTES,
+        code="invalid_rerun",
+        shape="the body is empty, or an object with an optional 'from_step': the id of a"
+        " step the run completed",
+    )
 
 
 async def rerun_run(request: Request) -> Response:

@@ -241,22 +241,6 @@ async def run(request: Request) -> Response:
 
 
 @page
-async def functions(request: Request) -> Response:
-    store = _store(request)
-    apps = {a.id: a.name for a in await store.list_apps()}
-    rows = [
-        {
-            "fn": fn,
-            "app": apps.get(fn.app_id, ""),
-            "triggers": fn.config.get("triggers", []),
-            "config": pretty(fn.config),
-        }
-        for fn in sorted(await store.list_functions(), key=lambda f: f.slug)
-    ]
-    return render(request, "functions.html", rows=rows)
-
-
-@page
 async def apps(request: Request) -> Response:
     store = _store(request)
     counts: dict[str, int] = {}

@@ -13,6 +13,7 @@ from .records import (
     CheckpointOutcome,
     EventRecord,
     FunctionRecord,
+    FunctionStats,
     HistoryEntry,
     Ingest,
     Job,
@@ -218,3 +219,12 @@ class Store(Protocol):
     ) -> list[RunRecord]:
         """At most ``limit`` runs matching ``where``, newest first by (created_at, id);
         only those strictly before ``after`` (the last run of the previous page) if given."""
+
+    # ---- function metrics -------------------------------------------------------------
+    async def function_stats(self, slug: str, now: int) -> FunctionStats:
+        """The runs of function ``slug`` created in the hour (by minute) and the day (by
+        hour) up to ``now``, by status, with the p50 and p95 durations of those that ended.
+
+        Buckets are aligned to whole minutes and hours (the newest one holds ``now``).
+        Durations are read for the newest ``DURATION_SAMPLE`` ended runs of the day at most:
+        a busy function's percentiles are then those of its newest runs."""

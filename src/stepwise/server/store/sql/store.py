@@ -22,6 +22,7 @@ from ..records import (
     CheckpointOutcome,
     EventRecord,
     FunctionRecord,
+    FunctionStats,
     HistoryEntry,
     Ingest,
     Job,
@@ -38,6 +39,7 @@ from . import (
     apps,
     cancellations,
     event_fates,
+    function_stats,
     housekeeping,
     ingest,
     keys,
@@ -290,3 +292,7 @@ class SqlStore(abc.ABC):
         self, where: RunFilter, *, limit: int, after: tuple[int, str] | None
     ) -> list[RunRecord]:
         return await self._read(partial(listing.list_runs, where=where, limit=limit, after=after))
+
+    # ---- function metrics -------------------------------------------------------------
+    async def function_stats(self, slug: str, now: int) -> FunctionStats:
+        return await self._read(partial(function_stats.function_stats, slug=slug, now=now))
