@@ -126,6 +126,7 @@ def build_app(state: ServerState) -> Any:
             GET=control.list_cancellations,
             POST=control.create_cancellation,
         ),
+        Route("/v1/cancellations/preview", control.preview_cancellation, methods=["POST"]),
         Route(
             "/v1/cancellations/{cancellation_id}", control.delete_cancellation, methods=["DELETE"]
         ),

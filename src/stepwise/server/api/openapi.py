@@ -587,6 +587,38 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 },
             },
         },
+        "/v1/cancellations/preview": {
+            "post": {
+                "tags": ["runs"],
+                "summary": "How many runs a bulk cancellation would cancel now",
+                "description": "The same body as creating one; nothing is created. Counted by"
+                " the rule the cancellation applies, so runs that start or end in between"
+                " change the number.",
+                "operationId": "previewCancellation",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewCancellation")}},
+                },
+                "responses": {
+                    "200": _json(
+                        _envelope(
+                            _object(
+                                {
+                                    "count": {"type": "integer", "minimum": 0},
+                                    "runs": {
+                                        "type": "array",
+                                        "items": _STRING,
+                                        "description": "The first few run ids, in id order.",
+                                    },
+                                }
+                            )
+                        ),
+                        "The count and the first runs.",
+                    ),
+                    **_errors(400, 401, 404, 413, 503),
+                },
+            }
+        },
         "/v1/cancellations/{cancellation_id}": {
             "delete": {
                 "tags": ["runs"],

@@ -16,7 +16,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import functions_page, login, pages
+from . import cancellations_page, functions_page, login, pages
 
 STATIC = Path(__file__).parent / "static"
 
@@ -29,6 +29,7 @@ def routes() -> list[BaseRoute]:
         Route("/functions", functions_page.functions, methods=["GET"]),
         Route("/functions/{slug}", functions_page.function, methods=["GET"]),
         Route("/apps", pages.apps, methods=["GET"]),
+        Route("/cancellations", cancellations_page.cancellations, methods=["GET"]),
         Route("/login", login.login_form, methods=["GET"]),
         Route("/login", login.login, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"]),

@@ -130,6 +130,12 @@ class Store(Protocol):
     async def get_debounce(self, key: str) -> tuple[str, str] | None:
         """The (function id, event id) a debounce holds for ``key``."""
 
+    async def idempotency_claim(self, function_id: str, key: str) -> str | None:
+        """The run whose start claimed the function's idempotency ``key``, while stored."""
+
+    async def batch_holding(self, key: str) -> list[str]:
+        """The internal ids of the events the open batch of ``key`` holds, oldest first."""
+
     async def apply_changes(self, changes: list[RunChange]) -> list[bool]:
         """Apply guarded run changes outside any job, in one transaction; which applied."""
 

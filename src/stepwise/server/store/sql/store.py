@@ -38,6 +38,7 @@ from ..records import (
 from . import (
     apps,
     cancellations,
+    event_fates,
     function_stats,
     housekeeping,
     ingest,
@@ -206,6 +207,12 @@ class SqlStore(abc.ABC):
 
     async def get_debounce(self, key: str) -> tuple[str, str] | None:
         return await self._read(lambda conn: reads.get_debounce(conn, key))
+
+    async def idempotency_claim(self, function_id: str, key: str) -> str | None:
+        return await self._read(lambda conn: event_fates.idempotency_claim(conn, function_id, key))
+
+    async def batch_holding(self, key: str) -> list[str]:
+        return await self._read(lambda conn: event_fates.batch_holding(conn, key))
 
     # ---- bulk cancellations -------------------------------------------------------
     async def create_cancellation(self, record: CancellationRecord, job: NewJob) -> None:
