@@ -118,6 +118,7 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/events", rest.list_events, methods=["GET"]),
         Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
+        Route("/v1/events/{event_id}/reasons", rest.event_reasons, methods=["GET"]),
         Route("/v1/runs", run_listing.list_runs, methods=["GET"]),
         _by_method("/v1/runs/{run_id}", GET=rest.get_run, DELETE=control.cancel_run),
         Route("/v1/runs/{run_id}/rerun", control.rerun_run, methods=["POST"]),

@@ -477,6 +477,36 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 },
             }
         },
+        "/v1/events/{event_id}/reasons": {
+            "get": {
+                "tags": ["events"],
+                "summary": "Why an event started no run",
+                "description": "One reason per function the event concerns (or one for the"
+                " event as a whole: no function is triggered by its name, a repeated copy);"
+                " an empty list when the event started runs. Worked out from what the server"
+                " stores and the functions synced now.",
+                "operationId": "getEventReasons",
+                "parameters": [event_id],
+                "responses": {
+                    "200": _json(
+                        _envelope(
+                            {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        "function": _nullable(_STRING),
+                                        "reason": _STRING,
+                                        "run_id": _nullable({"type": "string", "pattern": ULID}),
+                                    }
+                                ),
+                            }
+                        ),
+                        "The reasons.",
+                    ),
+                    **_errors(400, 401, 404, 503),
+                },
+            }
+        },
         "/v1/runs": {
             "get": {
                 "tags": ["runs"],

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from ... import __version__
 from ...errors import ApiError
 from ...protocol import is_ulid
+from ..engine.event_fates import why_no_run
 from ..engine.registry import FunctionSpec
 from ..store.records import EventRecord, HistoryKind, RunRecord
 from .auth import require_api_key
@@ -178,6 +179,20 @@ async def event_runs(request: Request) -> Response:
         raise ApiError(404, "event_not_found", "event not found")
     runs = await state.engine.store.runs_for_event(event_id)
     return wrap([run_json(r) for r in runs])
+
+
+async def event_reasons(request: Request) -> Response:
+    """Why an event started no run, one reason per function ([] if it started any)."""
+    state = await _state(request)
+    event_id = _ulid_param(request, "event_id", "event")
+    store = state.engine.store
+    event = await store.get_event(event_id)
+    if event is None:
+        raise ApiError(404, "event_not_found", "event not found")
+    if await store.runs_for_event(event_id):
+        return wrap([])
+    reasons = await why_no_run(store, state.engine.registry, event)
+    return wrap([{"function": r.function, "reason": r.text, "run_id": r.run_id} for r in reasons])
 
 
 async def get_run(request: Request) -> Response:

@@ -19,8 +19,8 @@ from ...protocol import is_ulid
 from ..api.rest import iso
 from ..api.session import Session, current_session
 from ..api.state import ServerState
+from ..engine.event_fates import why_no_run
 from ..store.records import HistoryEntry, HistoryKind, RunRecord, RunStatus
-from .event_fates import why_no_run
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -1,5 +1,5 @@
-"""Why an event started no run, for the events page: only what the server can tell from
-what it stores and from the functions synced now.
+"""Why an event started no run (the events page, ``GET /v1/events/{id}/reasons``): only
+what the server can tell from what it stores and from the functions synced now.
 
 The engine's own planner (``Scheduler.plan``) says which runs the event would start now;
 the store then says whether a debounce or an open batch holds the event, or which run took
@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..engine.registry import Registry
-from ..engine.scheduler import Scheduler
 from ..store.base import Store
 from ..store.records import EventRecord
+from .registry import Registry
+from .scheduler import Scheduler
 
 
 @dataclass(frozen=True, slots=True)
