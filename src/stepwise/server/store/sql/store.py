@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from ..records import (
     ApiKeyRecord,
+    AppSyncRecord,
     AppRecord,
     CancellationRecord,
     Checkpoint,
@@ -35,6 +36,7 @@ from ..records import (
     Transition,
 )
 from . import (
+    app_syncs,
     apps,
     cancellations,
     housekeeping,
@@ -273,6 +275,13 @@ class SqlStore(abc.ABC):
 
     async def touch_api_key(self, key_id: str, now: int) -> None:
         await self._write(lambda conn: keys.touch_api_key(conn, key_id, now))
+
+    # ---- app syncs ------------------------------------------------------------------
+    async def record_app_sync(self, sync: AppSyncRecord) -> None:
+        await self._write(lambda conn: app_syncs.record_app_sync(conn, sync))
+
+    async def list_app_syncs(self) -> list[AppSyncRecord]:
+        return await self._read(app_syncs.list_app_syncs)
 
     # ---- metrics ------------------------------------------------------------------
     async def queue_stats(self, now: int) -> QueueStats:
