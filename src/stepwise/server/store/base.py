@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 from .records import (
     ApiKeyRecord,
-    AppSyncRecord,
     AppRecord,
+    AppSyncRecord,
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from ..records import (
     ApiKeyRecord,
-    AppSyncRecord,
     AppRecord,
+    AppSyncRecord,
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,
