@@ -11,9 +11,16 @@ import stepwise
 from stepwise.adapters.starlette import app as asgi_app
 
 SERVER = os.environ["STEPWISE_TEST_SERVER"]
+# Set when the server runs in production mode.
+SIGNING_KEY = os.environ.get("STEPWISE_TEST_SIGNING_KEY")
 
 client = stepwise.Stepwise(
-    app_id="appsync", event_key="k", api_base_url=SERVER, event_api_base_url=SERVER
+    app_id="appsync",
+    is_production=bool(SIGNING_KEY),
+    signing_key=SIGNING_KEY,
+    event_key="k",
+    api_base_url=SERVER,
+    event_api_base_url=SERVER,
 )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import login, pages
+from . import apps_page, login, pages
 
 STATIC = Path(__file__).parent / "static"
 
@@ -27,7 +27,7 @@ def routes() -> list[BaseRoute]:
         Route("/events", pages.events, methods=["GET"]),
         Route("/runs/{run_id}", pages.run, methods=["GET"]),
         Route("/functions", pages.functions, methods=["GET"]),
-        Route("/apps", pages.apps, methods=["GET"]),
+        Route("/apps", apps_page.apps, methods=["GET"]),
         Route("/login", login.login_form, methods=["GET"]),
         Route("/login", login.login, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"]),

@@ -249,16 +249,3 @@ async def functions(request: Request) -> Response:
         for fn in sorted(await store.list_functions(), key=lambda f: f.slug)
     ]
     return render(request, "functions.html", rows=rows)
-
-
-@page
-async def apps(request: Request) -> Response:
-    store = _store(request)
-    counts: dict[str, int] = {}
-    for fn in await store.list_functions():
-        counts[fn.app_id] = counts.get(fn.app_id, 0) + 1
-    rows = [
-        {"app": a, "functions": counts.get(a.id, 0), "synced": iso(a.updated_at)}
-        for a in await store.list_apps()
-    ]
-    return render(request, "apps.html", rows=rows)
