@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from support.harness import AppProcess, ServerProcess, free_port
 
@@ -163,3 +164,25 @@ def test_in_production_a_private_url_is_refused_and_not_kept(tmp_path: Path) -> 
         assert unauthenticated.status_code == 401
     finally:
         server.close()
+
+
+@pytest.mark.backends("postgres")  # nodes share a database only on PostgreSQL
+def test_a_url_added_on_one_node_is_synced_by_another(tmp_path: Path, pg_uri: str) -> None:
+    port = free_port()
+    # The app registers with the second node: the first is gone by the time it starts.
+    app = AppProcess(tmp_path, "appsync_app", server_url=f"http://127.0.0.1:{port}")
+    first = ServerProcess(tmp_path, sdk_urls=[], postgres_uri=pg_uri)
+    second = ServerProcess(tmp_path, sdk_urls=[], port=port, postgres_uri=pg_uri)
+    try:
+        first.start_and_wait()
+        second.start_and_wait()
+        assert add(first, app.url).status_code == 502  # not up yet
+        first.stop()
+        app.start_and_wait()
+        second.wait_for_functions(1, timeout=30)
+        [synced] = second.http.get("/v1/apps").json()["data"]
+        assert (synced["url"], synced["sync"]["status"]) == (app.url, "ok")
+    finally:
+        app.stop()
+        first.close()
+        second.close()
