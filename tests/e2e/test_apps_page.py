@@ -11,17 +11,9 @@ from playwright.sync_api import Page, expect
 
 from support.api_keys import create_key
 from support.browser import shot
-from support.harness import AppProcess, ServerProcess, free_port
+from support.harness import free_port, server_and_app
 
 SIGNING_KEY = "signkey-prod-" + "7e" * 32
-
-
-def pair(tmp_path: Path, **app_env: str) -> tuple[ServerProcess, AppProcess]:
-    port = free_port()
-    app = AppProcess(
-        tmp_path, "appsync_app", server_url=f"http://127.0.0.1:{port}", extra_env=app_env
-    )
-    return ServerProcess(tmp_path, port=port, sdk_urls=[]), app
 
 
 def add_app(page: Page, url: str) -> None:
@@ -30,7 +22,7 @@ def add_app(page: Page, url: str) -> None:
 
 
 def test_add_an_app_by_url_see_a_failing_url_and_resync(tmp_path: Path, page: Page) -> None:
-    server, app = pair(tmp_path)
+    server, app = server_and_app(tmp_path, "appsync_app")
     try:
         app.start_and_wait()
         server.start_and_wait()
@@ -74,7 +66,7 @@ def test_add_an_app_by_url_see_a_failing_url_and_resync(tmp_path: Path, page: Pa
 
 
 def test_add_an_app_by_url_in_production(tmp_path: Path, page: Page) -> None:
-    server, app = pair(tmp_path, STEPWISE_TEST_SIGNING_KEY=SIGNING_KEY)
+    server, app = server_and_app(tmp_path, "appsync_app", STEPWISE_TEST_SIGNING_KEY=SIGNING_KEY)
     server.production(signing_key=SIGNING_KEY, event_key="apps-event-key")
     # The app listens on loopback, which the outbound guard refuses unless allowed.
     server.args += ["--outbound-allow", "127.0.0.0/8"]

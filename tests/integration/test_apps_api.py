@@ -12,18 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from support.harness import AppProcess, ServerProcess, free_port
+from support.harness import AppProcess, ServerProcess, free_port, server_and_app
 
 SIGNING_KEY = "signkey-prod-" + "5d" * 32
-
-
-def pair(tmp_path: Path, **app_env: str) -> tuple[ServerProcess, AppProcess]:
-    """A server with no ``-u`` and an app that knows the server's URL, neither started."""
-    port = free_port()
-    app = AppProcess(
-        tmp_path, "appsync_app", server_url=f"http://127.0.0.1:{port}", extra_env=app_env
-    )
-    return ServerProcess(tmp_path, port=port, sdk_urls=[]), app
 
 
 def add(server: ServerProcess, url: str) -> httpx.Response:
@@ -39,7 +30,7 @@ def syncs(server: ServerProcess) -> dict[str, dict[str, Any]]:
 
 
 def test_an_app_added_by_url_syncs_now_and_a_resync_picks_up_its_change(tmp_path: Path) -> None:
-    server, app = pair(tmp_path)
+    server, app = server_and_app(tmp_path, "appsync_app")
     try:
         app.start_and_wait()
         server.start_and_wait()
@@ -84,7 +75,9 @@ def test_an_app_added_by_url_syncs_now_and_a_resync_picks_up_its_change(tmp_path
 def test_an_unreachable_url_is_a_clear_error_kept_as_failing_and_synced_after_a_restart(
     tmp_path: Path,
 ) -> None:
-    server, app = pair(tmp_path)  # the app's port is chosen, nothing listens there yet
+    server, app = server_and_app(
+        tmp_path, "appsync_app"
+    )  # the app's port is chosen, nothing listens there yet
     try:
         server.start_and_wait()
         response = add(server, app.url)

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from ..records import AppSyncRecord
 from .conn import Conn, Row
 
-_COLUMNS = "url, app_name, added_at, attempted_at, ok, error"
+# The columns are the record's fields, by the same names and in the same order.
+_FIELDS = [f.name for f in fields(AppSyncRecord)]
+_COLUMNS = ", ".join(_FIELDS)
 
 
 def _from_row(row: Row) -> AppSyncRecord:
-    return AppSyncRecord(
-        url=row["url"],
-        attempted_at=row["attempted_at"],
-        ok=bool(row["ok"]),
-        error=row["error"],
-        app_name=row["app_name"],
-        added_at=row["added_at"],
-    )
+    values = {name: row[name] for name in _FIELDS}
+    values["ok"] = bool(values["ok"])  # an INTEGER on both backends
+    return AppSyncRecord(**values)
 
 
 def record_app_sync(conn: Conn, sync: AppSyncRecord) -> None:
     # Two nodes may report attempts out of order: an older attempt never replaces a newer
     # one, but marking the URL added holds whatever the order.
     conn.execute(
-        f"INSERT INTO app_syncs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO app_syncs ({_COLUMNS}) VALUES ({', '.join('?' for _ in _FIELDS)})"
         " ON CONFLICT (url) DO UPDATE SET"
         " added_at = COALESCE(app_syncs.added_at, excluded.added_at),"
         " app_name = CASE WHEN app_syncs.attempted_at <= excluded.attempted_at"
@@ -34,14 +33,7 @@ def record_app_sync(conn: Conn, sync: AppSyncRecord) -> None:
         "   THEN excluded.error ELSE app_syncs.error END,"
         " attempted_at = CASE WHEN app_syncs.attempted_at <= excluded.attempted_at"
         "   THEN excluded.attempted_at ELSE app_syncs.attempted_at END",
-        (
-            sync.url,
-            sync.app_name,
-            sync.added_at,
-            sync.attempted_at,
-            1 if sync.ok else 0,
-            sync.error,
-        ),
+        [int(sync.ok) if name == "ok" else getattr(sync, name) for name in _FIELDS],
     )
 
 
