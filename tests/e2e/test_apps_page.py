@@ -60,6 +60,15 @@ def test_add_an_app_by_url_see_a_failing_url_and_resync(tmp_path: Path, page: Pa
         expect(row.locator(".fn-count")).to_have_text("2")
         expect(row.locator("time")).not_to_have_attribute("datetime", before or "")
         shot(page, "apps-resynced")
+
+        # The app goes away: Resync says why, and the row shows it failing.
+        app.stop()
+        row.locator("button[data-resync-app]").click()
+        expect(page.locator("#apps-result")).to_contain_text("Sync failed: unreachable")
+        expect(row.locator(".status")).to_have_text("failing")
+        expect(row.locator(".sync-error")).to_contain_text("unreachable")
+        expect(row.locator("time.synced")).to_have_count(1)
+        shot(page, "apps-resync-failing")
     finally:
         app.stop()
         server.close()

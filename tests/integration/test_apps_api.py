@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support.harness import AppProcess, ServerProcess, free_port, server_and_app
+from support.harness import AppProcess, ServerProcess, free_port, server_and_app, wait_until
 
 SIGNING_KEY = "signkey-prod-" + "5d" * 32
 
@@ -64,6 +64,16 @@ def test_an_app_added_by_url_syncs_now_and_a_resync_picks_up_its_change(tmp_path
         assert resynced["sync"]["status"] == "ok"
         assert resynced["sync"]["attempted_at"] > before
         assert server.wait_for_run(server.send("appsync/second"))["status"] == "Completed"
+
+        # The app goes away: a resync says why, and the app is shown failing.
+        app.stop()
+        response = server.http.post("/v1/apps/appsync/resync")
+        assert response.status_code == 502, response.text
+        assert response.json()["error"].startswith("unreachable: ")
+        failing = server.http.get("/v1/apps/appsync").json()["data"]
+        assert failing["sync"]["status"] == "failing"
+        assert failing["sync"]["error"] == response.json()["error"]
+        assert failing["function_count"] == 2  # what it synced last is kept
 
         missing = server.http.post("/v1/apps/nope/resync")
         assert (missing.status_code, missing.json()["code"]) == (404, "app_not_found")
@@ -179,3 +189,25 @@ def test_a_url_added_on_one_node_is_synced_by_another(tmp_path: Path, pg_uri: st
         app.stop()
         first.close()
         second.close()
+
+
+def test_an_app_with_another_signing_key_is_shown_failing_with_the_reason(tmp_path: Path) -> None:
+    port = free_port()
+    app = AppProcess(
+        tmp_path,
+        "appsync_app",
+        server_url=f"http://127.0.0.1:{port}",
+        extra_env={"STEPWISE_TEST_SIGNING_KEY": "signkey-prod-" + "99" * 32},
+    )
+    server = ServerProcess(tmp_path, port=port, sdk_urls=[app.url])  # the -u path
+    server.production(signing_key=SIGNING_KEY, event_key="apps-event-key")
+    try:
+        app.start_and_wait()
+        server.start_and_wait()
+        kept = wait_until(lambda: syncs(server).get(app.url), timeout=20, what="a sync attempt")
+        assert kept["status"] == "failing", kept
+        assert "HTTP 401" in kept["error"] and "signing key" in kept["error"], kept
+        assert server.http.get("/v1/apps").json()["data"] == []
+    finally:
+        app.stop()
+        server.close()

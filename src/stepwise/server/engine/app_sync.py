@@ -86,19 +86,21 @@ async def sync_url(engine: Engine, url: str, *, guarded: bool, add: bool = False
         if response.status == 401:
             outcome = SyncOutcome.FAILED
             error = (
-                f"the app refused the sync request (HTTP 401: {_message(response.body)}); "
-                "a bad signature: check that the app and the server use the same signing key"
+                f"a bad signature: the sync failed with HTTP 401 ({_message(response.body)}); "
+                "check that the app and the server use the same signing key"
             )
         elif response.status >= 300:
             outcome = SyncOutcome.FAILED
             error = f"the app answered HTTP {response.status}: {_message(response.body)}"
+        elif url in {app.url for app in await engine.store.list_apps()}:
+            pass  # the app registered from this URL before it answered: synced
         elif h.SDK not in answer_headers:
             outcome = SyncOutcome.FAILED
             error = (
                 f"the URL answered HTTP {response.status} without an {h.SDK} header: "
                 "it is not an Inngest SDK's serve endpoint"
             )
-        elif url not in {app.url for app in await engine.store.list_apps()}:
+        else:
             outcome = SyncOutcome.FAILED
             error = (
                 "the app answered but registered no app from this URL (an app whose serve "
