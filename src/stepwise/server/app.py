@@ -16,7 +16,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ApiError
 from ..protocol import headers as h
 from . import dashboard
-from .api import api_docs, apps, checkpoint, control, events, metrics, register, rest, run_listing
+from .api import (
+    api_docs,
+    apps,
+    checkpoint,
+    control,
+    events,
+    functions,
+    metrics,
+    register,
+    rest,
+    run_listing,
+)
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
 from .store.errors import DatabaseUnavailable
@@ -116,6 +127,7 @@ def build_app(state: ServerState) -> Any:
             GET=control.list_cancellations,
             POST=control.create_cancellation,
         ),
+        Route("/v1/cancellations/preview", control.preview_cancellation, methods=["POST"]),
         Route(
             "/v1/cancellations/{cancellation_id}", control.delete_cancellation, methods=["DELETE"]
         ),
@@ -126,6 +138,8 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/apps/{app_name}", apps.get_app, methods=["GET"]),
         Route("/v1/apps/{app_name}/resync", apps.resync_app, methods=["POST"]),
         Route("/v1/app-syncs", apps.list_app_syncs, methods=["GET"]),
+        Route("/v1/functions/{slug}/metrics", functions.function_metrics, methods=["GET"]),
+        Route("/v1/functions/{slug}/invoke", functions.invoke_function, methods=["POST"]),
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),
         Route("/v0/runs/{run_id}/batch", rest.run_batch, methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", rest.run_actions, methods=["GET"]),

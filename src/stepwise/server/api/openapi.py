@@ -283,6 +283,12 @@ def _errors(*statuses: int, schema: str = "Error") -> dict[str, Schema]:
     return {str(s): _json(_ref(schema), what[s]) for s in statuses}
 
 
+def _optional_body(properties: dict[str, Schema]) -> Schema:
+    """A request body that may be empty, or an object of only these optional fields."""
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {"required": False, "content": {"application/json": {"schema": schema}}}
+
+
 def _path_id(name: str, what: str) -> Schema:
     return {
         "name": name,
@@ -588,18 +594,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 " steps the original completed before that step, and runs it and what follows.",
                 "operationId": "rerunRun",
                 "parameters": [run_id],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"from_step": {"type": "string", "minLength": 1}},
-                                "additionalProperties": False,
-                            }
-                        }
-                    },
-                },
+                "requestBody": _optional_body({"from_step": {"type": "string", "minLength": 1}}),
                 "responses": {
                     "201": _json(_envelope(_ref("Run")), "The new run."),
                     **_errors(400, 401, 404, 409, 413, 503),
@@ -632,6 +627,38 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                     **_errors(400, 401, 404, 413, 503),
                 },
             },
+        },
+        "/v1/cancellations/preview": {
+            "post": {
+                "tags": ["runs"],
+                "summary": "How many runs a bulk cancellation would cancel now",
+                "description": "The same body as creating one; nothing is created. Counted by"
+                " the rule the cancellation applies, so runs that start or end in between"
+                " change the number.",
+                "operationId": "previewCancellation",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewCancellation")}},
+                },
+                "responses": {
+                    "200": _json(
+                        _envelope(
+                            _object(
+                                {
+                                    "count": {"type": "integer", "minimum": 0},
+                                    "runs": {
+                                        "type": "array",
+                                        "items": _STRING,
+                                        "description": "The first few run ids, in id order.",
+                                    },
+                                }
+                            )
+                        ),
+                        "The count and the first runs.",
+                    ),
+                    **_errors(400, 401, 404, 413, 503),
+                },
+            }
         },
         "/v1/cancellations/{cancellation_id}": {
             "delete": {
@@ -776,6 +803,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 },
             }
         },
+        **_function_paths(),
         "/v0/runs/{run_id}/batch": {
             "get": {
                 "tags": ["sdk"],
@@ -881,6 +909,106 @@ _NEW_EVENT: Schema = {
 }
 
 
+_COUNT: Schema = {"type": "integer", "minimum": 0}
+_FUNCTION_SCHEMAS: dict[str, Schema] = {
+    "RunWindow": {
+        "description": "A function's runs created in a window, counted by their status now"
+        " in buckets (every bucket, oldest first), and the durations (created to ended) of"
+        " those that ended, Completed or Failed: nearest-rank percentiles over the newest"
+        " ``sampled`` of them.",
+        **_object(
+            {
+                "from": _TIME,
+                "until": _TIME,
+                "bucket_seconds": {"type": "integer", "enum": [60, 3600]},
+                "buckets": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "start": _TIME,
+                            "counts": _object({s.value: _COUNT for s in RunStatus}),
+                        }
+                    ),
+                },
+                "runs": _COUNT,
+                "duration_ms": _object(
+                    {
+                        "ended": _COUNT,
+                        "sampled": _COUNT,
+                        "p50": _nullable(_COUNT),
+                        "p95": _nullable(_COUNT),
+                    }
+                ),
+            }
+        ),
+    },
+    "FunctionMetrics": _object(
+        {
+            "function_id": _STRING,
+            "last_hour": {**_ref("RunWindow"), "description": "By minute."},
+            "last_day": {**_ref("RunWindow"), "description": "By hour."},
+        }
+    ),
+}
+
+
+def _function_paths() -> dict[str, Schema]:
+    slug = {
+        "name": "slug",
+        "in": "path",
+        "required": True,
+        "description": "The function's full id as synced (``<app>-<fn>``).",
+        "schema": {"type": "string", "minLength": 1},
+    }
+    return {
+        "/v1/functions/{slug}/metrics": {
+            "get": {
+                "tags": ["functions"],
+                "summary": "A function's runs by status per minute and per hour, with p50/p95"
+                " durations, over the last hour and the last day",
+                "operationId": "getFunctionMetrics",
+                "parameters": [slug],
+                "responses": {
+                    "200": _json(_envelope(_ref("FunctionMetrics")), "Metrics."),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/v1/functions/{slug}/invoke": {
+            "post": {
+                "tags": ["functions"],
+                "summary": "Start a run of one function with the given data",
+                "description": "The run receives an ``inngest/function.invoked`` event with"
+                " ``data``; the function's flow control applies as to any run.",
+                "operationId": "invokeFunction",
+                "parameters": [slug],
+                "requestBody": _optional_body({"data": {"type": "object"}}),
+                "responses": {
+                    "201": _json(_envelope(_ref("Run")), "The new run."),
+                    "202": _json(
+                        _envelope(
+                            _object(
+                                {
+                                    "event_id": _STRING,
+                                    "run_id": {"type": "null"},
+                                    "held": {
+                                        "enum": ["debounce", "batch", "idempotency"],
+                                        "description": "The function's debounce or batch"
+                                        " holds the event (a run starts later), or its"
+                                        " idempotency key already started a run.",
+                                    },
+                                }
+                            )
+                        ),
+                        "Stored, but no run started now.",
+                    ),
+                    **_errors(400, 401, 404, 413, 503),
+                },
+            }
+        },
+    }
+
+
 def build_document(*, dev: bool) -> dict[str, Any]:
     """The document for a server in dev mode (no auth, ``/dev``) or in production."""
     security = [] if dev else _SIGNING_KEY
@@ -895,7 +1023,7 @@ def build_document(*, dev: bool) -> dict[str, Any]:
         "security": security,
         "paths": _paths(dev=dev),
         "components": {
-            "schemas": {**SCHEMAS, "NewEvent": _NEW_EVENT},
+            "schemas": {**SCHEMAS, **_FUNCTION_SCHEMAS, "NewEvent": _NEW_EVENT},
             "securitySchemes": {
                 "signingKey": {
                     "type": "http",

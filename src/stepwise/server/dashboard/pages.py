@@ -20,6 +20,7 @@ from ..api.rest import iso
 from ..api.session import Session, current_session
 from ..api.state import ServerState
 from ..store.records import HistoryEntry, HistoryKind, RunRecord, RunStatus
+from .event_fates import why_no_run
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -191,13 +192,17 @@ async def events(request: Request) -> Response:
         received_after=None,
         received_before=None,
     ):
-        runs = await store.runs_for_event(event.internal_id)
+        # A repeated copy started nothing: the runs of its internal id are its first copy's.
+        runs = await store.runs_for_event(event.internal_id) if event.copy == 0 else []
         rows.append(
             {
                 "event": event,
                 "received": iso(event.received_at),
                 "data": pretty(event.data),
                 "runs": [{"run": r, "status": shown_status(r)} for r in runs],
+                "why": []
+                if runs
+                else await why_no_run(store, request.app.state.stepwise.engine.registry, event),
             }
         )
     return render(request, "events.html", rows=rows)
@@ -233,19 +238,3 @@ async def run(request: Request) -> Response:
         bars=timeline(record, history, memos, now),
         live=not record.status.terminal,
     )
-
-
-@page
-async def functions(request: Request) -> Response:
-    store = _store(request)
-    apps = {a.id: a.name for a in await store.list_apps()}
-    rows = [
-        {
-            "fn": fn,
-            "app": apps.get(fn.app_id, ""),
-            "triggers": fn.config.get("triggers", []),
-            "config": pretty(fn.config),
-        }
-        for fn in sorted(await store.list_functions(), key=lambda f: f.slug)
-    ]
-    return render(request, "functions.html", rows=rows)

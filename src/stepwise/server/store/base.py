@@ -14,6 +14,7 @@ from .records import (
     CheckpointOutcome,
     EventRecord,
     FunctionRecord,
+    FunctionStats,
     HistoryEntry,
     Ingest,
     Job,
@@ -130,6 +131,12 @@ class Store(Protocol):
     async def get_debounce(self, key: str) -> tuple[str, str] | None:
         """The (function id, event id) a debounce holds for ``key``."""
 
+    async def idempotency_claim(self, function_id: str, key: str) -> str | None:
+        """The run whose start claimed the function's idempotency ``key``, while stored."""
+
+    async def batch_holding(self, key: str) -> list[str]:
+        """The internal ids of the events the open batch of ``key`` holds, oldest first."""
+
     async def apply_changes(self, changes: list[RunChange]) -> list[bool]:
         """Apply guarded run changes outside any job, in one transaction; which applied."""
 
@@ -224,3 +231,12 @@ class Store(Protocol):
     ) -> list[RunRecord]:
         """At most ``limit`` runs matching ``where``, newest first by (created_at, id);
         only those strictly before ``after`` (the last run of the previous page) if given."""
+
+    # ---- function metrics -------------------------------------------------------------
+    async def function_stats(self, slug: str, now: int) -> FunctionStats:
+        """The runs of function ``slug`` created in the hour (by minute) and the day (by
+        hour) up to ``now``, by status, with the p50 and p95 durations of those that ended.
+
+        Buckets are aligned to whole minutes and hours (the newest one holds ``now``).
+        Durations are read for the newest ``DURATION_SAMPLE`` ended runs of the day at most:
+        a busy function's percentiles are then those of its newest runs."""

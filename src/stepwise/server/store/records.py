@@ -508,3 +508,33 @@ class RunFilter:
     created_until: int | None = None  # exclusive, so that adjacent windows never overlap
     event_id: str | None = None  # the triggering event's internal id
     event_name: str | None = None  # the triggering event's name
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """Runs of one function created in one bucket of time, by their status now."""
+
+    start: int  # the bucket's first millisecond; it lasts the window's ``bucket_ms``
+    counts: dict[RunStatus, int]  # only the statuses seen
+
+
+@dataclass(frozen=True, slots=True)
+class RunWindow:
+    """One function's runs created in ``[start, end)``, in buckets of ``bucket_ms``."""
+
+    start: int
+    end: int
+    bucket_ms: int
+    buckets: tuple[RunCounts, ...]  # every bucket, oldest first, empty ones included
+    ended: int  # how many of them ended (Completed or Failed): the durations' population
+    sampled: int  # how many of those the percentiles read (the newest, up to a bound)
+    p50_ms: int | None  # run duration (created to ended), None when none ended
+    p95_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStats:
+    """One function's recent runs, as its dashboard page charts them."""
+
+    last_hour: RunWindow  # by minute
+    last_day: RunWindow  # by hour

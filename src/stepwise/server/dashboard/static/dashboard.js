@@ -6,23 +6,30 @@
 // something must send back the session's CSRF token (empty in dev, where none is needed).
 const CSRF = {"x-csrf-token": document.querySelector("meta[name=csrf-token]").content};
 
+// A form's data (an event's, an invoke's): a JSON object, or the reason it is not one.
+function parseDataObject(text) {
+  let data;
+  try {
+    data = JSON.parse(text || "{}");
+  } catch (err) {
+    return {error: "The data is not valid JSON: " + err.message};
+  }
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    return {error: "The data must be a JSON object."};
+  }
+  return {data};
+}
+
 document.addEventListener("submit", async (e) => {
   const form = e.target;
   if (form.id !== "send-event") return;
   e.preventDefault();
   const result = document.getElementById("send-result");
   result.className = "";
-  let data;
-  try {
-    data = JSON.parse(form.elements.data.value || "{}");
-  } catch (err) {
+  const {data, error} = parseDataObject(form.elements.data.value);
+  if (error) {
     result.className = "error";
-    result.textContent = "The data is not valid JSON: " + err.message;
-    return;
-  }
-  if (data === null || typeof data !== "object" || Array.isArray(data)) {
-    result.className = "error";
-    result.textContent = "The data must be a JSON object.";
+    result.textContent = error;
     return;
   }
   // The dev server accepts any event key; in production the session stands in for one.

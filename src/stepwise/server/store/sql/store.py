@@ -23,6 +23,7 @@ from ..records import (
     CheckpointOutcome,
     EventRecord,
     FunctionRecord,
+    FunctionStats,
     HistoryEntry,
     Ingest,
     Job,
@@ -39,6 +40,8 @@ from . import (
     app_syncs,
     apps,
     cancellations,
+    event_fates,
+    function_stats,
     housekeeping,
     ingest,
     keys,
@@ -207,6 +210,12 @@ class SqlStore(abc.ABC):
     async def get_debounce(self, key: str) -> tuple[str, str] | None:
         return await self._read(lambda conn: reads.get_debounce(conn, key))
 
+    async def idempotency_claim(self, function_id: str, key: str) -> str | None:
+        return await self._read(lambda conn: event_fates.idempotency_claim(conn, function_id, key))
+
+    async def batch_holding(self, key: str) -> list[str]:
+        return await self._read(lambda conn: event_fates.batch_holding(conn, key))
+
     # ---- bulk cancellations -------------------------------------------------------
     async def create_cancellation(self, record: CancellationRecord, job: NewJob) -> None:
         await self._write(
@@ -292,3 +301,7 @@ class SqlStore(abc.ABC):
         self, where: RunFilter, *, limit: int, after: tuple[int, str] | None
     ) -> list[RunRecord]:
         return await self._read(partial(listing.list_runs, where=where, limit=limit, after=after))
+
+    # ---- function metrics -------------------------------------------------------------
+    async def function_stats(self, slug: str, now: int) -> FunctionStats:
+        return await self._read(partial(function_stats.function_stats, slug=slug, now=now))
