@@ -34,6 +34,15 @@ def ok_apps(server: ServerProcess) -> list[str]:
     return [a["name"] for a in apps if a["sync"] and a["sync"]["status"] == "ok"]
 
 
+def assert_synced_by_polling(server: ServerProcess, url: str) -> None:
+    """The server syncs the app at ``url`` by itself: its one app, kept as synced."""
+    server.wait_for_functions(1, timeout=30)
+    # The attempt is kept just after the functions are: wait for it too.
+    wait_until(lambda: ok_apps(server), timeout=10, what="the sync kept as ok")
+    [synced] = server.http.get("/v1/apps").json()["data"]
+    assert (synced["url"], synced["sync"]["status"]) == (url, "ok")
+
+
 def test_an_app_added_by_url_syncs_now_and_a_resync_picks_up_its_change(tmp_path: Path) -> None:
     server, app = server_and_app(tmp_path, "appsync_app")
     try:
@@ -110,11 +119,7 @@ def test_an_unreachable_url_is_a_clear_error_kept_as_failing_and_synced_after_a_
         server.stop()
         server.start_and_wait()
         app.start_and_wait()
-        server.wait_for_functions(1, timeout=30)
-        # The attempt is kept just after the functions are: wait for it too.
-        wait_until(lambda: ok_apps(server), timeout=10, what="the sync kept as ok")
-        [synced] = server.http.get("/v1/apps").json()["data"]
-        assert (synced["url"], synced["sync"]["status"]) == (app.url, "ok")
+        assert_synced_by_polling(server, app.url)
         assert syncs(server)[app.url]["app_name"] == "appsync"
     finally:
         app.stop()
@@ -189,10 +194,7 @@ def test_a_url_added_on_one_node_is_synced_by_another(tmp_path: Path, pg_uri: st
         assert add(first, app.url).status_code == 502  # not up yet
         first.stop()
         app.start_and_wait()
-        second.wait_for_functions(1, timeout=30)
-        wait_until(lambda: ok_apps(second), timeout=10, what="the sync kept as ok")
-        [synced] = second.http.get("/v1/apps").json()["data"]
-        assert (synced["url"], synced["sync"]["status"]) == (app.url, "ok")
+        assert_synced_by_polling(second, app.url)
     finally:
         app.stop()
         first.close()
