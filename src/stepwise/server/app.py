@@ -18,6 +18,7 @@ from ..protocol import headers as h
 from . import dashboard
 from .api import (
     api_docs,
+    apps,
     checkpoint,
     control,
     events,
@@ -134,7 +135,10 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/signals", control.send_signal, methods=["POST"]),
         Route("/v1/checkpoint/{run_id}/async", checkpoint.save_async, methods=["POST"]),
         Route("/v1/runs/{run_id}/history", rest.run_history, methods=["GET"]),
-        Route("/v1/apps", rest.list_apps, methods=["GET"]),
+        _by_method("/v1/apps", GET=apps.list_apps, POST=apps.add_app),
+        Route("/v1/apps/{app_name}", apps.get_app, methods=["GET"]),
+        Route("/v1/apps/{app_name}/resync", apps.resync_app, methods=["POST"]),
+        Route("/v1/app-syncs", apps.list_app_syncs, methods=["GET"]),
         Route("/v1/functions/{slug}/metrics", functions.function_metrics, methods=["GET"]),
         Route("/v1/functions/{slug}/invoke", functions.invoke_function, methods=["POST"]),
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),

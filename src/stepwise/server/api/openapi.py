@@ -160,10 +160,50 @@ SCHEMAS: dict[str, Schema] = {
             "url": _STRING,
             "sdk": _STRING,
             "framework": _STRING,
+            "sdk_language": {
+                "type": "string",
+                "description": "From ``sdk`` (``py:v0.1.0`` → ``py``).",
+            },
+            "sdk_version": {"type": "string", "description": "From ``sdk`` (→ ``0.1.0``)."},
             "synced_at": _TIME,
+            "function_count": {"type": "integer", "minimum": 0},
             "functions": {"type": "array", "items": _ref("Function")},
+            "sync": {
+                **_nullable(_ref("AppSync")),
+                "description": "The last attempt to sync the app from its URL, if recorded.",
+            },
         }
     ),
+    "AppSync": {
+        "description": "The last attempt to sync the app at a URL: by the server (a PUT to"
+        " the app) or by the app (``POST /fn/register``).",
+        **_object(
+            {
+                "url": _STRING,
+                "status": {"type": "string", "enum": ["ok", "failing"]},
+                "error": {
+                    **_nullable(_STRING),
+                    "description": "Why it failed: unreachable, refused, a bad signature, an"
+                    " invalid configuration, ...",
+                },
+                "attempted_at": _TIME,
+                "added_at": {
+                    **_nullable(_TIME),
+                    "description": "When the URL was added through ``POST /v1/apps``.",
+                },
+                "app_name": _nullable(_STRING),
+            }
+        ),
+    },
+    "NewApp": {
+        **_object({"url": {"type": "string", "description": "The app's serve URL."}}),
+        "additionalProperties": False,
+    },
+    "AppSyncError": {
+        "description": "An app that did not sync (``app_sync_failed``): the reason, and the"
+        " attempt as kept.",
+        "allOf": [_ref("Error"), _object({"sync": _ref("AppSync")}, optional=("sync",))],
+    },
     "Cancellation": _object(
         {
             "id": _STRING,
@@ -317,6 +357,7 @@ def _list_runs_parameters() -> list[Schema]:
 
 def _paths(*, dev: bool) -> dict[str, Schema]:
     run_id = _path_id("run_id", "run")
+    app_name: Schema = {"name": "app_name", "in": "path", "required": True, "schema": _STRING}
     event_id = _path_id("event_id", "event")
     paths: dict[str, Schema] = {
         "/health": {
@@ -718,6 +759,64 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                     "200": _json(_envelope({"type": "array", "items": _ref("App")}), "Apps."),
                     **_errors(401, 503),
                 },
+            },
+            "post": {
+                "tags": ["apps"],
+                "summary": "Add an app by its URL: sync it now, and keep syncing it",
+                "description": "The server asks the app to sync (a PUT to its URL, as for"
+                " ``-u``) and keeps the URL among those it syncs, on every node and across"
+                " restarts, even when this first attempt fails. In production the URL must"
+                " pass the outbound guard (public addresses, or ``--outbound-allow``).",
+                "operationId": "addApp",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewApp")}},
+                },
+                "responses": {
+                    "201": _json(_envelope(_ref("App")), "The app, synced."),
+                    **_errors(400, 401, 413, 503),
+                    "502": _json(_ref("AppSyncError"), "The app did not sync; the body says why."),
+                },
+            },
+        },
+        "/v1/apps/{app_name}": {
+            "get": {
+                "tags": ["apps"],
+                "summary": "An app, its functions and its last sync attempt",
+                "operationId": "getApp",
+                "parameters": [app_name],
+                "responses": {
+                    "200": _json(_envelope(_ref("App")), "The app."),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/v1/apps/{app_name}/resync": {
+            "post": {
+                "tags": ["apps"],
+                "summary": "Ask an app to sync again, now",
+                "operationId": "resyncApp",
+                "parameters": [app_name],
+                "responses": {
+                    "200": _json(_envelope(_ref("App")), "The app, as it synced."),
+                    **_errors(401, 404, 503),
+                    "502": _json(_ref("AppSyncError"), "The app did not sync; the body says why."),
+                },
+            }
+        },
+        "/v1/app-syncs": {
+            "get": {
+                "tags": ["apps"],
+                "summary": "Every URL the server syncs, with its last attempt",
+                "description": "Includes URLs no app has registered from yet (an app added"
+                " by URL that is failing).",
+                "operationId": "listAppSyncs",
+                "responses": {
+                    "200": _json(
+                        _envelope({"type": "array", "items": _ref("AppSync")}), "Attempts."
+                    ),
+                    **_errors(401, 503),
+                },
             }
         },
         "/v1/apps/{app_name}/functions": {
@@ -725,9 +824,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 "tags": ["apps"],
                 "summary": "An app's functions",
                 "operationId": "listAppFunctions",
-                "parameters": [
-                    {"name": "app_name", "in": "path", "required": True, "schema": _STRING}
-                ],
+                "parameters": [app_name],
                 "responses": {
                     "200": _json(
                         _envelope({"type": "array", "items": _ref("Function")}), "Functions."

@@ -261,26 +261,6 @@ def function_json(spec: FunctionSpec) -> dict[str, Any]:
     }
 
 
-async def list_apps(request: Request) -> Response:
-    """Every synced app with its functions."""
-    state = await _state(request)
-    specs = state.engine.registry.all()
-    apps = []
-    for app in await state.engine.store.list_apps():
-        apps.append(
-            {
-                "id": app.id,
-                "name": app.name,
-                "url": app.url,
-                "sdk": app.sdk,
-                "framework": app.framework,
-                "synced_at": iso(app.updated_at),
-                "functions": [function_json(s) for s in specs if s.record.app_id == app.id],
-            }
-        )
-    return wrap(apps)
-
-
 async def app_functions(request: Request) -> Response:
     state = await _state(request)
     name = str(request.path_params["app_name"])

@@ -16,7 +16,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import cancellations_page, functions_page, login, pages
+from . import apps_page, cancellations_page, functions_page, login, pages
 
 STATIC = Path(__file__).parent / "static"
 
@@ -28,7 +28,7 @@ def routes() -> list[BaseRoute]:
         Route("/runs/{run_id}", pages.run, methods=["GET"]),
         Route("/functions", functions_page.functions, methods=["GET"]),
         Route("/functions/{slug}", functions_page.function, methods=["GET"]),
-        Route("/apps", pages.apps, methods=["GET"]),
+        Route("/apps", apps_page.apps, methods=["GET"]),
         Route("/cancellations", cancellations_page.cancellations, methods=["GET"]),
         Route("/login", login.login_form, methods=["GET"]),
         Route("/login", login.login, methods=["POST"]),

@@ -238,16 +238,3 @@ async def run(request: Request) -> Response:
         bars=timeline(record, history, memos, now),
         live=not record.status.terminal,
     )
-
-
-@page
-async def apps(request: Request) -> Response:
-    store = _store(request)
-    counts: dict[str, int] = {}
-    for fn in await store.list_functions():
-        counts[fn.app_id] = counts.get(fn.app_id, 0) + 1
-    rows = [
-        {"app": a, "functions": counts.get(a.id, 0), "synced": iso(a.updated_at)}
-        for a in await store.list_apps()
-    ]
-    return render(request, "apps.html", rows=rows)

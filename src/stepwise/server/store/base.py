@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from .records import (
     ApiKeyRecord,
     AppRecord,
+    AppSyncRecord,
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,
@@ -207,6 +208,17 @@ class Store(Protocol):
 
     async def touch_api_key(self, key_id: str, now: int) -> None:
         """Record that a key was used at ``now`` (never moves ``last_used_at`` back)."""
+
+    # ---- app syncs ------------------------------------------------------------------
+    async def record_app_sync(self, sync: AppSyncRecord) -> None:
+        """Keep ``sync`` as its URL's last attempt, unless a later one is already kept.
+
+        A None ``app_name`` keeps the name known before; ``added_at`` marks the URL added
+        (a URL stays added once it is).
+        """
+
+    async def list_app_syncs(self) -> list[AppSyncRecord]:
+        """Every URL's last sync attempt, by URL."""
 
     # ---- metrics ------------------------------------------------------------------
     async def queue_stats(self, now: int) -> QueueStats:

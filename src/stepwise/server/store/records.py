@@ -471,6 +471,24 @@ class ApiKeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AppSyncRecord:
+    """The last attempt to sync the app at ``url``: by the server (a PUT to the app, for a
+    URL given with ``-u`` or added through the API) or by the app (``POST /fn/register``).
+
+    ``added_at`` is when the URL was added through the API (None otherwise): such a URL is
+    synced again on every poll, as a ``-u`` URL is. ``app_name`` is the app that last
+    registered from the URL, once one has.
+    """
+
+    url: str
+    attempted_at: int
+    ok: bool
+    error: str | None = None
+    app_name: str | None = None
+    added_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """The queue as a metrics scrape sees it, counted over every node sharing the store."""
 

@@ -80,3 +80,43 @@ document.addEventListener("click", async (e) => {
   }
   location.assign("/runs/" + body.data.run_id);
 });
+
+// The apps page: add an app by URL, resync one. The server syncs the app before it
+// answers, so the answer says whether it worked; the table then shows the attempt.
+async function syncApp(path, body) {
+  const result = document.getElementById("apps-result");
+  result.className = "";
+  result.textContent = "Syncing…";
+  const response = await fetch(path, {
+    method: "POST",
+    headers: {"content-type": "application/json", ...CSRF},
+    body: body === undefined ? "" : JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (response.ok) {
+    const app = answer.data;
+    result.textContent = "Synced " + app.name + ": " + app.function_count + " function" + (app.function_count === 1 ? "" : "s");
+  } else {
+    result.className = "error";
+    result.textContent = "Sync failed: " + (answer.error || response.status);
+  }
+  htmx.trigger("#live", "refresh");
+}
+
+document.addEventListener("submit", (e) => {
+  if (e.target.id !== "add-app") return;
+  e.preventDefault();
+  syncApp("/v1/apps", {url: e.target.elements.url.value.trim()});
+});
+
+document.addEventListener("click", async (e) => {
+  const button = e.target.closest("[data-resync-app], [data-add-url]");
+  if (!button) return;
+  button.disabled = true;
+  if (button.dataset.resyncApp) {
+    await syncApp("/v1/apps/" + encodeURIComponent(button.dataset.resyncApp) + "/resync");
+  } else {
+    await syncApp("/v1/apps", {url: button.dataset.addUrl});
+  }
+  button.disabled = false;
+});

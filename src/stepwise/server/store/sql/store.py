@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ..records import (
     ApiKeyRecord,
     AppRecord,
+    AppSyncRecord,
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,
@@ -36,6 +37,7 @@ from ..records import (
     Transition,
 )
 from . import (
+    app_syncs,
     apps,
     cancellations,
     event_fates,
@@ -282,6 +284,13 @@ class SqlStore(abc.ABC):
 
     async def touch_api_key(self, key_id: str, now: int) -> None:
         await self._write(lambda conn: keys.touch_api_key(conn, key_id, now))
+
+    # ---- app syncs ------------------------------------------------------------------
+    async def record_app_sync(self, sync: AppSyncRecord) -> None:
+        await self._write(lambda conn: app_syncs.record_app_sync(conn, sync))
+
+    async def list_app_syncs(self) -> list[AppSyncRecord]:
+        return await self._read(app_syncs.list_app_syncs)
 
     # ---- metrics ------------------------------------------------------------------
     async def queue_stats(self, now: int) -> QueueStats:
