@@ -77,6 +77,14 @@ def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, An
     v = raw.get("v")
     if v is not None and not isinstance(v, str):
         raise EventError(400, "invalid_event_version", f"{where}: 'v' must be a string")
+    # PostgreSQL cannot store a NUL character in text; refused on every backend alike.
+    for field, text, code in (
+        ("name", name, "invalid_event_name"),
+        ("id", event_id, "invalid_event_id"),
+        ("v", v, "invalid_event_version"),
+    ):
+        if text is not None and "\x00" in text:
+            raise EventError(400, code, f"{where}: '{field}' must not contain a NUL character")
     event = {"name": name, "data": data, "user": user, "id": event_id or None, "ts": ts, "v": v}
     size = len(orjson.dumps(event))
     if size > max_bytes:
