@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .records import (
@@ -17,6 +17,7 @@ from .records import (
     Ingest,
     Job,
     NewJob,
+    OpenWork,
     Pause,
     QueueStats,
     RunChange,
@@ -212,3 +213,11 @@ class Store(Protocol):
     ) -> list[RunRecord]:
         """At most ``limit`` runs matching ``where``, newest first by (created_at, id);
         only those strictly before ``after`` (the last run of the previous page) if given."""
+
+    # ---- a page of runs ---------------------------------------------------------------
+    async def open_work(self, run_ids: Sequence[str]) -> dict[str, OpenWork]:
+        """The kinds of jobs and pauses each of these runs holds (one query for all of them);
+        a run holding neither is left out."""
+
+    async def events_by_id(self, internal_ids: Sequence[str]) -> dict[str, EventRecord]:
+        """The first copy of each of these events (one query); unknown ids are left out."""

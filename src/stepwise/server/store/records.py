@@ -490,3 +490,13 @@ class RunFilter:
     created_until: int | None = None  # exclusive, so that adjacent windows never overlap
     event_id: str | None = None  # the triggering event's internal id
     event_name: str | None = None  # the triggering event's name
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """What an unfinished run holds now: the kinds of its queued or leased jobs and of its
+    pauses. A listing reads it for a page of runs at once to tell a sleeping or waiting
+    run from a running one without reading each run's history."""
+
+    jobs: frozenset[JobKind] = frozenset()
+    pauses: frozenset[PauseKind] = frozenset()

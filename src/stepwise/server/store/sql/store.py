@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from ..records import (
     Ingest,
     Job,
     NewJob,
+    OpenWork,
     Pause,
     QueueStats,
     RunChange,
@@ -44,6 +45,7 @@ from . import (
     listing,
     pauses,
     reads,
+    run_pages,
     stats,
     transitions,
 )
@@ -283,3 +285,10 @@ class SqlStore(abc.ABC):
         self, where: RunFilter, *, limit: int, after: tuple[int, str] | None
     ) -> list[RunRecord]:
         return await self._read(partial(listing.list_runs, where=where, limit=limit, after=after))
+
+    # ---- a page of runs ---------------------------------------------------------------
+    async def open_work(self, run_ids: Sequence[str]) -> dict[str, OpenWork]:
+        return await self._read(lambda conn: run_pages.open_work(conn, run_ids))
+
+    async def events_by_id(self, internal_ids: Sequence[str]) -> dict[str, EventRecord]:
+        return await self._read(lambda conn: run_pages.events_by_id(conn, internal_ids))
