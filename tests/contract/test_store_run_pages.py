@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 
 async def test_open_work_of_a_page_of_runs_in_one_read(world: World) -> None:
-    queued = await world.start_run(at=T0)
     sleeping, sleep_job = await world.running(at=T0 + 1)
     waiting, wait_job = await world.running(at=T0 + 2)
     ended, end_job = await world.running(at=T0 + 3)
@@ -56,15 +55,24 @@ async def test_open_work_of_a_page_of_runs_in_one_read(world: World) -> None:
         )
     )
 
-    work = await world.store.open_work([queued.id, sleeping.id, waiting.id, ended.id, "nope"])
+    leased, _ = await world.running(at=T0 + 5)
+    # Created last: leasing a run's job leases every job due by then.
+    queued = await world.start_run(at=T0 + 6)
+    ids = [queued.id, sleeping.id, waiting.id, ended.id, leased.id, "nope"]
+    work = await world.store.open_work(ids, T0 + 10)
     assert work[queued.id] == OpenWork(jobs=frozenset({JobKind.CALL}))
+    assert work[leased.id] == OpenWork(jobs=frozenset({JobKind.CALL}), in_flight=True)
+    # Once its lease has run out, the job is due again, no longer in flight.
+    expired = await world.store.open_work([leased.id], T0 + 5 + HOUR)
+    assert expired[leased.id] == OpenWork(jobs=frozenset({JobKind.CALL}))
     assert JobKind.WAKE in work[sleeping.id].jobs
     assert JobKind.CALL not in work[sleeping.id].jobs
     assert work[waiting.id].pauses == frozenset({PauseKind.WAIT})
     assert JobKind.CALL not in work[waiting.id].jobs
     assert ended.id not in work
     assert "nope" not in work
-    assert await world.store.open_work([]) == {}
+    assert not work[sleeping.id].in_flight
+    assert await world.store.open_work([], T0) == {}
 
 
 async def test_events_by_id_reads_first_copies_and_skips_unknown_ids(world: World) -> None:

@@ -177,7 +177,7 @@ def timeline(
 
 @page
 async def home(request: Request) -> Response:
-    return RedirectResponse("/events", status_code=307)
+    return RedirectResponse("/runs", status_code=307)
 
 
 @page

@@ -215,9 +215,9 @@ class Store(Protocol):
         only those strictly before ``after`` (the last run of the previous page) if given."""
 
     # ---- a page of runs ---------------------------------------------------------------
-    async def open_work(self, run_ids: Sequence[str]) -> dict[str, OpenWork]:
-        """The kinds of jobs and pauses each of these runs holds (one query for all of them);
-        a run holding neither is left out."""
+    async def open_work(self, run_ids: Sequence[str], now: int) -> dict[str, OpenWork]:
+        """The kinds of jobs and pauses each of these runs holds, and whether one of its jobs
+        is leased at ``now`` (one query for all of them); a run holding neither is left out."""
 
     async def events_by_id(self, internal_ids: Sequence[str]) -> dict[str, EventRecord]:
         """The first copy of each of these events (one query); unknown ids are left out."""

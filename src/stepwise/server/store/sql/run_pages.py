@@ -13,27 +13,36 @@ from .conn import Conn
 from .rows import EVENT_COLUMNS, event_from_row, marks
 
 
-def open_work(conn: Conn, run_ids: Sequence[str]) -> dict[str, OpenWork]:
-    """Each run's job and pause kinds; a run that holds neither is left out."""
+def open_work(conn: Conn, run_ids: Sequence[str], now: int) -> dict[str, OpenWork]:
+    """Each run's job and pause kinds, and whether a job of it is leased at ``now``; a run
+    that holds neither jobs nor pauses is left out."""
     if not run_ids:
         return {}
     ids = list(dict.fromkeys(run_ids))
     rows = conn.execute(
-        f"SELECT DISTINCT run_id, 'job' AS source, kind FROM jobs WHERE run_id IN ({marks(len(ids))})"
-        f" UNION ALL SELECT DISTINCT run_id, 'pause' AS source, kind FROM pauses"
+        # A leased job's run_at is its lease's expiry: past it, the job is due again.
+        "SELECT DISTINCT run_id, 'job' AS source, kind,"
+        " CASE WHEN lease IS NOT NULL AND run_at > ? THEN 1 ELSE 0 END AS in_flight"
+        f" FROM jobs WHERE run_id IN ({marks(len(ids))})"
+        f" UNION ALL SELECT DISTINCT run_id, 'pause' AS source, kind, 0 AS in_flight FROM pauses"
         f" WHERE run_id IN ({marks(len(ids))})",
-        [*ids, *ids],
+        [now, *ids, *ids],
     ).fetchall()
     jobs: dict[str, set[JobKind]] = {}
     pauses: dict[str, set[PauseKind]] = {}
+    in_flight: set[str] = set()
     for row in rows:
         if row["source"] == "job":
             jobs.setdefault(row["run_id"], set()).add(JobKind(row["kind"]))
+            if row["in_flight"]:
+                in_flight.add(row["run_id"])
         else:
             pauses.setdefault(row["run_id"], set()).add(PauseKind(row["kind"]))
     return {
         run_id: OpenWork(
-            jobs=frozenset(jobs.get(run_id, ())), pauses=frozenset(pauses.get(run_id, ()))
+            jobs=frozenset(jobs.get(run_id, ())),
+            pauses=frozenset(pauses.get(run_id, ())),
+            in_flight=run_id in in_flight,
         )
         for run_id in (*jobs, *pauses)
     }

@@ -287,8 +287,8 @@ class SqlStore(abc.ABC):
         return await self._read(partial(listing.list_runs, where=where, limit=limit, after=after))
 
     # ---- a page of runs ---------------------------------------------------------------
-    async def open_work(self, run_ids: Sequence[str]) -> dict[str, OpenWork]:
-        return await self._read(lambda conn: run_pages.open_work(conn, run_ids))
+    async def open_work(self, run_ids: Sequence[str], now: int) -> dict[str, OpenWork]:
+        return await self._read(lambda conn: run_pages.open_work(conn, run_ids, now))
 
     async def events_by_id(self, internal_ids: Sequence[str]) -> dict[str, EventRecord]:
         return await self._read(lambda conn: run_pages.events_by_id(conn, internal_ids))
