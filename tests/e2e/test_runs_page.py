@@ -4,10 +4,9 @@ seen going Queued, Running, Completed without reloading."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
-
-import re
 
 import httpx
 import pytest

@@ -22,8 +22,8 @@ from .. import expr
 from ..api.rest import iso
 from ..api.run_listing import RunsQuery, decode_cursor, encode_cursor
 from ..api.run_search import SCAN_LIMIT, search_runs
-from ..store.records import EventRecord, JobKind, OpenWork, PauseKind, RunRecord, RunStatus
 from ..api.state import ServerState
+from ..store.records import EventRecord, JobKind, OpenWork, PauseKind, RunRecord, RunStatus
 from .pages import page, render, shown_status
 
 PAGE_SIZE = 50
