@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from stepwise.server.api.run_search import SCAN_LIMIT
 from support.browser import shot
 from support.harness import Stack, wait_until
 
@@ -171,3 +172,42 @@ def test_a_run_goes_queued_running_completed_live(stack: Stack, page: Page) -> N
     shot(page, "runs-completed-live")
     for event_id in (first, second):
         assert server.runs(event_id)[0]["status"] == "Completed"
+
+
+def test_a_search_stops_at_its_bound_and_keeps_searching_on_request(
+    stack: Stack, page: Page
+) -> None:
+    server = stack.server
+    # One newsletter a hour: the first event starts a run, every other one a Skipped run
+    # (cheap to make: no call to the app), the needle being the oldest of all.
+    server.wait_for_run(server.send("shop/newsletter", {"n": 0}))
+    total = SCAN_LIMIT + 30
+    for start in range(1, total, 500):
+        batch = range(start, min(total, start + 500))
+        send_many(stack, [{"name": "shop/newsletter", "data": {"n": n}} for n in batch])
+    wait_until(
+        lambda: (
+            stack.server.http.get("/v1/runs", params={"q": "event.data.n == 0"}).json()["metadata"][
+                "scanned"
+            ]
+            == SCAN_LIMIT
+        ),
+        timeout=60,
+        what="every run stored",
+    )
+    page.goto(server.url + "/runs")
+    search = page.locator("#run-filters input[name=q]")
+    search.fill("event.data.n == 0")
+    search.press("Enter")
+    summary = page.locator("#search-summary")
+    expect(summary).to_contain_text(f"0 matches in {SCAN_LIMIT} runs looked at")
+    expect(summary).to_contain_text(f"the search stopped after {SCAN_LIMIT} runs")
+    expect(page.locator("#runs")).to_contain_text("No run matches in this stretch")
+    expect(page.locator("#older")).to_have_count(0)
+    shot(page, "runs-search-stopped-early")
+
+    summary.get_by_role("link", name="keep searching").click()
+    expect(page.locator("#runs tbody tr")).to_have_count(1)
+    expect(page.locator("#search-summary")).to_contain_text("1 match in 30 runs looked at")
+    expect(page.locator("#runs .status")).to_have_text("Completed")
+    shot(page, "runs-search-kept-searching")
