@@ -1,17 +1,18 @@
 """The dashboard's Runs page and a run's page over 100,000 stored runs: time to load each.
 
-1. Creates a SQLite store (the server's own migrations and ``sync_app``), then writes
-   N events and N runs straight into its tables in a few transactions (completed, failed,
+1. Creates a store, SQLite then PostgreSQL (a database of its own on ``--postgres``,
+   dropped afterwards), with the server's own migrations and ``sync_app``, then writes
+   N events and N runs straight into its tables (one transaction; COPY on PostgreSQL) (completed, failed,
    cancelled, skipped, sleeping and waiting runs of four functions over the past week),
    with each sleeping run's wake-up job and each waiting run's pause, as the server
    would have stored them. No app runs: nothing is executed.
-2. Starts ``stepwise dev`` on that file.
+2. Starts ``stepwise dev`` on that store.
 3. Loads, ``--samples`` times each: ``/runs`` (the first page), a filtered page (one
    status and one function), a CEL search that matches rarely (so it scans its whole
    bound of 2,000 runs), ``/v1/runs`` with the same search, and ``/runs/{id}`` of random
    runs; prints p50/p95 in ms and writes them to bench/results/.
 
-    python bench/dashboard.py --runs 100000 --samples 200
+    python bench/dashboard.py --runs 100000 --samples 200 [--backend sqlite]
 """
 
 from __future__ import annotations
@@ -28,15 +29,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import psycopg
 from _stack import free_port, wait_for
 
 from stepwise.protocol.ids import encode_ulid
+from stepwise.server.store.base import Store
+from stepwise.server.store.postgres.store import PostgresStore
 from stepwise.server.store.records import AppRecord, FunctionRecord
 from stepwise.server.store.sqlite.store import SqliteStore
 
@@ -55,8 +62,8 @@ MIX = (
 SEARCH = 'event.data.customer == "acme" && output.total > 990'
 
 
-async def create_store(path: Path, now: int) -> list[FunctionRecord]:
-    store = SqliteStore(str(path))
+async def create_store(store: Store, now: int) -> list[FunctionRecord]:
+    """Migrate the store (opening it does) and sync one app of four functions."""
     await store.open()
     app = AppRecord(
         "app-bench", "shop", "http://127.0.0.1:9/api", "py:v0.5", "starlette", "c", now, now
@@ -78,11 +85,14 @@ async def create_store(path: Path, now: int) -> list[FunctionRecord]:
     return functions
 
 
-def fill(path: Path, functions: list[FunctionRecord], runs: int, now: int) -> list[str]:
-    """N events and runs, newest a second ago, oldest a week ago; their run ids."""
+Tables = dict[str, tuple[str, list[tuple[Any, ...]]]]
+
+
+def make_rows(functions: list[FunctionRecord], runs: int, now: int) -> tuple[list[str], Tables]:
+    """N events and runs, newest a second ago, oldest a week ago: their run ids, and the
+    rows to write by table (its columns, its rows)."""
     rng = random.Random(7)
     statuses = rng.choices([s for s, _ in MIX], weights=[w for _, w in MIX], k=runs)
-    conn = sqlite3.connect(path)
     ids = []
     events, rows, jobs, pauses = [], [], [], []
     for n, shown in enumerate(statuses):
@@ -137,30 +147,38 @@ def fill(path: Path, functions: list[FunctionRecord], runs: int, now: int) -> li
             pauses.append(
                 (f"wait:{run_id}", run_id, "paid", "wait", "shop/paid", now, now + DAY_MS)
             )
-    with conn:
-        conn.executemany(
-            'INSERT INTO events (internal_id, id, name, data, "user", ts, v, received_at, copy)'
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            events,
-        )
-        conn.executemany(
-            "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
-            " created_at, started_at, ended_at, output, error, skip_reason)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    tables: Tables = {
+        "events": ('internal_id, id, name, data, "user", ts, v, received_at, copy', events),
+        "runs": (
+            "id, function_id, function_slug, event_id, event_ids, status, created_at,"
+            " started_at, ended_at, output, error, skip_reason",
             rows,
-        )
-        conn.executemany(
-            "INSERT INTO jobs (run_id, kind, step_id, attempt, run_at) VALUES (?, ?, ?, ?, ?)",
-            jobs,
-        )
-        conn.executemany(
-            "INSERT INTO pauses (key, run_id, step_id, kind, event_name, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            pauses,
-        )
+        ),
+        "jobs": ("run_id, kind, step_id, attempt, run_at", jobs),
+        "pauses": ("key, run_id, step_id, kind, event_name, created_at, expires_at", pauses),
+    }
+    return ids, tables
+
+
+def fill_sqlite(path: Path, tables: Tables) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        for table, (columns, rows) in tables.items():
+            marks = ", ".join("?" * len(columns.split(",")))
+            conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
     conn.execute("ANALYZE")
     conn.close()
-    return ids
+
+
+def fill_postgres(uri: str, tables: Tables) -> None:
+    with psycopg.connect(uri) as conn:
+        for table, (columns, rows) in tables.items():
+            with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("ANALYZE")
 
 
 def timed(http: httpx.Client, path: str, samples: int, expect: str) -> dict[str, float]:
@@ -179,78 +197,108 @@ def timed(http: httpx.Client, path: str, samples: int, expect: str) -> dict[str,
     }
 
 
+def measure(
+    name: str, url: str, run_ids: list[str], samples: int, rng: random.Random
+) -> dict[str, Any]:
+    http = httpx.Client(base_url=url, timeout=60)
+    wait_for(lambda: http.get("/health").status_code == 200, 60, "server")
+    search = str(httpx.QueryParams({"q": SEARCH}))
+    pages = {
+        "runs_first_page": ("/runs", "Older runs"),
+        "runs_filtered": ("/runs?status=Failed&function=shop-refund", "shop-refund"),
+        "runs_cel_search": ("/runs?" + search, "search-summary"),
+        "api_cel_search": ("/v1/runs?limit=50&" + search, "scanned"),
+    }
+    result: dict[str, Any] = {}
+    for page, (path, expect) in pages.items():
+        timed(http, path, 5, expect)  # warm the caches a person's second visit has
+        result[page] = timed(http, path, samples, expect)
+        print(f"  {name:<8} {page:<18} {result[page]}", flush=True)
+    details = []
+    for _ in range(samples):
+        run_id = rng.choice(run_ids)
+        page = timed(http, f"/runs/{run_id}", 1, f'<code id="run-id">{run_id}</code>')
+        details.append(page["p50_ms"])
+    details.sort()
+    result["run_detail"] = {
+        "p50_ms": round(statistics.median(details), 1),
+        "p95_ms": round(details[int(0.95 * (len(details) - 1))], 1),
+        "max_ms": round(details[-1], 1),
+    }
+    print(f"  {name:<8} {'run_detail':<18} {result['run_detail']}", flush=True)
+    http.close()
+    return result
+
+
+@contextmanager
+def dev_server(workdir: Path, store_args: list[str]) -> Iterator[str]:
+    port = free_port()
+    log = open(workdir / "server.log", "ab")  # noqa: SIM115 - owned by the child
+    command = [sys.executable, "-m", "stepwise", "dev", "-p", str(port), *store_args]
+    server = subprocess.Popen(
+        [*command, "--no-poll", "--log-level", "warning"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    rng = random.Random(11)
+    start = time.perf_counter()
+    if backend == "sqlite":
+        db = workdir / "dashboard.db"
+        functions = asyncio.run(create_store(SqliteStore(str(db)), now))
+        run_ids, tables = make_rows(functions, args.runs, now)
+        fill_sqlite(db, tables)
+        fill_s = time.perf_counter() - start
+        print(f"{backend}: {args.runs} runs stored in {fill_s:.1f}s", flush=True)
+        with dev_server(workdir, ["--sqlite-path", str(db)]) as url:
+            return {"fill_s": round(fill_s, 1), **measure(backend, url, run_ids, args.samples, rng)}
+    name = f"stepwise_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(args.postgres, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    uri = args.postgres.rsplit("/", 1)[0] + "/" + name
+    try:
+        functions = asyncio.run(create_store(PostgresStore(uri), now))
+        run_ids, tables = make_rows(functions, args.runs, now)
+        fill_postgres(uri, tables)
+        fill_s = time.perf_counter() - start
+        print(f"{backend}: {args.runs} runs stored in {fill_s:.1f}s", flush=True)
+        with dev_server(workdir, ["--postgres-uri", uri]) as url:
+            return {"fill_s": round(fill_s, 1), **measure(backend, url, run_ids, args.samples, rng)}
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--backend", action="append", choices=("sqlite", "postgres"), help="default: both"
+    )
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="an administrative URI; the benchmark creates and drops its own database",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="stepwise-bench-dashboard-"))
-    db = tmp / "dashboard.db"
-    now = int(time.time() * 1000)
-    start = time.perf_counter()
-    functions = asyncio.run(create_store(db, now))
-    run_ids = fill(db, functions, args.runs, now)
-    fill_s = time.perf_counter() - start
-    print(f"{args.runs} runs stored in {fill_s:.1f}s; starting the server ...", flush=True)
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - owned by the child
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stepwise",
-            "dev",
-            "-p",
-            str(port),
-            "--sqlite-path",
-            str(db),
-            "--no-poll",
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    rng = random.Random(11)
-    try:
-        http = httpx.Client(base_url=url, timeout=60)
-        wait_for(lambda: http.get("/health").status_code == 200, 60, "server")
-        pages = {
-            "runs_first_page": ("/runs", "Older runs"),
-            "runs_filtered": ("/runs?status=Failed&function=shop-refund", "shop-refund"),
-            "runs_cel_search": ("/runs?" + str(httpx.QueryParams({"q": SEARCH})), "search-summary"),
-            "api_cel_search": (
-                "/v1/runs?" + str(httpx.QueryParams({"q": SEARCH, "limit": 50})),
-                "scanned",
-            ),
-        }
-        result: dict[str, Any] = {"runs": args.runs, "fill_s": round(fill_s, 1)}
-        for name, (path, expect) in pages.items():
-            timed(http, path, 5, expect)  # warm the caches a person's second visit has
-            result[name] = timed(http, path, args.samples, expect)
-            print(f"  {name:<18} {result[name]}", flush=True)
-        details = []
-        for _ in range(args.samples):
-            run_id = rng.choice(run_ids)
-            page = timed(http, f"/runs/{run_id}", 1, f'<code id="run-id">{run_id}</code>')
-            details.append(page["p50_ms"])
-        details.sort()
-        result["run_detail"] = {
-            "p50_ms": round(statistics.median(details), 1),
-            "p95_ms": round(details[int(0.95 * (len(details) - 1))], 1),
-            "max_ms": round(details[-1], 1),
-        }
-        print(f"  {'run_detail':<18} {result['run_detail']}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-    load = os.getloadavg()
+    load_before = os.getloadavg()
+    result: dict[str, Any] = {"runs": args.runs, "samples": args.samples}
+    with tempfile.TemporaryDirectory(prefix="stepwise-bench-dashboard-") as tmp:
+        for backend in args.backend or ("sqlite", "postgres"):
+            result[backend] = run_backend(backend, args, Path(tmp))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = args.out / f"dashboard-{stamp}.json"
@@ -258,8 +306,8 @@ def main() -> int:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "backend": "sqlite",
-        "load_average_after": [round(x, 2) for x in load],
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "search": SEARCH,
     }
     path.write_text(
