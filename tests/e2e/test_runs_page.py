@@ -166,6 +166,13 @@ def test_a_run_goes_queued_running_completed_live(stack: Stack, page: Page) -> N
     rows = page.locator("#runs tbody tr")
     expect(rows.locator(".status")).to_have_text(["Queued", "Running"])
     shot(page, "runs-queued-running")
+    # The run's own page agrees: its first call is under way, though the API says Scheduled.
+    running = page.locator("#runs tbody tr", has_text="Running").locator(".run-link")
+    running_id = running.inner_text()
+    assert server.run(running_id)["status"] == "Scheduled"
+    running.click()
+    expect(page.locator("h1 .status")).to_have_text("Running")
+    page.go_back()
 
     stack.app.ledger.with_name(stack.app.ledger.name + ".open").touch()
     expect(rows.locator(".status")).to_have_text(["Completed", "Completed"])
