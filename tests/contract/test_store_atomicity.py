@@ -146,7 +146,7 @@ async def test_concurrent_commits_land_whole_or_not_at_all_and_share_commits(
 
     results = await asyncio.gather(*(store.commit(t) for t in transitions), return_exceptions=True)
 
-    failed = [i for i, r in enumerate(results) if r is not None]
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
     assert failed == [bad_index]
     assert isinstance(results[bad_index], Exception)
     assert not isinstance(results[bad_index], LeaseLost)

@@ -84,11 +84,12 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     ],
     "counters": ["name", "value"],
     "api_keys": ["id", "name", "key_hash", "created_at", "last_used_at", "revoked_at"],
+    "app_syncs": ["url", "app_name", "added_at", "attempted_at", "ok", "error"],
 }
 # PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
 EXPECTED_VERSIONS = {
-    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
-    "postgres": [9, 10, 11, 12, 13],
+    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+    "postgres": [9, 10, 11, 12, 13, 14],
 }
 
 

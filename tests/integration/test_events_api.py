@@ -261,3 +261,36 @@ def test_max_event_size_sets_the_limit(tmp_path: Path) -> None:
 
 def test_the_event_api_log_is_clean(stack: Stack) -> None:
     assert "Traceback" not in stack.server.log(), stack.logs()
+
+
+def test_reasons_say_why_an_event_started_no_run(stack: Stack) -> None:
+    server = stack.server
+
+    def reasons(internal_id: str) -> list[dict[str, Any]]:
+        response = server.http.get(f"/v1/events/{internal_id}/reasons")
+        assert response.status_code == 200, response.text
+        data: list[dict[str, Any]] = response.json()["data"]
+        return data
+
+    [unwanted] = sent_ids(post(server, {"name": "events/nobody-listens"}))
+    assert reasons(unwanted) == [
+        {
+            "function": None,
+            "reason": "no function is triggered by events/nobody-listens",
+            "run_id": None,
+        }
+    ]
+
+    # Two events with one user id: the second is deduplicated by the first one's run.
+    user_id = f"order-{time.time_ns()}"
+    [first] = sent_ids(post(server, {"name": "events/counted", "id": user_id}))
+    [second] = sent_ids(post(server, {"name": "events/counted", "id": user_id}))
+    run = server.wait_for_run(first)
+    assert reasons(first) == []  # it started a run
+    [why] = reasons(second)
+    assert why["function"] == "events-counted"
+    assert why["reason"].startswith("deduplicated:")
+    assert why["run_id"] == run["run_id"]
+
+    unknown = server.http.get("/v1/events/01JABCDEFGHJKMNPQRSTVWXYZ0/reasons")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "event_not_found"

@@ -411,6 +411,14 @@ class AppProcess(Process):
         ]
 
 
+def server_and_app(tmp: Path, module: str, **app_env: str) -> tuple[ServerProcess, AppProcess]:
+    """A server without ``-u`` and an app that knows the server's URL, neither started:
+    for tests that give the server the app's URL themselves (``POST /v1/apps``)."""
+    port = free_port()
+    app = AppProcess(tmp, module, server_url=f"http://127.0.0.1:{port}", extra_env=app_env)
+    return ServerProcess(tmp, port=port, sdk_urls=[]), app
+
+
 class Stack:
     """A server and one app that know each other's URLs, started together, stopped together."""
 

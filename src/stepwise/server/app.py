@@ -16,7 +16,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ApiError
 from ..protocol import headers as h
 from . import dashboard
-from .api import api_docs, checkpoint, control, events, metrics, register, rest, run_listing
+from .api import (
+    api_docs,
+    apps,
+    checkpoint,
+    control,
+    events,
+    functions,
+    metrics,
+    register,
+    rest,
+    run_listing,
+)
 from .api.responses import JSONResponse, error_response
 from .api.state import ServerState
 from .store.errors import DatabaseUnavailable
@@ -108,6 +119,7 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/events", rest.list_events, methods=["GET"]),
         Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
+        Route("/v1/events/{event_id}/reasons", rest.event_reasons, methods=["GET"]),
         Route("/v1/runs", run_listing.list_runs, methods=["GET"]),
         _by_method("/v1/runs/{run_id}", GET=rest.get_run, DELETE=control.cancel_run),
         Route("/v1/runs/{run_id}/rerun", control.rerun_run, methods=["POST"]),
@@ -116,13 +128,19 @@ def build_app(state: ServerState) -> Any:
             GET=control.list_cancellations,
             POST=control.create_cancellation,
         ),
+        Route("/v1/cancellations/preview", control.preview_cancellation, methods=["POST"]),
         Route(
             "/v1/cancellations/{cancellation_id}", control.delete_cancellation, methods=["DELETE"]
         ),
         Route("/v1/signals", control.send_signal, methods=["POST"]),
         Route("/v1/checkpoint/{run_id}/async", checkpoint.save_async, methods=["POST"]),
         Route("/v1/runs/{run_id}/history", rest.run_history, methods=["GET"]),
-        Route("/v1/apps", rest.list_apps, methods=["GET"]),
+        _by_method("/v1/apps", GET=apps.list_apps, POST=apps.add_app),
+        Route("/v1/apps/{app_name}", apps.get_app, methods=["GET"]),
+        Route("/v1/apps/{app_name}/resync", apps.resync_app, methods=["POST"]),
+        Route("/v1/app-syncs", apps.list_app_syncs, methods=["GET"]),
+        Route("/v1/functions/{slug}/metrics", functions.function_metrics, methods=["GET"]),
+        Route("/v1/functions/{slug}/invoke", functions.invoke_function, methods=["POST"]),
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),
         Route("/v0/runs/{run_id}/batch", rest.run_batch, methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", rest.run_actions, methods=["GET"]),

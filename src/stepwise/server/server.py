@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 
-import aiohttp
 import httpx
 import uvicorn
 
@@ -15,6 +14,7 @@ from ..protocol import headers as h
 from .api.state import ServerState
 from .app import build_app
 from .config import ServerConfig
+from .engine.app_sync import SyncOutcome, sync_url, trusted_urls, urls_to_sync
 from .engine.engine import Engine
 from .engine.outbound import DestinationPolicy, OutboundClient
 from .store.base import Store
@@ -110,10 +110,10 @@ class Server:
         )
         async with httpx.AsyncClient(timeout=2.0) as probe:
             while True:
-                for app in await self.engine.store.list_apps():
-                    self._known_urls.add(app.url)
+                self._known_urls.update(await urls_to_sync(self.engine, self.config.sdk_urls))
+                trusted = await trusted_urls(self.engine, self.config.sdk_urls)
                 for url in sorted(self._known_urls):
-                    await self._ping(url)
+                    await self._ping(url, guarded=url not in trusted)
                 if self.config.discovery and not self._known_urls:
                     await self._discover(probe)
                 # Without polling, keep retrying only until an app has synced.
@@ -121,19 +121,12 @@ class Server:
                     return
                 await asyncio.sleep(self.config.poll_interval_s)
 
-    async def _ping(self, url: str) -> None:
-        try:
-            status, text = await self.engine.driver.ping(url)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.debug("could not reach app at %s: %s", url, exc)
-            return
-        if status >= 400:
-            log.warning(
-                "app at %s answered the sync request with HTTP %d: %s",
-                url,
-                status,
-                text[:300],
-            )
+    async def _ping(self, url: str, *, guarded: bool = False) -> None:
+        result = await sync_url(self.engine, url, guarded=guarded)
+        if result.outcome is SyncOutcome.UNREACHABLE:
+            log.debug("could not reach app at %s: %s", url, result.record.error)
+        elif not result.ok:
+            log.warning("syncing the app at %s failed: %s", url, result.record.error)
 
     async def _discover(self, client: httpx.AsyncClient) -> None:
         ports = list(DISCOVERY_PORTS)

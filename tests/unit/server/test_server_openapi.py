@@ -71,7 +71,9 @@ def test_every_operation_has_an_id_and_json_error_responses() -> None:
             for status, response in operation["responses"].items():
                 if status.startswith("4") or status.startswith("5"):
                     schema = response["content"]["application/json"]["schema"]
-                    assert schema["$ref"].endswith(("/Error", "/EventSendError")), (path, method)
+                    assert schema["$ref"].endswith(
+                        ("/Error", "/EventSendError", "/AppSyncError")
+                    ), (path, method)
     assert len(ids) == len(set(ids))
 
 

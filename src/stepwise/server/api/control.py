@@ -1,7 +1,7 @@
 """Run control: cancel or rerun a run, bulk cancellations, and signals.
 
 ``DELETE /v1/runs/{id}``, ``POST /v1/runs/{id}/rerun``, ``POST|GET /v1/cancellations``,
-``DELETE /v1/cancellations/{id}``, ``POST /v1/signals``.
+``POST /v1/cancellations/preview``, ``DELETE /v1/cancellations/{id}``, ``POST /v1/signals``.
 """
 
 from __future__ import annotations
@@ -9,21 +9,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import ApiError
 from ...protocol import is_ulid
 from .. import expr
+from ..engine import cancellations
 from ..engine.rerun import RerunRefused
 from ..store.records import CancellationRecord, RunStatus
 from .auth import require_api_key
-from .responses import read_json
+from .responses import read_json, read_optional_body
 from .rest import iso, run_json, wrap
 from .state import ServerState
 
 MAX_CONTROL_BYTES = 1024 * 1024
+# Run ids a preview names (the count covers them all).
+PREVIEW_RUNS = 10
 
 
 async def _state(request: Request) -> ServerState:
@@ -83,23 +86,14 @@ class RerunBody(BaseModel):
 
 
 async def _rerun_body(request: Request) -> RerunBody:
-    try:
-        raw = await read_json(request, max_bytes=MAX_CONTROL_BYTES)
-    except ApiError as exc:
-        if exc.code != "empty_body":
-            raise
-        raw = {}
-    try:
-        return RerunBody.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ApiError(
-            400,
-            "invalid_rerun",
-            f"{where}: {first['msg']} (the body is empty, or an object with an optional"
-            " 'from_step': the id of a step the run completed)",
-        ) from None
+    return await read_optional_body(
+        request,
+        RerunBody,
+        max_bytes=MAX_CONTROL_BYTES,
+        code="invalid_rerun",
+        shape="the body is empty, or an object with an optional 'from_step': the id of a"
+        " step the run completed",
+    )
 
 
 async def rerun_run(request: Request) -> Response:
@@ -122,8 +116,10 @@ async def rerun_run(request: Request) -> Response:
     return response
 
 
-async def create_cancellation(request: Request) -> Response:
-    state = await _state(request)
+async def _cancellation_body(
+    request: Request, state: ServerState
+) -> tuple[str, cancellations.ProposedCancellation]:
+    """The app id and window of a ``POST /v1/cancellations`` (or its preview) body."""
     body = await read_json(request, max_bytes=MAX_CONTROL_BYTES)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_cancellation", "the body must be a JSON object")
@@ -157,14 +153,37 @@ async def create_cancellation(request: Request) -> Response:
             expr.check(expression)
         except expr.ExpressionError as exc:
             raise ApiError(400, "invalid_expression", str(exc)) from exc
-    record = await state.engine.create_cancellation(
-        app_id=app_id,
+    return app_id, cancellations.ProposedCancellation(
         function_slug=spec.slug,
         started_before=started_before,
         started_after=started_after,
         expression=expression or None,
     )
+
+
+async def create_cancellation(request: Request) -> Response:
+    state = await _state(request)
+    app_id, window = await _cancellation_body(request, state)
+    record = await state.engine.create_cancellation(
+        app_id=app_id,
+        function_slug=window.function_slug,
+        started_before=window.started_before,
+        started_after=window.started_after,
+        expression=window.expression,
+    )
     return wrap(cancellation_json(record))
+
+
+async def preview_cancellation(request: Request) -> Response:
+    """How many runs the same body would cancel if it were posted now, and the first few.
+
+    Counted by the rule the cancelling job applies (``engine/cancellations.py``); runs that
+    start or end between the preview and the cancellation change the number.
+    """
+    state = await _state(request)
+    _, window = await _cancellation_body(request, state)
+    found = await cancellations.preview(state.engine.store, window, sample=PREVIEW_RUNS)
+    return wrap({"count": found.count, "runs": found.run_ids})
 
 
 async def list_cancellations(request: Request) -> Response:

@@ -161,10 +161,50 @@ SCHEMAS: dict[str, Schema] = {
             "url": _STRING,
             "sdk": _STRING,
             "framework": _STRING,
+            "sdk_language": {
+                "type": "string",
+                "description": "From ``sdk`` (``py:v0.1.0`` → ``py``).",
+            },
+            "sdk_version": {"type": "string", "description": "From ``sdk`` (→ ``0.1.0``)."},
             "synced_at": _TIME,
+            "function_count": {"type": "integer", "minimum": 0},
             "functions": {"type": "array", "items": _ref("Function")},
+            "sync": {
+                **_nullable(_ref("AppSync")),
+                "description": "The last attempt to sync the app from its URL, if recorded.",
+            },
         }
     ),
+    "AppSync": {
+        "description": "The last attempt to sync the app at a URL: by the server (a PUT to"
+        " the app) or by the app (``POST /fn/register``).",
+        **_object(
+            {
+                "url": _STRING,
+                "status": {"type": "string", "enum": ["ok", "failing"]},
+                "error": {
+                    **_nullable(_STRING),
+                    "description": "Why it failed: unreachable, refused, a bad signature, an"
+                    " invalid configuration, ...",
+                },
+                "attempted_at": _TIME,
+                "added_at": {
+                    **_nullable(_TIME),
+                    "description": "When the URL was added through ``POST /v1/apps``.",
+                },
+                "app_name": _nullable(_STRING),
+            }
+        ),
+    },
+    "NewApp": {
+        **_object({"url": {"type": "string", "description": "The app's serve URL."}}),
+        "additionalProperties": False,
+    },
+    "AppSyncError": {
+        "description": "An app that did not sync (``app_sync_failed``): the reason, and the"
+        " attempt as kept.",
+        "allOf": [_ref("Error"), _object({"sync": _ref("AppSync")}, optional=("sync",))],
+    },
     "Cancellation": _object(
         {
             "id": _STRING,
@@ -255,6 +295,12 @@ def _errors(*statuses: int, schema: str = "Error") -> dict[str, Schema]:
     return {str(s): _json(_ref(schema), what[s]) for s in statuses}
 
 
+def _optional_body(properties: dict[str, Schema]) -> Schema:
+    """A request body that may be empty, or an object of only these optional fields."""
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {"required": False, "content": {"application/json": {"schema": schema}}}
+
+
 def _path_id(name: str, what: str) -> Schema:
     return {
         "name": name,
@@ -334,6 +380,7 @@ def _list_runs_parameters() -> list[Schema]:
 
 def _paths(*, dev: bool) -> dict[str, Schema]:
     run_id = _path_id("run_id", "run")
+    app_name: Schema = {"name": "app_name", "in": "path", "required": True, "schema": _STRING}
     event_id = _path_id("event_id", "event")
     paths: dict[str, Schema] = {
         "/health": {
@@ -494,6 +541,36 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 },
             }
         },
+        "/v1/events/{event_id}/reasons": {
+            "get": {
+                "tags": ["events"],
+                "summary": "Why an event started no run",
+                "description": "One reason per function the event concerns (or one for the"
+                " event as a whole: no function is triggered by its name, a repeated copy);"
+                " an empty list when the event started runs. Worked out from what the server"
+                " stores and the functions synced now.",
+                "operationId": "getEventReasons",
+                "parameters": [event_id],
+                "responses": {
+                    "200": _json(
+                        _envelope(
+                            {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        "function": _nullable(_STRING),
+                                        "reason": _STRING,
+                                        "run_id": _nullable({"type": "string", "pattern": ULID}),
+                                    }
+                                ),
+                            }
+                        ),
+                        "The reasons.",
+                    ),
+                    **_errors(400, 401, 404, 503),
+                },
+            }
+        },
         "/v1/runs": {
             "get": {
                 "tags": ["runs"],
@@ -570,18 +647,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 " steps the original completed before that step, and runs it and what follows.",
                 "operationId": "rerunRun",
                 "parameters": [run_id],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"from_step": {"type": "string", "minLength": 1}},
-                                "additionalProperties": False,
-                            }
-                        }
-                    },
-                },
+                "requestBody": _optional_body({"from_step": {"type": "string", "minLength": 1}}),
                 "responses": {
                     "201": _json(_envelope(_ref("Run")), "The new run."),
                     **_errors(400, 401, 404, 409, 413, 503),
@@ -614,6 +680,38 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                     **_errors(400, 401, 404, 413, 503),
                 },
             },
+        },
+        "/v1/cancellations/preview": {
+            "post": {
+                "tags": ["runs"],
+                "summary": "How many runs a bulk cancellation would cancel now",
+                "description": "The same body as creating one; nothing is created. Counted by"
+                " the rule the cancellation applies, so runs that start or end in between"
+                " change the number.",
+                "operationId": "previewCancellation",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewCancellation")}},
+                },
+                "responses": {
+                    "200": _json(
+                        _envelope(
+                            _object(
+                                {
+                                    "count": {"type": "integer", "minimum": 0},
+                                    "runs": {
+                                        "type": "array",
+                                        "items": _STRING,
+                                        "description": "The first few run ids, in id order.",
+                                    },
+                                }
+                            )
+                        ),
+                        "The count and the first runs.",
+                    ),
+                    **_errors(400, 401, 404, 413, 503),
+                },
+            }
         },
         "/v1/cancellations/{cancellation_id}": {
             "delete": {
@@ -684,6 +782,64 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                     "200": _json(_envelope({"type": "array", "items": _ref("App")}), "Apps."),
                     **_errors(401, 503),
                 },
+            },
+            "post": {
+                "tags": ["apps"],
+                "summary": "Add an app by its URL: sync it now, and keep syncing it",
+                "description": "The server asks the app to sync (a PUT to its URL, as for"
+                " ``-u``) and keeps the URL among those it syncs, on every node and across"
+                " restarts, even when this first attempt fails. In production the URL must"
+                " pass the outbound guard (public addresses, or ``--outbound-allow``).",
+                "operationId": "addApp",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewApp")}},
+                },
+                "responses": {
+                    "201": _json(_envelope(_ref("App")), "The app, synced."),
+                    **_errors(400, 401, 413, 503),
+                    "502": _json(_ref("AppSyncError"), "The app did not sync; the body says why."),
+                },
+            },
+        },
+        "/v1/apps/{app_name}": {
+            "get": {
+                "tags": ["apps"],
+                "summary": "An app, its functions and its last sync attempt",
+                "operationId": "getApp",
+                "parameters": [app_name],
+                "responses": {
+                    "200": _json(_envelope(_ref("App")), "The app."),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/v1/apps/{app_name}/resync": {
+            "post": {
+                "tags": ["apps"],
+                "summary": "Ask an app to sync again, now",
+                "operationId": "resyncApp",
+                "parameters": [app_name],
+                "responses": {
+                    "200": _json(_envelope(_ref("App")), "The app, as it synced."),
+                    **_errors(401, 404, 503),
+                    "502": _json(_ref("AppSyncError"), "The app did not sync; the body says why."),
+                },
+            }
+        },
+        "/v1/app-syncs": {
+            "get": {
+                "tags": ["apps"],
+                "summary": "Every URL the server syncs, with its last attempt",
+                "description": "Includes URLs no app has registered from yet (an app added"
+                " by URL that is failing).",
+                "operationId": "listAppSyncs",
+                "responses": {
+                    "200": _json(
+                        _envelope({"type": "array", "items": _ref("AppSync")}), "Attempts."
+                    ),
+                    **_errors(401, 503),
+                },
             }
         },
         "/v1/apps/{app_name}/functions": {
@@ -691,9 +847,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 "tags": ["apps"],
                 "summary": "An app's functions",
                 "operationId": "listAppFunctions",
-                "parameters": [
-                    {"name": "app_name", "in": "path", "required": True, "schema": _STRING}
-                ],
+                "parameters": [app_name],
                 "responses": {
                     "200": _json(
                         _envelope({"type": "array", "items": _ref("Function")}), "Functions."
@@ -702,6 +856,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 },
             }
         },
+        **_function_paths(),
         "/v0/runs/{run_id}/batch": {
             "get": {
                 "tags": ["sdk"],
@@ -807,6 +962,106 @@ _NEW_EVENT: Schema = {
 }
 
 
+_COUNT: Schema = {"type": "integer", "minimum": 0}
+_FUNCTION_SCHEMAS: dict[str, Schema] = {
+    "RunWindow": {
+        "description": "A function's runs created in a window, counted by their status now"
+        " in buckets (every bucket, oldest first), and the durations (created to ended) of"
+        " those that ended, Completed or Failed: nearest-rank percentiles over the newest"
+        " ``sampled`` of them.",
+        **_object(
+            {
+                "from": _TIME,
+                "until": _TIME,
+                "bucket_seconds": {"type": "integer", "enum": [60, 3600]},
+                "buckets": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "start": _TIME,
+                            "counts": _object({s.value: _COUNT for s in RunStatus}),
+                        }
+                    ),
+                },
+                "runs": _COUNT,
+                "duration_ms": _object(
+                    {
+                        "ended": _COUNT,
+                        "sampled": _COUNT,
+                        "p50": _nullable(_COUNT),
+                        "p95": _nullable(_COUNT),
+                    }
+                ),
+            }
+        ),
+    },
+    "FunctionMetrics": _object(
+        {
+            "function_id": _STRING,
+            "last_hour": {**_ref("RunWindow"), "description": "By minute."},
+            "last_day": {**_ref("RunWindow"), "description": "By hour."},
+        }
+    ),
+}
+
+
+def _function_paths() -> dict[str, Schema]:
+    slug = {
+        "name": "slug",
+        "in": "path",
+        "required": True,
+        "description": "The function's full id as synced (``<app>-<fn>``).",
+        "schema": {"type": "string", "minLength": 1},
+    }
+    return {
+        "/v1/functions/{slug}/metrics": {
+            "get": {
+                "tags": ["functions"],
+                "summary": "A function's runs by status per minute and per hour, with p50/p95"
+                " durations, over the last hour and the last day",
+                "operationId": "getFunctionMetrics",
+                "parameters": [slug],
+                "responses": {
+                    "200": _json(_envelope(_ref("FunctionMetrics")), "Metrics."),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
+        "/v1/functions/{slug}/invoke": {
+            "post": {
+                "tags": ["functions"],
+                "summary": "Start a run of one function with the given data",
+                "description": "The run receives an ``inngest/function.invoked`` event with"
+                " ``data``; the function's flow control applies as to any run.",
+                "operationId": "invokeFunction",
+                "parameters": [slug],
+                "requestBody": _optional_body({"data": {"type": "object"}}),
+                "responses": {
+                    "201": _json(_envelope(_ref("Run")), "The new run."),
+                    "202": _json(
+                        _envelope(
+                            _object(
+                                {
+                                    "event_id": _STRING,
+                                    "run_id": {"type": "null"},
+                                    "held": {
+                                        "enum": ["debounce", "batch", "idempotency"],
+                                        "description": "The function's debounce or batch"
+                                        " holds the event (a run starts later), or its"
+                                        " idempotency key already started a run.",
+                                    },
+                                }
+                            )
+                        ),
+                        "Stored, but no run started now.",
+                    ),
+                    **_errors(400, 401, 404, 413, 503),
+                },
+            }
+        },
+    }
+
+
 def build_document(*, dev: bool) -> dict[str, Any]:
     """The document for a server in dev mode (no auth, ``/dev``) or in production."""
     security = [] if dev else _SIGNING_KEY
@@ -821,7 +1076,7 @@ def build_document(*, dev: bool) -> dict[str, Any]:
         "security": security,
         "paths": _paths(dev=dev),
         "components": {
-            "schemas": {**SCHEMAS, "NewEvent": _NEW_EVENT},
+            "schemas": {**SCHEMAS, **_FUNCTION_SCHEMAS, "NewEvent": _NEW_EVENT},
             "securitySchemes": {
                 "signingKey": {
                     "type": "http",

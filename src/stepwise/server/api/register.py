@@ -16,6 +16,7 @@ from ...protocol import DurationError, parse_duration, parse_timestamp
 from ...protocol import headers as h
 from ..engine.cron import next_cron_ms
 from ..expr import ExpressionError, check
+from ..store.records import AppRecord, AppSyncRecord
 from .auth import require_signing_key
 from .responses import JSONResponse, read_json
 from .state import ServerState
@@ -221,6 +222,35 @@ async def register(request: Request) -> Response:
         raise _bad("register body must be a JSON object")
     fields = _lower_keys(body)
     url = _check_url(fields.get("url"), "url")
+    try:
+        app, modified = await _sync(state, fields, url)
+    except ApiError as exc:
+        # Kept for the app's URL, so the dashboard shows why it is not synced (the app,
+        # proven by the signing key, only reads the reason in its own logs otherwise).
+        name = fields.get("appname")
+        await _record(
+            state, url, error=exc.message, app_name=name if isinstance(name, str) else None
+        )
+        raise
+    await _record(state, url, error=None, app_name=app.name)
+    return JSONResponse(
+        {"ok": True, "modified": modified, "app_id": app.id, "sync_id": str(uuid.uuid4())}
+    )
+
+
+async def _record(state: ServerState, url: str, *, error: str | None, app_name: str | None) -> None:
+    await state.engine.store.record_app_sync(
+        AppSyncRecord(
+            url=url,
+            attempted_at=int(time.time() * 1000),
+            ok=error is None,
+            error=error,
+            app_name=app_name or None,
+        )
+    )
+
+
+async def _sync(state: ServerState, fields: dict[str, Any], url: str) -> tuple[AppRecord, bool]:
     app_name = fields.get("appname")
     if not isinstance(app_name, str) or not app_name.strip():
         raise _bad("appName is required")
@@ -238,14 +268,11 @@ async def register(request: Request) -> Response:
     checksum_source = orjson.dumps(
         {"url": url, "app": app_name, "functions": functions}, option=orjson.OPT_SORT_KEYS
     )
-    app, modified = await state.engine.sync_app(
+    return await state.engine.sync_app(
         name=app_name,
         url=url,
         sdk=str(sdk),
         framework=str(framework),
         functions=functions,
         checksum_source=checksum_source,
-    )
-    return JSONResponse(
-        {"ok": True, "modified": modified, "app_id": app.id, "sync_id": str(uuid.uuid4())}
     )

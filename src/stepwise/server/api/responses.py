@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import ApiError
 
 MAX_JSON_DEPTH = 64
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class JSONResponse(Response):
@@ -47,6 +49,25 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
             400, "json_too_deep", f"request body nests deeper than {MAX_JSON_DEPTH} levels"
         )
     return value
+
+
+async def read_optional_body(
+    request: Request, model: type[Model], *, max_bytes: int, code: str, shape: str
+) -> Model:
+    """An optional JSON body (empty reads as ``{}``) checked by ``model``; else a 400
+    ``code`` naming the first thing wrong and, for the client, the ``shape`` expected."""
+    try:
+        raw = await read_json(request, max_bytes=max_bytes)
+    except ApiError as exc:
+        if exc.code != "empty_body":
+            raise
+        raw = {}
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(400, code, f"{where}: {first['msg']} ({shape})") from None
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

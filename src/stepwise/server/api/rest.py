@@ -13,6 +13,7 @@ from starlette.responses import Response
 from ... import __version__
 from ...errors import ApiError
 from ...protocol import is_ulid
+from ..engine.event_fates import why_no_run
 from ..engine.registry import FunctionSpec
 from ..store.records import EventRecord, HistoryKind, RunRecord
 from .auth import require_api_key
@@ -180,6 +181,20 @@ async def event_runs(request: Request) -> Response:
     return wrap([run_json(r) for r in runs])
 
 
+async def event_reasons(request: Request) -> Response:
+    """Why an event started no run, one reason per function ([] if it started any)."""
+    state = await _state(request)
+    event_id = _ulid_param(request, "event_id", "event")
+    store = state.engine.store
+    event = await store.get_event(event_id)
+    if event is None:
+        raise ApiError(404, "event_not_found", "event not found")
+    if await store.runs_for_event(event_id):
+        return wrap([])
+    reasons = await why_no_run(store, state.engine.registry, event)
+    return wrap([{"function": r.function, "reason": r.text, "run_id": r.run_id} for r in reasons])
+
+
 async def get_run(request: Request) -> Response:
     state = await _state(request)
     run = await state.engine.store.get_run(_ulid_param(request, "run_id", "run"))
@@ -244,26 +259,6 @@ def function_json(spec: FunctionSpec) -> dict[str, Any]:
         "max_attempts": spec.max_attempts,
         "created_at": iso(spec.record.created_at),
     }
-
-
-async def list_apps(request: Request) -> Response:
-    """Every synced app with its functions."""
-    state = await _state(request)
-    specs = state.engine.registry.all()
-    apps = []
-    for app in await state.engine.store.list_apps():
-        apps.append(
-            {
-                "id": app.id,
-                "name": app.name,
-                "url": app.url,
-                "sdk": app.sdk,
-                "framework": app.framework,
-                "synced_at": iso(app.updated_at),
-                "functions": [function_json(s) for s in specs if s.record.app_id == app.id],
-            }
-        )
-    return wrap(apps)
 
 
 async def app_functions(request: Request) -> Response:

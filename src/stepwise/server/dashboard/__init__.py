@@ -16,7 +16,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import login, pages, runs_page
+from . import apps_page, cancellations_page, functions_page, login, pages, runs_page
 
 STATIC = Path(__file__).parent / "static"
 
@@ -27,8 +27,10 @@ def routes() -> list[BaseRoute]:
         Route("/runs", runs_page.runs, methods=["GET"]),
         Route("/events", pages.events, methods=["GET"]),
         Route("/runs/{run_id}", pages.run, methods=["GET"]),
-        Route("/functions", pages.functions, methods=["GET"]),
-        Route("/apps", pages.apps, methods=["GET"]),
+        Route("/functions", functions_page.functions, methods=["GET"]),
+        Route("/functions/{slug}", functions_page.function, methods=["GET"]),
+        Route("/apps", apps_page.apps, methods=["GET"]),
+        Route("/cancellations", cancellations_page.cancellations, methods=["GET"]),
         Route("/login", login.login_form, methods=["GET"]),
         Route("/login", login.login, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"]),

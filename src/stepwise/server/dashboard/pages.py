@@ -19,6 +19,7 @@ from ...protocol import is_ulid
 from ..api.rest import iso
 from ..api.session import Session, current_session
 from ..api.state import ServerState
+from ..engine.event_fates import why_no_run
 from ..store.records import HistoryEntry, HistoryKind, RunRecord, RunStatus
 
 TEMPLATES = Environment(
@@ -191,13 +192,17 @@ async def events(request: Request) -> Response:
         received_after=None,
         received_before=None,
     ):
-        runs = await store.runs_for_event(event.internal_id)
+        # A repeated copy started nothing: the runs of its internal id are its first copy's.
+        runs = await store.runs_for_event(event.internal_id) if event.copy == 0 else []
         rows.append(
             {
                 "event": event,
                 "received": iso(event.received_at),
                 "data": pretty(event.data),
                 "runs": [{"run": r, "status": shown_status(r)} for r in runs],
+                "why": []
+                if runs
+                else await why_no_run(store, request.app.state.stepwise.engine.registry, event),
             }
         )
     return render(request, "events.html", rows=rows)
@@ -238,32 +243,3 @@ async def run(request: Request) -> Response:
         bars=timeline(record, history, memos, now),
         live=not record.status.terminal,
     )
-
-
-@page
-async def functions(request: Request) -> Response:
-    store = _store(request)
-    apps = {a.id: a.name for a in await store.list_apps()}
-    rows = [
-        {
-            "fn": fn,
-            "app": apps.get(fn.app_id, ""),
-            "triggers": fn.config.get("triggers", []),
-            "config": pretty(fn.config),
-        }
-        for fn in sorted(await store.list_functions(), key=lambda f: f.slug)
-    ]
-    return render(request, "functions.html", rows=rows)
-
-
-@page
-async def apps(request: Request) -> Response:
-    store = _store(request)
-    counts: dict[str, int] = {}
-    for fn in await store.list_functions():
-        counts[fn.app_id] = counts.get(fn.app_id, 0) + 1
-    rows = [
-        {"app": a, "functions": counts.get(a.id, 0), "synced": iso(a.updated_at)}
-        for a in await store.list_apps()
-    ]
-    return render(request, "apps.html", rows=rows)

@@ -17,7 +17,7 @@ from ... import protocol
 from ...protocol import headers as h
 from ..metrics import Metrics
 from ..store.records import RunState
-from .outbound import DestinationPolicy, OutboundClient, OutboundError
+from .outbound import DestinationPolicy, OutboundClient, OutboundError, OutboundResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,16 +211,30 @@ class Driver:
             "status_code": response.status,
         }
 
-    async def ping(self, url: str) -> tuple[int, str]:
-        """Ask an app to sync itself (the PUT the dev server sends); returns (status, body)."""
+    async def ping(self, url: str, *, guarded: bool = False) -> OutboundResponse:
+        """Ask an app to sync itself (the PUT the dev server sends).
+
+        ``guarded`` sends it through the outbound client, which refuses the addresses the
+        server must not reach for a URL someone other than its operator chose. Raises
+        ``OutboundError`` when there is no answer (or the destination is refused).
+        """
         body = protocol.canonical_json({"url": url})
         headers = {"content-type": "application/json", h.SERVER_KIND: self.server_kind}
         if self.signing_key:
             headers[h.SIGNATURE] = protocol.sign(body, self.signing_key)
-        async with self._client().put(
-            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
-        ) as response:
-            return response.status, await response.text(errors="replace")
+        if guarded:
+            return await self.outbound.request("PUT", url, headers=headers, body=body)
+        try:
+            async with self._client().put(
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+            ) as response:
+                text = await response.read()
+                pairs = tuple((str(k).lower(), v) for k, v in response.headers.items())
+                return OutboundResponse(response.status, pairs, text)
+        except TimeoutError as exc:
+            raise OutboundError(f"no answer from {url} within 30 s", retryable=True) from exc
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise OutboundError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
 
 
 def reply_signature_problem(reply: SdkReply, signing_key: str, *, streamed: bool) -> str | None:

@@ -36,6 +36,7 @@ from .checkpoint import steps_to_save
 from .cron import next_cron_ms
 from .driver import Driver
 from .executor import Executor, now_ms
+from .invocation import Invocation, held_reason, plan_invocation
 from .outbound import OutboundClient
 from .registry import Registry, spec_from_record
 from .rerun import plan_rerun, seed_steps
@@ -278,6 +279,21 @@ class Engine:
             raise RuntimeError(f"the store did not create rerun {new_run.id}")
         self.worker.notify()
         return new_run.id
+
+    async def invoke(self, slug: str, data: dict[str, Any]) -> Invocation | None:
+        """Start a run of function ``slug`` with ``data`` (None if no such function)."""
+        spec = self.registry.get(slug)
+        if spec is None:
+            return None
+        batch = plan_invocation(spec, data, now_ms())
+        created = await self.store.ingest(batch)
+        if created:
+            self.worker.notify()
+        return Invocation(
+            event_id=batch.events[0].internal_id,
+            run_id=created[0] if created else None,
+            held=held_reason(batch, created),
+        )
 
     async def checkpoint(
         self,

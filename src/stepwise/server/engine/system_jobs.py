@@ -29,7 +29,7 @@ from ..store.records import (
     Settled,
     Transition,
 )
-from . import lifecycle, pauses
+from . import cancellations, lifecycle, pauses
 from .backoff import retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
@@ -39,8 +39,6 @@ from .registry import Registry
 from .scheduler import Scheduler
 
 log = logging.getLogger("stepwise.jobs")
-
-CANCEL_PAGE = 200
 
 
 def _done(job: Job, **fields: Any) -> Transition:
@@ -189,22 +187,14 @@ class SystemJobs:
         record = await self._store.get_cancellation(str(payload.get("cancellation_id", "")))
         if record is None:
             return _done(job)  # deleted: stop
-        states = await self._store.active_runs(
-            record.function_slug,
-            after_run_id=str(payload.get("after", "")),
-            created_before=record.started_before,
-            created_after=record.started_after,
-            limit=CANCEL_PAGE,
-        )
-        changes = []
-        for state in states:
-            if record.expression:
-                event = state.events[0].to_wire() if state.events else {}
-                if not expr.matches(record.expression, {"event": event}):
-                    continue
-            reason = f"cancelled by bulk cancellation {record.id}"
-            changes.append(lifecycle.cancel_change(state, self.scheduler, now, reason))
-        if len(states) < CANCEL_PAGE:
+        states = await cancellations.page(self._store, record, str(payload.get("after", "")))
+        reason = f"cancelled by bulk cancellation {record.id}"
+        changes = [
+            lifecycle.cancel_change(state, self.scheduler, now, reason)
+            for state in states
+            if cancellations.hits(record, state)
+        ]
+        if len(states) < cancellations.CANCEL_PAGE:
             return _done(job, run_changes=changes)
         follow = NewJob(
             run_id=None,

@@ -8,11 +8,13 @@ from typing import Any, Protocol
 from .records import (
     ApiKeyRecord,
     AppRecord,
+    AppSyncRecord,
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,
     EventRecord,
     FunctionRecord,
+    FunctionStats,
     HistoryEntry,
     Ingest,
     Job,
@@ -130,6 +132,12 @@ class Store(Protocol):
     async def get_debounce(self, key: str) -> tuple[str, str] | None:
         """The (function id, event id) a debounce holds for ``key``."""
 
+    async def idempotency_claim(self, function_id: str, key: str) -> str | None:
+        """The run whose start claimed the function's idempotency ``key``, while stored."""
+
+    async def batch_holding(self, key: str) -> list[str]:
+        """The internal ids of the events the open batch of ``key`` holds, oldest first."""
+
     async def apply_changes(self, changes: list[RunChange]) -> list[bool]:
         """Apply guarded run changes outside any job, in one transaction; which applied."""
 
@@ -202,6 +210,17 @@ class Store(Protocol):
     async def touch_api_key(self, key_id: str, now: int) -> None:
         """Record that a key was used at ``now`` (never moves ``last_used_at`` back)."""
 
+    # ---- app syncs ------------------------------------------------------------------
+    async def record_app_sync(self, sync: AppSyncRecord) -> None:
+        """Keep ``sync`` as its URL's last attempt, unless a later one is already kept.
+
+        A None ``app_name`` keeps the name known before; ``added_at`` marks the URL added
+        (a URL stays added once it is).
+        """
+
+    async def list_app_syncs(self) -> list[AppSyncRecord]:
+        """Every URL's last sync attempt, by URL."""
+
     # ---- metrics ------------------------------------------------------------------
     async def queue_stats(self, now: int) -> QueueStats:
         """Jobs due at ``now`` and not leased, when the oldest of them fell due, and the
@@ -213,6 +232,15 @@ class Store(Protocol):
     ) -> list[RunRecord]:
         """At most ``limit`` runs matching ``where``, newest first by (created_at, id);
         only those strictly before ``after`` (the last run of the previous page) if given."""
+
+    # ---- function metrics -------------------------------------------------------------
+    async def function_stats(self, slug: str, now: int) -> FunctionStats:
+        """The runs of function ``slug`` created in the hour (by minute) and the day (by
+        hour) up to ``now``, by status, with the p50 and p95 durations of those that ended.
+
+        Buckets are aligned to whole minutes and hours (the newest one holds ``now``).
+        Durations are read for the newest ``DURATION_SAMPLE`` ended runs of the day at most:
+        a busy function's percentiles are then those of its newest runs."""
 
     # ---- a page of runs ---------------------------------------------------------------
     async def open_work(self, run_ids: Sequence[str], now: int) -> dict[str, OpenWork]:

@@ -471,6 +471,24 @@ class ApiKeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AppSyncRecord:
+    """The last attempt to sync the app at ``url``: by the server (a PUT to the app, for a
+    URL given with ``-u`` or added through the API) or by the app (``POST /fn/register``).
+
+    ``added_at`` is when the URL was added through the API (None otherwise): such a URL is
+    synced again on every poll, as a ``-u`` URL is. ``app_name`` is the app that last
+    registered from the URL, once one has.
+    """
+
+    url: str
+    attempted_at: int
+    ok: bool
+    error: str | None = None
+    app_name: str | None = None
+    added_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """The queue as a metrics scrape sees it, counted over every node sharing the store."""
 
@@ -490,6 +508,36 @@ class RunFilter:
     created_until: int | None = None  # exclusive, so that adjacent windows never overlap
     event_id: str | None = None  # the triggering event's internal id
     event_name: str | None = None  # the triggering event's name
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """Runs of one function created in one bucket of time, by their status now."""
+
+    start: int  # the bucket's first millisecond; it lasts the window's ``bucket_ms``
+    counts: dict[RunStatus, int]  # only the statuses seen
+
+
+@dataclass(frozen=True, slots=True)
+class RunWindow:
+    """One function's runs created in ``[start, end)``, in buckets of ``bucket_ms``."""
+
+    start: int
+    end: int
+    bucket_ms: int
+    buckets: tuple[RunCounts, ...]  # every bucket, oldest first, empty ones included
+    ended: int  # how many of them ended (Completed or Failed): the durations' population
+    sampled: int  # how many of those the percentiles read (the newest, up to a bound)
+    p50_ms: int | None  # run duration (created to ended), None when none ended
+    p95_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStats:
+    """One function's recent runs, as its dashboard page charts them."""
+
+    last_hour: RunWindow  # by minute
+    last_day: RunWindow  # by hour
 
 
 @dataclass(frozen=True, slots=True)

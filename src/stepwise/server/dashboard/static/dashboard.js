@@ -6,23 +6,30 @@
 // something must send back the session's CSRF token (empty in dev, where none is needed).
 const CSRF = {"x-csrf-token": document.querySelector("meta[name=csrf-token]").content};
 
+// A form's data (an event's, an invoke's): a JSON object, or the reason it is not one.
+function parseDataObject(text) {
+  let data;
+  try {
+    data = JSON.parse(text || "{}");
+  } catch (err) {
+    return {error: "The data is not valid JSON: " + err.message};
+  }
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    return {error: "The data must be a JSON object."};
+  }
+  return {data};
+}
+
 document.addEventListener("submit", async (e) => {
   const form = e.target;
   if (form.id !== "send-event") return;
   e.preventDefault();
   const result = document.getElementById("send-result");
   result.className = "";
-  let data;
-  try {
-    data = JSON.parse(form.elements.data.value || "{}");
-  } catch (err) {
+  const {data, error} = parseDataObject(form.elements.data.value);
+  if (error) {
     result.className = "error";
-    result.textContent = "The data is not valid JSON: " + err.message;
-    return;
-  }
-  if (data === null || typeof data !== "object" || Array.isArray(data)) {
-    result.className = "error";
-    result.textContent = "The data must be a JSON object.";
+    result.textContent = error;
     return;
   }
   // The dev server accepts any event key; in production the session stands in for one.
@@ -72,4 +79,44 @@ document.addEventListener("click", async (e) => {
     return;
   }
   location.assign("/runs/" + body.data.run_id);
+});
+
+// The apps page: add an app by URL, resync one. The server syncs the app before it
+// answers, so the answer says whether it worked; the table then shows the attempt.
+async function syncApp(path, body) {
+  const result = document.getElementById("apps-result");
+  result.className = "";
+  result.textContent = "Syncing…";
+  const response = await fetch(path, {
+    method: "POST",
+    headers: {"content-type": "application/json", ...CSRF},
+    body: body === undefined ? "" : JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (response.ok) {
+    const app = answer.data;
+    result.textContent = "Synced " + app.name + ": " + app.function_count + " function" + (app.function_count === 1 ? "" : "s");
+  } else {
+    result.className = "error";
+    result.textContent = "Sync failed: " + (answer.error || response.status);
+  }
+  htmx.trigger("#live", "refresh");
+}
+
+document.addEventListener("submit", (e) => {
+  if (e.target.id !== "add-app") return;
+  e.preventDefault();
+  syncApp("/v1/apps", {url: e.target.elements.url.value.trim()});
+});
+
+document.addEventListener("click", async (e) => {
+  const button = e.target.closest("[data-resync-app], [data-add-url]");
+  if (!button) return;
+  button.disabled = true;
+  if (button.dataset.resyncApp) {
+    await syncApp("/v1/apps/" + encodeURIComponent(button.dataset.resyncApp) + "/resync");
+  } else {
+    await syncApp("/v1/apps", {url: button.dataset.addUrl});
+  }
+  button.disabled = false;
 });

@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 from ..records import (
     ApiKeyRecord,
     AppRecord,
+    AppSyncRecord,
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,
     EventRecord,
     FunctionRecord,
+    FunctionStats,
     HistoryEntry,
     Ingest,
     Job,
@@ -36,8 +38,11 @@ from ..records import (
     Transition,
 )
 from . import (
+    app_syncs,
     apps,
     cancellations,
+    event_fates,
+    function_stats,
     housekeeping,
     ingest,
     keys,
@@ -207,6 +212,12 @@ class SqlStore(abc.ABC):
     async def get_debounce(self, key: str) -> tuple[str, str] | None:
         return await self._read(lambda conn: reads.get_debounce(conn, key))
 
+    async def idempotency_claim(self, function_id: str, key: str) -> str | None:
+        return await self._read(lambda conn: event_fates.idempotency_claim(conn, function_id, key))
+
+    async def batch_holding(self, key: str) -> list[str]:
+        return await self._read(lambda conn: event_fates.batch_holding(conn, key))
+
     # ---- bulk cancellations -------------------------------------------------------
     async def create_cancellation(self, record: CancellationRecord, job: NewJob) -> None:
         await self._write(
@@ -276,6 +287,13 @@ class SqlStore(abc.ABC):
     async def touch_api_key(self, key_id: str, now: int) -> None:
         await self._write(lambda conn: keys.touch_api_key(conn, key_id, now))
 
+    # ---- app syncs ------------------------------------------------------------------
+    async def record_app_sync(self, sync: AppSyncRecord) -> None:
+        await self._write(lambda conn: app_syncs.record_app_sync(conn, sync))
+
+    async def list_app_syncs(self) -> list[AppSyncRecord]:
+        return await self._read(app_syncs.list_app_syncs)
+
     # ---- metrics ------------------------------------------------------------------
     async def queue_stats(self, now: int) -> QueueStats:
         return await self._read(lambda conn: stats.queue_stats(conn, now))
@@ -285,6 +303,10 @@ class SqlStore(abc.ABC):
         self, where: RunFilter, *, limit: int, after: tuple[int, str] | None
     ) -> list[RunRecord]:
         return await self._read(partial(listing.list_runs, where=where, limit=limit, after=after))
+
+    # ---- function metrics -------------------------------------------------------------
+    async def function_stats(self, slug: str, now: int) -> FunctionStats:
+        return await self._read(partial(function_stats.function_stats, slug=slug, now=now))
 
     # ---- a page of runs ---------------------------------------------------------------
     async def open_work(self, run_ids: Sequence[str], now: int) -> dict[str, OpenWork]:
