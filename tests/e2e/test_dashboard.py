@@ -25,8 +25,7 @@ def test_send_an_event_watch_its_run_complete_and_read_its_timeline(
     stack: Stack, page: Page
 ) -> None:
     base = stack.server.url
-    page.goto(base + "/")
-    expect(page).to_have_url(base + "/events")
+    page.goto(base + "/events")
     expect(page.locator("#events")).to_contain_text("No events yet")
     shot(page, "events-empty")
 

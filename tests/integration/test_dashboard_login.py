@@ -20,7 +20,7 @@ from support.api_keys import create_key, keys_cli
 from support.harness import ServerProcess, wait_until
 
 SIGNING_KEY = "signkey-prod-" + "7e" * 32
-PAGES = ("/", "/events", "/functions", "/apps", "/runs/01JABCDEFGHJKMNPQRSTVWXYZ0")
+PAGES = ("/", "/runs", "/events", "/functions", "/apps", "/runs/01JABCDEFGHJKMNPQRSTVWXYZ0")
 UNKNOWN_RUN = "01JABCDEFGHJKMNPQRSTVWXYZ0"
 
 
@@ -242,7 +242,7 @@ def test_the_dev_server_needs_no_login(tmp_path: Path) -> None:
         with browser(dev, "192.0.2.21") as person:
             assert person.get("/events").status_code == 200
             assert 'content=""' in person.get("/events").text  # no CSRF token to send
-            assert person.get("/login").headers["location"] == "/events"
+            assert person.get("/login").headers["location"] == "/runs"
             assert person.delete(f"/v1/runs/{UNKNOWN_RUN}").status_code == 404
     finally:
         dev.close()

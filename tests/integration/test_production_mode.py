@@ -115,7 +115,14 @@ def test_metrics_need_the_signing_key(stack: Stack) -> None:
 
 def test_the_dashboard_is_not_served_without_a_login(stack: Stack) -> None:
     # No page shows a production server's runs to anyone who has not logged in.
-    for path in ("/", "/events", "/functions", "/apps", "/runs/01JABCDEFGHJKMNPQRSTVWXYZ0"):
+    for path in (
+        "/",
+        "/runs",
+        "/events",
+        "/functions",
+        "/apps",
+        "/runs/01JABCDEFGHJKMNPQRSTVWXYZ0",
+    ):
         response = httpx.get(stack.server.url + path, follow_redirects=False)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/login?next="), path

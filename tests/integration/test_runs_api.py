@@ -169,6 +169,29 @@ def test_pages_chain_by_cursor_while_runs_arrive(stack: Stack, runs: Runs) -> No
     assert ids(stack, {"function": COUNTED, "limit": 100}) == newest_first(*new_runs) + expected
 
 
+def test_q_searches_event_and_output_in_pages(stack: Stack, runs: Runs) -> None:
+    params = {"q": "event.data.n >= 2 && output.n < 4", "status": "Completed"}
+    first = get(stack, {**params, "limit": 1})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert [r["run_id"] for r in body["data"]] == [runs.completed[3]]
+    assert body["metadata"]["stopped_early"] is False
+    # Looked at every completed run down to the match (other tests add newer ones).
+    completed = ids(stack, {"status": "Completed", "limit": 100})
+    assert body["metadata"]["scanned"] == completed.index(runs.completed[3]) + 1
+    cursor = body["metadata"]["next_cursor"]
+    assert first.headers["x-next-cursor"] == cursor
+
+    second = get(stack, {**params, "limit": 1, "cursor": cursor}).json()
+    assert [r["run_id"] for r in second["data"]] == [runs.completed[2]]
+    rest = get(stack, {**params, "cursor": second["metadata"]["next_cursor"]}).json()
+    assert rest["data"] == []
+    assert rest["metadata"]["next_cursor"] is None
+    assert ids(stack, {**params, "limit": 10}) == [runs.completed[3], runs.completed[2]]
+    # A run the expression cannot be evaluated on (no output yet) is simply no match.
+    assert ids(stack, {"q": "output.n == 0"}) == [runs.completed[0]]
+
+
 @pytest.mark.parametrize(
     ("params", "parameter"),
     [
@@ -186,6 +209,9 @@ def test_pages_chain_by_cursor_while_runs_arrive(stack: Stack, runs: Runs) -> No
         ({"app": ""}, "app"),
         ({"function": "x" * 513}, "function"),
         ({"stauts": "Failed"}, "stauts"),
+        ({"q": "event.data.n =="}, "q"),
+        ({"q": ""}, "q"),
+        ({"q": "x" * 5000}, "q"),
     ],
 )
 def test_a_bad_parameter_is_a_400_that_names_it(

@@ -273,3 +273,10 @@ def test_cache_is_large() -> None:
     assert CACHE_SIZE == 50_000
     assert evaluate("event.data.n + 1", VARS) == 4
     assert evaluate("event.data.n + 1", {"event": {"data": {"n": 41}}}) == 42
+
+
+def test_output_reads_missing_fields_as_null() -> None:
+    # A run search reads ``output``: a run with no output yet, or another shape, is no error.
+    assert evaluate("output.total == null", {"output": None}) is True
+    assert evaluate("output.total == null", {"output": "text"}) is True
+    assert evaluate("output.total > 2", {"output": {"total": 3}}) is True

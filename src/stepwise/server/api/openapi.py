@@ -19,6 +19,7 @@ from .checkpoint import AsyncCheckpointBody
 from .events import MAX_EVENT_TS, MIN_EVENT_TS
 from .rest import MAX_LIMIT
 from .run_listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_FUNCTIONS, MAX_TEXT
+from .run_search import MAX_EXPRESSION, SCAN_LIMIT
 
 Schema = dict[str, Any]
 
@@ -252,8 +253,19 @@ def _envelope(data: Schema, *, next_cursor: bool = False) -> Schema:
                             **_nullable(_STRING),
                             "description": "Pass as ``cursor`` for the next page; null on"
                             " the last one.",
-                        }
-                    }
+                        },
+                        "scanned": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "With ``q``: how many runs were looked at.",
+                        },
+                        "stopped_early": {
+                            "type": "boolean",
+                            "description": "With ``q``: the search stopped at its bound"
+                            " before filling the page; ``next_cursor`` goes on from there.",
+                        },
+                    },
+                    optional=("scanned", "stopped_early"),
                 ),
             ]
         }
@@ -342,6 +354,17 @@ def _list_runs_parameters() -> list[Schema]:
             "Only runs triggered by this event (its internal id).",
         ),
         _query("event_name", text, "Only runs whose triggering event has this name."),
+        _query(
+            "q",
+            {"type": "string", "minLength": 1, "maxLength": MAX_EXPRESSION},
+            "A CEL expression over ``event`` (the run's first triggering event) and"
+            " ``output`` (null until the run completes), such as ``event.data.customer =="
+            ' "acme" && output.total > 10``: only runs it is true for. The server looks at'
+            f" no more than {SCAN_LIMIT} runs per request: ``metadata.scanned`` says how"
+            " many, ``metadata.stopped_early`` is true when it stopped there before filling"
+            " the page, and ``next_cursor`` continues the search from where it stopped"
+            " (a page may hold fewer runs than ``limit``, even none, and still have one).",
+        ),
         _query(
             "limit",
             {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},

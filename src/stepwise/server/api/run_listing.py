@@ -1,5 +1,6 @@
 """``GET /v1/runs``: runs filtered by status, function, app, creation time and triggering
-event, newest first, in pages chained by an opaque cursor."""
+event, newest first, in pages chained by an opaque cursor; with ``q``, only those a CEL
+expression over their event and output matches, found by a bounded scan (``run_search``)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from starlette.responses import Response
 from ...errors import ApiError
 from ...protocol import is_ulid
 from ...protocol.ids import encode_ulid
+from .. import expr
 from ..store.records import RunFilter, RunRecord, RunStatus
 from .auth import require_api_key
 from .rest import MAX_LIMIT, run_json, wrap
+from .run_search import MAX_EXPRESSION, search_runs
 from .state import ServerState
 
 DEFAULT_LIMIT = 20
@@ -65,6 +68,7 @@ def _event_id(value: Any) -> str:
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
 Time = Annotated[datetime, BeforeValidator(_rfc3339)]
 EventId = Annotated[str, BeforeValidator(_event_id)]
+Expression = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXPRESSION)]
 
 
 class RunsQuery(BaseModel):
@@ -79,6 +83,7 @@ class RunsQuery(BaseModel):
     until: Time | None = None
     event_id: EventId | None = None
     event_name: Text | None = None
+    q: Expression | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: Text | None = None
 
@@ -160,10 +165,29 @@ async def list_runs(request: Request) -> Response:
     state: ServerState = request.app.state.stepwise
     query = parse_query(request)
     after = decode_cursor(query.cursor) if query.cursor is not None else None
+    store = state.engine.store
+    if query.q is not None:
+        try:
+            found = await search_runs(
+                store, query.run_filter(), query.q, limit=query.limit, after=after
+            )
+        except expr.ExpressionError as exc:
+            raise ApiError(
+                400, "invalid_parameter", f"query parameter 'q': {exc}", parameter="q"
+            ) from None
+        resume = found.resume_after
+        search_cursor = encode_cursor(resume) if resume is not None else None
+        response = wrap(
+            [run_json(r) for r in found.runs],
+            next_cursor=search_cursor,
+            scanned=found.scanned,
+            stopped_early=found.stopped_early,
+        )
+        if search_cursor is not None:
+            response.headers["x-next-cursor"] = search_cursor
+        return response
     # One more than asked tells whether a next page exists without a second query.
-    runs = await state.engine.store.list_runs(
-        query.run_filter(), limit=query.limit + 1, after=after
-    )
+    runs = await store.list_runs(query.run_filter(), limit=query.limit + 1, after=after)
     page = runs[: query.limit]
     next_cursor = encode_cursor(page[-1]) if len(runs) > query.limit else None
     response = wrap([run_json(r) for r in page], next_cursor=next_cursor)

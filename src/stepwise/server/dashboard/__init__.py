@@ -16,7 +16,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import apps_page, cancellations_page, functions_page, login, pages
+from . import apps_page, cancellations_page, functions_page, login, pages, runs_page
 
 STATIC = Path(__file__).parent / "static"
 
@@ -24,6 +24,7 @@ STATIC = Path(__file__).parent / "static"
 def routes() -> list[BaseRoute]:
     return [
         Route("/", pages.home, methods=["GET"]),
+        Route("/runs", runs_page.runs, methods=["GET"]),
         Route("/events", pages.events, methods=["GET"]),
         Route("/runs/{run_id}", pages.run, methods=["GET"]),
         Route("/functions", functions_page.functions, methods=["GET"]),

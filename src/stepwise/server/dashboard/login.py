@@ -23,7 +23,7 @@ from .pages import render
 
 # A password and a path fit in far less; a bigger body is refused unread.
 MAX_FORM_BYTES = 8192
-HOME = "/events"
+HOME = "/runs"
 
 
 def _local(target: str | None) -> str:

@@ -178,7 +178,7 @@ def timeline(
 
 @page
 async def home(request: Request) -> Response:
-    return RedirectResponse("/events", status_code=307)
+    return RedirectResponse("/runs", status_code=307)
 
 
 @page
@@ -223,11 +223,16 @@ async def run(request: Request) -> Response:
         if event is not None:
             triggers.append({"event": event, "data": pretty(event.data)})
     now = int(time.time() * 1000)
+    status = shown_status(record, history)
+    if record.status is RunStatus.SCHEDULED:
+        # Its first call may be under way: the record says Scheduled until it answers.
+        work = (await store.open_work([record.id], now)).get(record.id)
+        status = "Running" if work is not None and work.in_flight else status
     return render(
         request,
         "run.html",
         run=record,
-        status=shown_status(record, history),
+        status=status,
         created=iso(record.created_at),
         started=iso(record.started_at),
         ended=iso(record.ended_at),

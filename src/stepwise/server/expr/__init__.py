@@ -2,7 +2,8 @@
 
 The dialect
     Variables ``event`` (the run's triggering event), ``async`` (the incoming event being
-    matched) and ``vars``, each a JSON-like map. A missing field reads as null instead of
+    matched), ``vars`` and ``output`` (a run's output, in a run search), each a JSON-like
+    value. A missing field reads as null instead of
     raising (``event.data.missing == null`` is true, ``event.data.a.b.c`` with no ``a`` is
     null), and so does selecting a field of a non-map value; ``has()`` keeps its meaning.
     Ints and floats compare as numbers (``1 == 1.0``, ``2 > 1.5``, ``1 in [1.0]``), which the

@@ -9,7 +9,8 @@ from typing import Any
 from ._syntax import Call, Ident, Index, ListLit, Lit, MapLit, Node, Select, Unary
 
 Segment = str | int
-ROOTS = frozenset({"event", "async", "vars"})
+# ``output``: a run's output, which a run search (``api/run_search.py``) reads.
+ROOTS = frozenset({"event", "async", "vars", "output"})
 
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 _EXACT_FLOAT_INT = 2**53

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .records import (
@@ -19,6 +19,7 @@ from .records import (
     Ingest,
     Job,
     NewJob,
+    OpenWork,
     Pause,
     QueueStats,
     RunChange,
@@ -240,3 +241,11 @@ class Store(Protocol):
         Buckets are aligned to whole minutes and hours (the newest one holds ``now``).
         Durations are read for the newest ``DURATION_SAMPLE`` ended runs of the day at most:
         a busy function's percentiles are then those of its newest runs."""
+
+    # ---- a page of runs ---------------------------------------------------------------
+    async def open_work(self, run_ids: Sequence[str], now: int) -> dict[str, OpenWork]:
+        """The kinds of jobs and pauses each of these runs holds, and whether one of its jobs
+        is leased at ``now`` (one query for all of them); a run holding neither is left out."""
+
+    async def events_by_id(self, internal_ids: Sequence[str]) -> dict[str, EventRecord]:
+        """The first copy of each of these events (one query); unknown ids are left out."""

@@ -538,3 +538,14 @@ class FunctionStats:
 
     last_hour: RunWindow  # by minute
     last_day: RunWindow  # by hour
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """What an unfinished run holds at ``now``: the kinds of its queued or leased jobs and
+    of its pauses. A listing reads it for a page of runs at once to tell a sleeping or waiting
+    run from a running one without reading each run's history."""
+
+    jobs: frozenset[JobKind] = frozenset()
+    pauses: frozenset[PauseKind] = frozenset()
+    in_flight: bool = False  # one of its jobs is leased now (a call to the app under way)

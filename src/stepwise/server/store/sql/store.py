@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from ..records import (
     Ingest,
     Job,
     NewJob,
+    OpenWork,
     Pause,
     QueueStats,
     RunChange,
@@ -49,6 +50,7 @@ from . import (
     listing,
     pauses,
     reads,
+    run_pages,
     stats,
     transitions,
 )
@@ -305,3 +307,10 @@ class SqlStore(abc.ABC):
     # ---- function metrics -------------------------------------------------------------
     async def function_stats(self, slug: str, now: int) -> FunctionStats:
         return await self._read(partial(function_stats.function_stats, slug=slug, now=now))
+
+    # ---- a page of runs ---------------------------------------------------------------
+    async def open_work(self, run_ids: Sequence[str], now: int) -> dict[str, OpenWork]:
+        return await self._read(lambda conn: run_pages.open_work(conn, run_ids, now))
+
+    async def events_by_id(self, internal_ids: Sequence[str]) -> dict[str, EventRecord]:
+        return await self._read(lambda conn: run_pages.events_by_id(conn, internal_ids))
