@@ -422,6 +422,9 @@ def event_is_valid(raw: object) -> bool:
     for key in ("id", "v"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             return False
+    # No NUL character in the text fields (PostgreSQL cannot store one; refused everywhere).
+    if any("\x00" in text for text in (name, raw.get("id"), raw.get("v")) if isinstance(text, str)):
+        return False
     ts = raw.get("ts")
     if isinstance(ts, bool):  # JSON true/false is not a time, even though False == 0
         return False

@@ -936,6 +936,9 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
     return paths
 
 
+# PostgreSQL cannot store a NUL character in text: the server refuses one in these fields.
+_NO_NUL: Schema = {"type": "string", "pattern": "^[^\\u0000]*$"}
+
 _NEW_EVENT: Schema = {
     "type": "object",
     "required": ["name"],
@@ -943,12 +946,15 @@ _NEW_EVENT: Schema = {
         "name": {
             "type": "string",
             "maxLength": MAX_EVENT_NAME_LENGTH,
-            # Not blank, and not one of the server's own names.
-            "pattern": f"^(?!{RESERVED_PREFIX})[\\s\\S]*\\S",
+            # Not blank, not one of the server's own names, no NUL character.
+            "pattern": f"^(?!{RESERVED_PREFIX})[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
         },
         "data": _nullable({"type": "object"}),
         "user": _nullable({"type": "object"}),
-        "id": {**_nullable(_STRING), "description": "Idempotency: one run per id a day."},
+        "id": {
+            **_nullable(_NO_NUL),
+            "description": "Idempotency: one run per id a day.",
+        },
         "ts": {
             "oneOf": [
                 {"type": "number", "minimum": MIN_EVENT_TS, "maximum": MAX_EVENT_TS},
@@ -957,7 +963,7 @@ _NEW_EVENT: Schema = {
             ],
             "description": "Milliseconds since the epoch, between 1980 and 2100; 0 or absent: now.",
         },
-        "v": _nullable(_STRING),
+        "v": _nullable(_NO_NUL),
     },
 }
 
