@@ -112,6 +112,7 @@ def test_a_live_page_goes_to_the_login_when_its_session_ends(stack: Stack, page:
     # As if the cookie expired: the page's next refresh (every 2 s) loads the login page
     # instead of swapping it into the table.
     page.context.clear_cookies()
-    expect(page).to_have_url(base + "/login?next=%2Fevents")
+    # The page's next refresh (the live feed's, or its 10 s fallback) finds no session.
+    expect(page).to_have_url(base + "/login?next=%2Fevents", timeout=20_000)
     expect(page.locator("#login input[name=password]")).to_be_visible()
     expect(page.locator("#events")).to_have_count(0)

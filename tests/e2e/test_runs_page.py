@@ -140,7 +140,7 @@ def test_older_pages_follow_the_cursor_and_only_the_first_is_live(stack: Stack, 
     page.goto(server.url + "/runs")
     table = page.locator("#runs")
     expect(table.locator("tbody tr")).to_have_count(50)
-    expect(page.locator("#live")).to_have_attribute("hx-trigger", "every 2s")
+    expect(page.locator("#live")).to_have_attribute("data-live-topics", "runs")
     first_page = table.locator(".run-link").all_inner_texts()
     page.locator("#older").focus()
     page.keyboard.press("Enter")

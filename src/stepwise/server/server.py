@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
+from types import FrameType
 
 import httpx
 import uvicorn
@@ -80,7 +82,8 @@ class Server:
 
     async def serve(self) -> None:
         await self.engine.start()
-        uv = uvicorn.Server(
+        uv = _Uvicorn(
+            self.engine.live.close,
             uvicorn.Config(
                 self.app,
                 host=self.config.host,
@@ -88,7 +91,7 @@ class Server:
                 log_level="warning",
                 lifespan="off",
                 access_log=False,
-            )
+            ),
         )
         syncer = asyncio.create_task(self._sync_apps(uv))
         try:
@@ -146,3 +149,18 @@ class Server:
                     self._known_urls.add(url)
                     await self._ping(url)
                     return
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, ending the live feed's streams as soon as it is asked to stop:
+    otherwise its graceful shutdown would wait for them, and they never end by themselves."""
+
+    def __init__(self, on_exit: Callable[[], None], config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Called from a signal handler: hand the work to the event loop.
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_soon_threadsafe(self._on_exit)
+        super().handle_exit(sig, frame)

@@ -396,6 +396,24 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                 },
             }
         },
+        "/v1/live": {
+            "get": {
+                "tags": ["server"],
+                "summary": "The live feed (server-sent events)",
+                "description": "A stream of ``event: change`` messages whose data is"
+                ' ``{"topics": [...]}``: what changed since the previous message, among'
+                " ``runs``, ``events`` and ``apps``; a comment line every 15 s while quiet."
+                " It ends when the server stops; clients reconnect.",
+                "operationId": "liveFeed",
+                "responses": {
+                    "200": {
+                        "description": "The stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 429),
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "tags": ["server"],

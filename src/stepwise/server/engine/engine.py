@@ -12,6 +12,7 @@ from typing import Any
 from ... import protocol
 from ...protocol import GeneratorOp
 from .. import faults
+from ..live import LiveFeed
 from ..metrics import Metrics
 from ..store.base import Store
 from ..store.records import (
@@ -78,6 +79,7 @@ class Engine:
         self._retention: asyncio.Task[None] | None = None
         self.scheduler = Scheduler(self.registry)
         self.metrics = Metrics()
+        self.live = LiveFeed()
         self.driver = Driver(
             signing_key=signing_key,
             server_kind=server_kind,
@@ -137,13 +139,18 @@ class Engine:
         # The version first: a sync landing in between only makes the next poll reload again.
         self._registry_version = await self.store.registry_version()
         self.registry.replace_all(await self.store.list_functions())
+        self.live.publish("apps")
 
     def _changed_elsewhere(self, topic: str) -> None:
         """Another node committed news: new work wakes the worker, a sync the registry watch."""
         if topic == "registry":
             self._registry_changed.set()
+            self.live.publish("apps")
         else:
             self.worker.notify()
+            # Work another node committed: its runs moved, and it may have stored events.
+            self.live.publish("runs")
+            self.live.publish("events")
 
     async def _watch_registry(self) -> None:
         """Pick up apps synced through another node sharing the database."""
@@ -185,6 +192,9 @@ class Engine:
         self, transition: Transition, state: RunState | None, applied: list[bool]
     ) -> None:
         self.metrics.committed(transition, state, applied)
+        self.live.publish("runs")
+        if transition.ingest is not None:
+            self.live.publish("events")
         if (
             transition.new_jobs
             or transition.ingest
@@ -199,7 +209,9 @@ class Engine:
         """Store events and start the runs they trigger, durably, in one commit."""
         batch = self.scheduler.plan(events, now_ms())
         created = await self.store.ingest(batch)
+        self.live.publish("events")
         if created:
+            self.live.publish("runs")
             self.worker.notify()
         return created
 
@@ -257,6 +269,7 @@ class Engine:
             )
             applied = await self.store.apply_changes([change])
             self.metrics.changes_applied([change], applied)
+            self.live.publish("runs")
             self.worker.notify()
         run = await self.store.get_run(run_id)
         return run.status if run is not None else None

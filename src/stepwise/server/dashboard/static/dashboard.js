@@ -120,3 +120,32 @@ document.addEventListener("click", async (e) => {
   }
   button.disabled = false;
 });
+
+// Live: a page's live part refreshes as soon as the server says one of the things it shows
+// changed (GET /v1/live, server-sent events), at most every 300 ms; its slow timer is only
+// the fallback for a feed that dropped. The stream reconnects by itself.
+(() => {
+  const topicsOf = () => {
+    const live = document.querySelector("#live[hx-get][data-live-topics]");
+    return live ? live.dataset.liveTopics.split(" ") : [];
+  };
+  if (!topicsOf().length || !window.EventSource) return;
+  const feed = new EventSource("/v1/live");
+  let pending = false;
+  const refresh = () => {
+    if (pending) return;
+    pending = true;
+    setTimeout(() => {
+      pending = false;
+      const live = document.querySelector("#live[hx-get]");
+      if (live) htmx.trigger(live, "refresh");
+    }, 300);
+  };
+  // What changed between the page's rendering and the feed's (re)opening was not told.
+  feed.addEventListener("open", refresh);
+  feed.addEventListener("change", (message) => {
+    const changed = JSON.parse(message.data).topics;
+    if (changed.some((t) => topicsOf().includes(t))) refresh();
+  });
+  window.addEventListener("pagehide", () => feed.close());
+})();
