@@ -47,6 +47,9 @@ def test_send_an_event_watch_its_run_complete_and_read_its_timeline(
         expect(timeline.locator("tr.kind-StepCompleted", has_text=step)).to_have_count(1)
     expect(timeline.locator("tr.kind-RunCompleted")).to_have_count(1)
     expect(page.locator("#run-output")).to_contain_text('"HELLO ADA"')
+    function = page.locator("#run-function")
+    expect(function.locator("a")).to_have_attribute("href", "/functions/dashboard-greet")
+    expect(function.locator("pre")).to_contain_text('"event": "dash/greet"')
     expect(page.locator(".card", has_text="dash/greet")).to_contain_text('"who": "Ada"')
     shot(page, "run-completed")
 

@@ -222,6 +222,7 @@ async def run(request: Request) -> Response:
         event = await store.get_event(internal_id)
         if event is not None:
             triggers.append({"event": event, "data": pretty(event.data)})
+    function = next((f for f in await store.list_functions() if f.id == record.function_id), None)
     now = int(time.time() * 1000)
     status = shown_status(record, history)
     if record.status is RunStatus.SCHEDULED:
@@ -240,6 +241,7 @@ async def run(request: Request) -> Response:
         output=pretty(record.output) if record.status.terminal else None,
         error=pretty(record.error) if record.error else None,
         triggers=triggers,
+        function_config=pretty(function.config) if function is not None else None,
         bars=timeline(record, history, memos, now),
         live=not record.status.terminal,
     )
