@@ -191,6 +191,27 @@ def test_step_run_name_falls_back_to_userland_id_then_name() -> None:
     assert names == [("h1", "raw-id"), ("h2", "n2")]
 
 
+def test_a_step_s_input_is_kept_in_its_history_when_the_sdk_sends_it() -> None:
+    # The JS SDK sends step.run's arguments as opts.input (an array); the Python SDKs none.
+    ops = [
+        {
+            "op": "StepRun",
+            "id": "s1",
+            "name": "s1",
+            "opts": {"type": "step.run", "input": [{"to": "a@b.c"}, 3]},
+            "data": "sent",
+        },
+        {"op": "StepRun", "id": "s2", "name": "s2", "opts": {"input": []}, "data": 1},
+        {"op": "StepPlanned", "id": "p1", "name": "p1", "opts": {"input": ["x"]}},
+    ]
+    t = handle(ops)
+    assert [e.data for s in t.settled for e in s.history] == [
+        {"input": [{"to": "a@b.c"}, 3]},
+        None,
+    ]
+    assert [e.data for p in t.planned for e in p.history] == [{"input": ["x"]}]
+
+
 def test_legacy_step_op_memoizes_raw_data() -> None:
     ops = [{"op": "Step", "id": "s1", "name": "s1", "data": {"data": "already wrapped"}}]
     entry = HistoryEntry(HistoryKind.STEP_COMPLETED, NOW, "s1", "s1", 0)
@@ -487,6 +508,35 @@ def test_wait_for_event_writes_an_indexed_pause_and_its_timeout() -> None:
     [timeout] = planned.jobs
     assert timeout.run_at == NOW + 3_600_000 and timeout.payload == {"pause": pause.key}
     assert [h.kind for h in planned.history] == [HistoryKind.WAIT_STARTED]
+    # What it waits for, for the run's page.
+    assert planned.history[0].data == {
+        "until": to_iso(datetime.fromtimestamp((NOW + 3_600_000) / 1000, UTC)),
+        "event": "app/approved",
+        "if": "async.data.user_id == event.data.user_id",
+    }
+
+
+def test_a_fetch_s_history_keeps_its_method_and_url_without_query_or_credentials() -> None:
+    ops = [
+        {
+            "op": "Gateway",
+            "id": "f1",
+            "name": "f1",
+            "opts": {
+                "url": "https://user:pw@api.example.com:8443/v1/items?token=secret#top",
+                "method": "post",
+                "headers": {"Authorization": "Bearer secret"},
+                "body": "secret",
+            },
+        },
+        {"op": "Gateway", "id": "f2", "name": "f2", "opts": {"url": "http://[::1"}},
+    ]
+    t = handle(ops)
+    assert [e.data for p in t.planned for e in p.history] == [
+        {"fetch": {"method": "POST", "url": "https://api.example.com:8443/v1/items"}},
+        {"fetch": {"method": "GET", "url": "(not a URL)"}},
+    ]
+    assert "secret" not in repr([p.history for p in t.planned])
 
 
 def test_a_targeted_call_that_does_not_settle_its_step_abandons_it() -> None:

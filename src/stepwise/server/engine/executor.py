@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ... import protocol
 from ...protocol import GeneratorOp, Opcode, OpParseError
@@ -369,9 +370,10 @@ class Executor:
                     )
                     continue
                 memo = {"data": op.data} if op.op is Opcode.STEP_RUN else op.data
-                out.settle(
-                    op.id, memo, out.entry(HistoryKind.STEP_COMPLETED, op.id, name, job.attempt)
+                entry = out.entry(
+                    HistoryKind.STEP_COMPLETED, op.id, name, job.attempt, _step_input(op)
                 )
+                out.settle(op.id, memo, entry)
             elif op.op is Opcode.STEP_ERROR:
                 error = lifecycle.step_error(op.error)
                 if not no_retry and job.attempt + 1 < spec.max_attempts:
@@ -397,7 +399,8 @@ class Executor:
                     key=f"step:{run_id}:{op.id}",
                     payload={"race": True} if race else None,
                 )
-                planned(out.entry(HistoryKind.STEP_PLANNED, op.id, name), jobs=(call,))
+                entry = out.entry(HistoryKind.STEP_PLANNED, op.id, name, None, _step_input(op))
+                planned(entry, jobs=(call,))
             elif op.op is Opcode.SLEEP:
                 wake = _sleep_until(op, now)
                 if wake is None:
@@ -455,7 +458,10 @@ class Executor:
                     key=f"gateway:{run_id}:{op.id}",
                     payload={"opts": op.opts or {}, "name": name},
                 )
-                planned(out.entry(HistoryKind.STEP_PLANNED, op.id, name), jobs=(fetch,))
+                request = {"fetch": _fetch_shown(op.opts or {})}
+                planned(
+                    out.entry(HistoryKind.STEP_PLANNED, op.id, name, None, request), jobs=(fetch,)
+                )
             elif op.op is Opcode.RUN_COMPLETE:
                 complete = (op.data,)
             elif op.op is Opcode.DISCOVERY_REQUEST:
@@ -640,8 +646,40 @@ def _pause_history(
     name: str | None,
 ) -> tuple[HistoryEntry]:
     until = wait.pause.expires_at
-    data = {"until": _iso_ms(until)} if until is not None else None
-    return (out.entry(kind, op.id, name, None, data),)
+    data: dict[str, Any] = {"until": _iso_ms(until)} if until is not None else {}
+    # What it waits for, as the run's page shows it: the event (and its condition) or signal.
+    if wait.pause.signal:
+        data["signal"] = wait.pause.signal
+    elif wait.pause.event_name:
+        data["event"] = wait.pause.event_name
+        condition = (op.opts or {}).get("if")
+        if isinstance(condition, str) and condition:
+            data["if"] = condition
+    return (out.entry(kind, op.id, name, None, data or None),)
+
+
+def _step_input(op: GeneratorOp) -> dict[str, Any] | None:
+    """The arguments a step was given, when its SDK sends them (the JS SDK's ``opts.input``),
+    kept in its history for the run's page; most steps have none."""
+    given = (op.opts or {}).get("input")
+    return {"input": given} if isinstance(given, list) and given else None
+
+
+def _fetch_shown(opts: dict[str, Any]) -> dict[str, Any]:
+    """A ``step.fetch`` request as its history keeps it: method and URL, without the URL's
+    query or credentials, which may hold secrets; its headers and body are not kept."""
+    method = opts.get("method")
+    shown: dict[str, Any] = {"method": method.upper() if isinstance(method, str) else "GET"}
+    url = opts.get("url")
+    if isinstance(url, str):
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # the request fails on it; the page still says what it was
+            shown["url"] = "(not a URL)"
+        else:
+            netloc = parts.netloc.rpartition("@")[2]
+            shown["url"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return shown
 
 
 def step_name(op: GeneratorOp) -> str | None:

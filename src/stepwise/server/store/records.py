@@ -22,6 +22,13 @@ class RunStatus(enum.StrEnum):
         return self not in (RunStatus.SCHEDULED, RunStatus.RUNNING)
 
 
+class RunHold(enum.StrEnum):
+    """What a Running run is doing while nothing of it runs: a listing can ask for these."""
+
+    SLEEPING = "Sleeping"  # a sleep's wake-up is queued, and no call to its app
+    WAITING = "Waiting"  # it holds a wait, invoke or signal pause, and nothing is queued
+
+
 class JobKind(enum.StrEnum):
     CALL = "call"  # call the SDK: discovery ("step") or one targeted step
     WAKE = "wake"  # a sleep ended: memoize null, then discovery
@@ -502,6 +509,8 @@ class RunFilter:
     """Which runs a listing returns; every field set narrows it (an empty tuple: any)."""
 
     statuses: tuple[RunStatus, ...] = ()
+    # Running runs that hold only a sleep (or a wait); with ``statuses``, either matches.
+    holds: tuple[RunHold, ...] = ()
     function_slugs: tuple[str, ...] = ()
     app_name: str | None = None
     created_from: int | None = None  # inclusive
