@@ -36,8 +36,8 @@ from ..store.records import (
     Settled,
     Transition,
 )
-from . import lifecycle, pauses
-from .backoff import clamp_retry_after, retry_delay_ms
+from . import ai_gateway, lifecycle, pauses
+from .backoff import parse_retry_after, retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
 from .dispatch import queue_item_ref
@@ -62,7 +62,6 @@ _LAZY_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT}
 
 # Ops this server does not carry out; a step using one fails with a clear error.
 _UNSUPPORTED_OPS = {
-    Opcode.AI_GATEWAY,
     Opcode.DEFER_ADD,
     Opcode.DEFER_ABORT,
     Opcode.SYNC_RUN_COMPLETE,
@@ -180,6 +179,8 @@ class Executor:
             return self._finish(_Outcome(job, state.run.id, now), state, failure=failure)
         if job.kind is JobKind.GATEWAY:
             return await self.jobs.gateway(job, state, spec.max_attempts, now)
+        if job.kind is JobKind.AI_GATEWAY:
+            return await self.jobs.ai_gateway(job, state, spec.max_attempts, now)
         if state.state_bytes > MAX_RUN_STATE:
             failure = Failure.of_server(
                 "StateTooLargeError",
@@ -276,7 +277,7 @@ class Executor:
             )
             return self._fail_attempt(out, state, spec, failure, no_retry=False, retry_after=None)
         no_retry = (reply.header(h.NO_RETRY) or "").strip().lower() == "true"
-        retry_after = _parse_retry_after(reply.header(h.RETRY_AFTER), now)
+        retry_after = parse_retry_after(reply.header(h.RETRY_AFTER), now)
 
         if reply.status == 200:
             return self._finish(out, state, output=(reply.body,))
@@ -369,9 +370,10 @@ class Executor:
                     )
                     continue
                 memo = {"data": op.data} if op.op is Opcode.STEP_RUN else op.data
-                out.settle(
-                    op.id, memo, out.entry(HistoryKind.STEP_COMPLETED, op.id, name, job.attempt)
+                entry = out.entry(
+                    HistoryKind.STEP_COMPLETED, op.id, name, job.attempt, wrapped_call(op)
                 )
+                out.settle(op.id, memo, entry)
             elif op.op is Opcode.STEP_ERROR:
                 error = lifecycle.step_error(op.error)
                 if not no_retry and job.attempt + 1 < spec.max_attempts:
@@ -456,6 +458,25 @@ class Executor:
                     payload={"opts": op.opts or {}, "name": name},
                 )
                 planned(out.entry(HistoryKind.STEP_PLANNED, op.id, name), jobs=(fetch,))
+            elif op.op is Opcode.AI_GATEWAY:
+                try:
+                    options = ai_gateway.parse_options(op.opts)
+                except ai_gateway.InvalidOptions as exc:
+                    fail_step({"name": ai_gateway.ERROR_NAME, "message": str(exc)})
+                    continue
+                infer = NewJob(
+                    run_id=run_id,
+                    kind=JobKind.AI_GATEWAY,
+                    run_at=now,
+                    step_id=op.id,
+                    key=f"ai:{run_id}:{op.id}",
+                    # The only copy of the key the server keeps: the job row, deleted
+                    # when its outcome commits. The history gets the request redacted.
+                    payload={"opts": options.model_dump(), "name": name},
+                )
+                request = {"type": options.type, "request": ai_gateway.redacted(options)}
+                entry = out.entry(HistoryKind.STEP_PLANNED, op.id, name, None, request)
+                planned(entry, jobs=(infer,))
             elif op.op is Opcode.RUN_COMPLETE:
                 complete = (op.data,)
             elif op.op is Opcode.DISCOVERY_REQUEST:
@@ -653,6 +674,15 @@ def step_name(op: GeneratorOp) -> str | None:
     return op.name
 
 
+def wrapped_call(op: GeneratorOp) -> dict[str, Any] | None:
+    """What the history keeps of a ``step.ai.wrap`` step beyond its output: its input."""
+    opts = op.opts or {}
+    if opts.get("type") != "step.ai.wrap":
+        return None
+    given = opts.get("input")
+    return {"type": "step.ai.wrap", "input": ai_gateway.redact_input(given)}
+
+
 def _iso_ms(ms: int) -> str:
     return protocol.to_iso(datetime.fromtimestamp(ms / 1000, UTC))
 
@@ -669,20 +699,6 @@ def _sleep_until(op: GeneratorOp, now: int) -> int | None:
         return None
     until = min(until, current + MAX_SLEEP)
     return int(until.timestamp() * 1000)
-
-
-def _parse_retry_after(value: str | None, now: int) -> int | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        at = now + int(float(value) * 1000)
-    except ValueError:
-        try:
-            at = int(protocol.parse_timestamp(value).timestamp() * 1000)
-        except protocol.DurationError:
-            return None
-    return clamp_retry_after(now, at)
 
 
 def _ops_or_empty(body: Any) -> list[GeneratorOp]:
