@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,10 @@ from .registry import Registry
 from .scheduler import Scheduler
 
 log = logging.getLogger("stepwise.jobs")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _done(job: Job, **fields: Any) -> Transition:
@@ -286,9 +291,10 @@ class SystemJobs:
             except OutboundError as exc:
                 answer = ai_gateway.answer_of_failure(exc, options)
             else:
-                answer = ai_gateway.answer_of(response, now)
+                answer = ai_gateway.answer_of(response, _now_ms())
         if answer.retryable and job.attempt + 1 < max_attempts:
-            backoff = now + retry_delay_ms(job.attempt, self.retry_interval_s)
+            # Counted from the answer, not from the start of a request that may be slow.
+            backoff = _now_ms() + retry_delay_ms(job.attempt, self.retry_interval_s)
             at = answer.retry_after_ms if answer.retry_after_ms is not None else backoff
             data = {**answer.memo, "retry_at": at}
             entry = HistoryEntry(
