@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from stepwise.protocol import hash_step_id
 from support.harness import Stack, wait_until
 from support.providers import PROVIDERS, RETRY_AFTER_S, Providers, success_body
 
@@ -263,3 +264,39 @@ def test_in_production_the_gateway_refuses_a_loopback_provider(
     assert providers.to("openai", prompt) == []
     kinds = [(h["kind"], h["attempt"]) for h in step_history(production, run)]
     assert kinds == [("StepPlanned", None), ("StepFailed", 0)]
+
+
+def test_a_server_killed_between_the_answer_and_its_commit_asks_again_once(
+    backend: str, providers: Providers, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The provider's answer, the step's history and the run's next call commit in one
+    transaction: a server killed after the answer came but before that commit has stored
+    none of them, so after a restart the request is made again, once, and the run ends
+    with one result for the step."""
+    s = Stack(
+        tmp_path_factory.mktemp("ai-crash"),
+        "ai_app",
+        app_env=app_env(providers),
+        server_args=["--retry-interval", "1", "--lease-seconds", "2"],
+        server_env={"STEPWISE_FAULTS": "commit.ai_gateway=crash"},
+        functions=3,
+    )
+    with s:
+        server = s.server
+        prompt = f"ok crash {uuid.uuid4().hex[:8]}"
+        event_id = server.send("ai/infer", {"provider": "anthropic", "prompt": prompt})
+        assert server.proc is not None
+        assert server.proc.wait(timeout=30) == -9, s.logs()  # SIGKILL at the fault point
+        assert len(providers.to("anthropic", prompt)) == 1
+        assert (
+            server.query("SELECT step_id FROM steps WHERE step_id = ?", (hash_step_id("ask"),))
+            == []
+        )
+
+        del server.env["STEPWISE_FAULTS"]
+        server.start_and_wait()
+        run = server.wait_for_run(event_id, timeout=60)
+        assert run["output"] == {"text": f"echo: {prompt}", "type": "Message"}, s.logs()
+        assert len(providers.to("anthropic", prompt)) == 2  # the one step in flight, once more
+        kinds = [h["kind"] for h in step_history(s, run)]
+        assert kinds == ["StepPlanned", "StepCompleted"]
