@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,23 +61,28 @@ def providers(backend: str) -> Iterator[Providers]:
         yield p
 
 
-def app_env(providers: Providers) -> dict[str, str]:
-    env = {name: providers.keys[provider] for provider, name in KEY_ENV.items()}
-    return {**env, "STEPWISE_TEST_PROVIDERS": providers.url}
+def ai_stack(
+    tmp: Path, providers: Providers, *args: str, env: dict[str, str] | None = None, **fields: Any
+) -> Stack:
+    """The server (with ``args`` after ``--retry-interval 1``) and ``ai_app``, which finds
+    the providers and each one's key in its usual variable."""
+    keys = {name: providers.keys[provider] for provider, name in KEY_ENV.items()}
+    return Stack(
+        tmp,
+        "ai_app",
+        app_env={**keys, "STEPWISE_TEST_PROVIDERS": providers.url, **(env or {})},
+        server_args=["--retry-interval", "1", *args],
+        functions=3,
+        **fields,
+    )
 
 
 @pytest.fixture(scope="module")
 def stack(
     backend: str, providers: Providers, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    s = Stack(
-        tmp_path_factory.mktemp("ai"),
-        "ai_app",
-        app_env=app_env(providers),
-        server_args=["--retry-interval", "1", "--outbound-timeout", str(TIMEOUT_S)],
-        functions=3,
-    )
-    with s:
+    args = ("--outbound-timeout", str(TIMEOUT_S))
+    with ai_stack(tmp_path_factory.mktemp("ai"), providers, *args) as s:
         yield s
 
 
@@ -240,13 +246,8 @@ def test_no_api_key_is_stored_or_shown(stack: Stack, providers: Providers) -> No
 def production(
     backend: str, providers: Providers, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    s = Stack(
-        tmp_path_factory.mktemp("ai-production"),
-        "ai_app",
-        app_env={**app_env(providers), "STEPWISE_TEST_SIGNING_KEY": SIGNING_KEY},
-        server_args=["--retry-interval", "1"],
-        functions=3,
-    )
+    tmp = tmp_path_factory.mktemp("ai-production")
+    s = ai_stack(tmp, providers, env={"STEPWISE_TEST_SIGNING_KEY": SIGNING_KEY})
     s.server.production(signing_key=SIGNING_KEY, event_key="test-event-key")
     with s:
         yield s
@@ -275,13 +276,12 @@ def test_a_server_killed_between_the_answer_and_its_commit_asks_again_once(
     transaction: a server killed after the answer came but before that commit has stored
     none of them, so after a restart the request is made again, once, and the run ends
     with one result for the step."""
-    s = Stack(
+    s = ai_stack(
         tmp_path_factory.mktemp("ai-crash"),
-        "ai_app",
-        app_env=app_env(providers),
-        server_args=["--retry-interval", "1", "--lease-seconds", "2"],
+        providers,
+        "--lease-seconds",
+        "2",
         server_env={"STEPWISE_FAULTS": "commit.ai_gateway=crash"},
-        functions=3,
     )
     with s:
         server = s.server

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from ..errors import ConfigError
@@ -61,20 +61,64 @@ def _chat(
     )
 
 
-def openai(
-    model: str,
-    *,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    default_parameters: Mapping[str, Any] | None = None,
-) -> ChatModel:
+class ChatAdapter(Protocol):
+    """The signature of ``openai``, ``grok`` and ``deepseek``."""
+
+    def __call__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        default_parameters: Mapping[str, Any] | None = None,
+    ) -> ChatModel: ...
+
+
+def _chat_adapter(
+    name: str, fmt: str, base: str, key_env: str, doc: str, *, base_env: str | None = None
+) -> ChatAdapter:
+    """An adapter for a provider of the Chat Completions format at ``base``."""
+
+    def adapter(
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        default_parameters: Mapping[str, Any] | None = None,
+    ) -> ChatModel:
+        chosen = base_url or (os.environ.get(base_env) if base_env else None) or base
+        return _chat(fmt, model, chosen, api_key, (key_env,), headers, default_parameters)
+
+    adapter.__name__ = adapter.__qualname__ = name
+    adapter.__doc__ = doc
+    return adapter
+
+
+openai = _chat_adapter(
+    "openai",
+    "openai-chat",
+    OPENAI_URL,
+    "OPENAI_API_KEY",
     """OpenAI Chat Completions. Key: ``api_key`` or ``OPENAI_API_KEY``; base URL:
-    ``base_url`` or ``OPENAI_BASE_URL`` (``https://api.openai.com/v1``)."""
-    base = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
-    return _chat(
-        "openai-chat", model, base, api_key, ("OPENAI_API_KEY",), headers, default_parameters
-    )
+    ``base_url`` or ``OPENAI_BASE_URL`` (``https://api.openai.com/v1``).""",
+    base_env="OPENAI_BASE_URL",
+)
+grok = _chat_adapter(
+    "grok",
+    "grok",
+    GROK_URL,
+    "XAI_API_KEY",
+    "xAI Grok (OpenAI Chat Completions format). Key: ``api_key`` or ``XAI_API_KEY``.",
+)
+deepseek = _chat_adapter(
+    "deepseek",
+    "openai-chat",
+    DEEPSEEK_URL,
+    "DEEPSEEK_API_KEY",
+    "DeepSeek (OpenAI Chat Completions format). Key: ``api_key`` or ``DEEPSEEK_API_KEY``.",
+)
 
 
 def openai_responses(
@@ -158,46 +202,6 @@ def gemini(
         headers=dict(headers or {}),
         default_parameters=dict(default_parameters or {}),
         model_in_body=False,
-    )
-
-
-def grok(
-    model: str,
-    *,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    default_parameters: Mapping[str, Any] | None = None,
-) -> ChatModel:
-    """xAI Grok (OpenAI Chat Completions format). Key: ``api_key`` or ``XAI_API_KEY``."""
-    return _chat(
-        "grok",
-        model,
-        base_url or GROK_URL,
-        api_key,
-        ("XAI_API_KEY",),
-        headers,
-        default_parameters,
-    )
-
-
-def deepseek(
-    model: str,
-    *,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    default_parameters: Mapping[str, Any] | None = None,
-) -> ChatModel:
-    """DeepSeek (OpenAI Chat Completions format). Key: ``api_key`` or ``DEEPSEEK_API_KEY``."""
-    return _chat(
-        "openai-chat",
-        model,
-        base_url or DEEPSEEK_URL,
-        api_key,
-        ("DEEPSEEK_API_KEY",),
-        headers,
-        default_parameters,
     )
 
 

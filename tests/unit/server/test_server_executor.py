@@ -478,7 +478,11 @@ def test_ai_gateway_plans_a_job_and_keeps_the_request_without_its_secrets(op: st
     assert t.settled == [] and t.continue_with is None and t.retry_at is None
     [planned] = t.planned
     [infer] = planned.jobs
-    assert (infer.kind, infer.step_id, infer.key) == (JobKind.AI_GATEWAY, "a1", f"ai:{RUN_ID}:a1")
+    assert (infer.kind, infer.step_id, infer.key) == (
+        JobKind.AI_GATEWAY,
+        "a1",
+        f"ai_gateway:{RUN_ID}:a1",
+    )
     assert infer.payload is not None and infer.payload["opts"]["auth_key"] == "sk-secret-1234"
     [entry] = planned.history
     assert (entry.kind, entry.name) == (HistoryKind.STEP_PLANNED, "ask")

@@ -449,14 +449,7 @@ class Executor:
                 if invoke_error is not None:
                     fail_step(invoke_error)
             elif op.op is Opcode.GATEWAY:
-                fetch = NewJob(
-                    run_id=run_id,
-                    kind=JobKind.GATEWAY,
-                    run_at=now,
-                    step_id=op.id,
-                    key=f"gateway:{run_id}:{op.id}",
-                    payload={"opts": op.opts or {}, "name": name},
-                )
+                fetch = _request_job(JobKind.GATEWAY, run_id, op.id, now, op.opts or {}, name)
                 planned(out.entry(HistoryKind.STEP_PLANNED, op.id, name), jobs=(fetch,))
             elif op.op is Opcode.AI_GATEWAY:
                 try:
@@ -464,15 +457,10 @@ class Executor:
                 except ai_gateway.InvalidOptions as exc:
                     fail_step({"name": ai_gateway.ERROR_NAME, "message": str(exc)})
                     continue
-                infer = NewJob(
-                    run_id=run_id,
-                    kind=JobKind.AI_GATEWAY,
-                    run_at=now,
-                    step_id=op.id,
-                    key=f"ai:{run_id}:{op.id}",
-                    # The only copy of the key the server keeps: the job row, deleted
-                    # when its outcome commits. The history gets the request redacted.
-                    payload={"opts": options.model_dump(), "name": name},
+                # The only copy of the key the server keeps: the job row, deleted when
+                # its outcome commits. The history gets the request redacted.
+                infer = _request_job(
+                    JobKind.AI_GATEWAY, run_id, op.id, now, options.model_dump(), name
                 )
                 request = {"type": options.type, "request": ai_gateway.redacted(options)}
                 entry = out.entry(HistoryKind.STEP_PLANNED, op.id, name, None, request)
@@ -646,6 +634,20 @@ class Executor:
         return out.transition(
             clear_run_jobs=True, ending=ending, ingest=self.scheduler.plan(events, now)
         )
+
+
+def _request_job(
+    kind: JobKind, run_id: str, step_id: str, now: int, opts: dict[str, Any], name: str | None
+) -> NewJob:
+    """A job, due now, in which the server makes a step's request (a fetch, a model call)."""
+    return NewJob(
+        run_id=run_id,
+        kind=kind,
+        run_at=now,
+        step_id=step_id,
+        key=f"{kind.value}:{run_id}:{step_id}",
+        payload={"opts": opts, "name": name},
+    )
 
 
 def _pause_parts(wait: pauses.PlannedPause) -> dict[str, Any]:
