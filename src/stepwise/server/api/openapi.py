@@ -136,8 +136,21 @@ SCHEMAS: dict[str, Schema] = {
                 "name": _nullable(_STRING),
                 "attempt": _nullable({"type": "integer"}),
                 "output": {**_ANY, "description": "A completed step's output."},
+                "type": {
+                    **_STRING,
+                    "description": "``step.ai.infer`` or ``step.ai.wrap`` for those steps.",
+                },
+                "request": {
+                    "type": "object",
+                    "description": "A ``step.ai.infer`` step's request (``StepPlanned``), "
+                    "with its key and credential headers and parameters ``[redacted]``.",
+                },
+                "input": {
+                    "type": "array",
+                    "description": "A ``step.ai.wrap`` step's arguments (``StepCompleted``).",
+                },
             },
-            optional=("output",),
+            optional=("output", "type", "request", "input"),
         ),
         "description": "One thing that happened in a run; kinds add fields of their own.",
         "additionalProperties": True,
