@@ -142,3 +142,14 @@ def test_wrap_input_hides_credential_arguments_only() -> None:
         {"api_key": "[redacted]", "max_tokens": 3, "nested": [{"Authorization": "[redacted]"}]},
         "text",
     ]
+
+
+def test_an_answer_that_echoes_the_key_is_kept_without_it() -> None:
+    body = f'{{"error": {{"message": "Incorrect API key provided: {KEY}"}}}}'.encode()
+    answer = ai_gateway.without_secrets(ai_gateway.answer_of(response(401, body), NOW), options())
+    assert KEY not in repr(answer.memo)
+    assert answer.memo["error"]["data"] == {
+        "error": {"message": "Incorrect API key provided: [redacted]"}
+    }
+    plain = ai_gateway.answer_of(response(200, b'{"id": "x"}'), NOW)
+    assert ai_gateway.without_secrets(plain, options()) is plain

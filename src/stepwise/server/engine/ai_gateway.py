@@ -24,6 +24,7 @@ holds the key, and a job row is deleted when its outcome commits.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -275,6 +276,25 @@ def answer_of(response: OutboundResponse, now: int) -> Answer:
     return Answer(_error(message, status, text, data), retryable, retry_after)
 
 
+def without_secrets(answer: Answer, options: InferOptions) -> Answer:
+    """``answer`` with any copy of the request's key replaced: a provider that echoes the
+    key it was sent (in an error message, say) must not put it into the run's history."""
+    secrets = _secrets(options)
+    if not any(secret in protocol.dumps(answer.memo).decode() for secret in secrets):
+        return answer
+    return dataclasses.replace(answer, memo=_scrub_value(answer.memo, secrets))
+
+
+def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): _scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v, secrets) for v in value]
+    return value
+
+
 def answer_of_failure(exc: OutboundError, options: InferOptions) -> Answer:
     """No answer at all: unreachable, timed out, refused by the destination policy, too big."""
     secrets = _secrets(options)
@@ -325,4 +345,5 @@ __all__ = [
     "redact_url",
     "redacted",
     "scrub",
+    "without_secrets",
 ]

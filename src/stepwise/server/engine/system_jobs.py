@@ -291,7 +291,9 @@ class SystemJobs:
             except OutboundError as exc:
                 answer = ai_gateway.answer_of_failure(exc, options)
             else:
-                answer = ai_gateway.answer_of(response, _now_ms())
+                answer = ai_gateway.without_secrets(
+                    ai_gateway.answer_of(response, _now_ms()), options
+                )
         if answer.retryable and job.attempt + 1 < max_attempts:
             # Counted from the answer, not from the start of a request that may be slow.
             backoff = _now_ms() + retry_delay_ms(job.attempt, self.retry_interval_s)
