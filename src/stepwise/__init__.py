@@ -4,6 +4,7 @@ from ._version import __version__
 from .errors import (
     ApiError,
     ConfigError,
+    InferenceError,
     NonRetriableError,
     RegistrationError,
     RetryAfterError,
@@ -46,6 +47,7 @@ __all__ = [
     "Event",
     "FetchResponse",
     "Function",
+    "InferenceError",
     "NonRetriableError",
     "Priority",
     "RateLimit",

@@ -138,19 +138,40 @@ SCHEMAS: dict[str, Schema] = {
                 "output": {**_ANY, "description": "A completed step's output."},
                 "input": {
                     "type": "array",
-                    "description": "A step's arguments, when its SDK sends them (JS).",
+                    "description": "A step's arguments, when its SDK sends them (JS; a"
+                    " ``step.ai.wrap``'s from either SDK), arguments named like credentials"
+                    " ``[redacted]``.",
                 },
                 "fetch": {
                     **_object({"method": _STRING, "url": _STRING}, optional=("url",)),
                     "description": "A step.fetch's request: its URL without query or"
                     " credentials (its headers and body are not kept).",
                 },
+                "type": {
+                    **_STRING,
+                    "description": "``step.ai.infer`` or ``step.ai.wrap`` for those steps.",
+                },
+                "request": {
+                    "type": "object",
+                    "description": "A ``step.ai.infer`` step's request (``StepPlanned``), "
+                    "with its key and credential headers and parameters ``[redacted]``.",
+                },
                 "until": {**_TIME, "description": "When a sleep ends or a wait times out."},
                 "event": {**_STRING, "description": "The event a wait is for."},
                 "if": {**_STRING, "description": "The condition a waited-for event meets."},
                 "signal": {**_STRING, "description": "The signal a wait is for."},
             },
-            optional=("output", "input", "fetch", "until", "event", "if", "signal"),
+            optional=(
+                "output",
+                "input",
+                "fetch",
+                "type",
+                "request",
+                "until",
+                "event",
+                "if",
+                "signal",
+            ),
         ),
         "description": "One thing that happened in a run; kinds add fields of their own.",
         "additionalProperties": True,

@@ -133,10 +133,13 @@ def timeline(
     start = run.created_at
     end = max([run.ended_at or now, *(e.at for e in history)])
     span = max(end - start, 1)
-    fetches = {
-        e.step_id
+    # Steps the server carries out itself: a step.fetch, a step.ai.infer.
+    made = {
+        e.step_id: "fetch" if "fetch" in e.data else "ai"
         for e in history
-        if e.kind is HistoryKind.STEP_PLANNED and isinstance(e.data, dict) and "fetch" in e.data
+        if e.kind is HistoryKind.STEP_PLANNED
+        and isinstance(e.data, dict)
+        and ("fetch" in e.data or e.data.get("type") == "step.ai.infer")
     }
     bars = []
     for index, entry in enumerate(history):
@@ -161,7 +164,7 @@ def timeline(
         bars.append(
             Bar(
                 entry=entry,
-                what=_what(entry, entry.step_id in fetches, memo),
+                what=_what(entry, made.get(entry.step_id or ""), memo),
                 at=iso(entry.at),
                 offset_ms=entry.at - start,
                 left=100 * (entry.at - start) / span,
@@ -178,19 +181,22 @@ def timeline(
     return bars
 
 
-def _what(entry: HistoryEntry, fetch: bool, memo: Any) -> str:
-    """An entry's kind in words; a ``step.fetch`` step's say it is one, with its answer."""
-    if not fetch:
+def _what(entry: HistoryEntry, made: str | None, memo: Any) -> str:
+    """An entry's kind in words; the steps the server makes (a ``step.fetch``, a
+    ``step.ai.infer``) say so, with the HTTP status of their answer."""
+    if made is None:
         return str(entry.kind.value)
+    noun = "Fetch" if made == "fetch" else "AI request"
     if entry.kind is HistoryKind.STEP_PLANNED:
-        return "Fetch"
-    if entry.kind is HistoryKind.STEP_COMPLETED and isinstance(memo, dict):
+        return noun
+    if entry.kind is HistoryKind.STEP_COMPLETED and made == "fetch" and isinstance(memo, dict):
         answer = memo.get("data")
         code = answer.get("status_code") if isinstance(answer, dict) else None
         return f"Fetched {code}" if isinstance(code, int) else "Fetched"
     return {
-        HistoryKind.STEP_ERRORED: "Fetch errored",
-        HistoryKind.STEP_FAILED: "Fetch failed",
+        HistoryKind.STEP_COMPLETED: f"{noun} answered",
+        HistoryKind.STEP_ERRORED: f"{noun} errored",
+        HistoryKind.STEP_FAILED: f"{noun} failed",
     }.get(entry.kind, str(entry.kind.value))
 
 

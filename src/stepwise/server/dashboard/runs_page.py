@@ -37,7 +37,7 @@ from .pages import page, render, shown_status
 PAGE_SIZE = 50
 # The form's fields; ``event`` takes an event's internal id or its name.
 FIELDS = ("function", "app", "from", "until", "event", "q")
-_BUSY = frozenset({JobKind.CALL, JobKind.GATEWAY})
+_BUSY = frozenset({JobKind.CALL, JobKind.GATEWAY, JobKind.AI_GATEWAY})
 _WAITS = frozenset({PauseKind.WAIT, PauseKind.INVOKE, PauseKind.SIGNAL})
 
 

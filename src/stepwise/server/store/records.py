@@ -37,6 +37,7 @@ class JobKind(enum.StrEnum):
     PAUSE_TIMEOUT = "pause_timeout"  # a wait, invoke or signal pause expires
     RUN_TIMEOUT = "run_timeout"  # timeouts.start / timeouts.finish of a run
     GATEWAY = "gateway"  # step.fetch: the server makes the HTTP request
+    AI_GATEWAY = "ai_gateway"  # step.ai.infer: the server makes the provider's request
     CANCEL_BULK = "cancel_bulk"  # a bulk cancellation works through its runs
     DEBOUNCE = "debounce"  # a debounced key went quiet: start its run
     BATCH = "batch"  # a batch timed out: start its run
