@@ -126,8 +126,26 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# Functions that sleep, then answer: an invoked child too slow for its parent, a run to
+# cancel, a run over its finish timeout.
+SLEEPERS = {
+    "child-slow": (30, "too late"),
+    "cancel-on": (60, "not cancelled"),
+    "timeout-finish": (30, "not timed out"),
+}
+
+
 def entered(fn_id: str, ctx: inngest.Context | inngest.ContextSync) -> None:
     record(kind="enter", fn=fn_id, run_id=ctx.run_id, token=ctx.event.data.get("token"))
+
+
+def register(
+    functions: list[inngest.Function[Any]], fn_id: str, body: Any, options: dict[str, Any]
+) -> inngest.Function[Any]:
+    config = {"retries": 0, **OPTIONS.get(fn_id, {}), **options}
+    f = client.create_function(fn_id=fn_id, trigger=on(fn_id), **config)(body)
+    functions.append(f)
+    return f
 
 
 def async_functions() -> list[inngest.Function[Any]]:
@@ -141,10 +159,7 @@ def async_functions() -> list[inngest.Function[Any]]:
                 return await handler(ctx)
 
             body.__name__ = handler.__name__
-            config = {"retries": 0, **OPTIONS.get(fn_id, {}), **options}
-            f = client.create_function(fn_id=fn_id, trigger=on(fn_id), **config)(body)
-            functions.append(f)
-            return f
+            return register(functions, fn_id, body, options)
 
         return decorate
 
@@ -179,10 +194,18 @@ def async_functions() -> list[inngest.Function[Any]]:
     async def child_fails(ctx: inngest.Context) -> None:
         raise inngest.NonRetriableError("child says no")
 
-    @fn("child-slow")
-    async def child_slow(ctx: inngest.Context) -> str:
-        await ctx.step.sleep("long", 30 * SECONDS)
-        return "too late"
+    sleepers = {}
+    for fn_id, (seconds, answer) in SLEEPERS.items():
+
+        @fn(fn_id)
+        async def sleeper(
+            ctx: inngest.Context, seconds: int = seconds, answer: str = answer
+        ) -> str:
+            await ctx.step.sleep("long", seconds * SECONDS)
+            return answer
+
+        sleepers[fn_id] = sleeper
+    child_slow = sleepers["child-slow"]
 
     @fn("invoke-ok")
     async def invoke_ok(ctx: inngest.Context) -> Any:
@@ -235,16 +258,6 @@ def async_functions() -> list[inngest.Function[Any]]:
     async def on_failure(ctx: inngest.Context) -> None:
         raise inngest.NonRetriableError("boom")
 
-    @fn("cancel-on")
-    async def cancel_on(ctx: inngest.Context) -> str:
-        await ctx.step.sleep("long", 60 * SECONDS)
-        return "not cancelled"
-
-    @fn("timeout-finish")
-    async def timeout_finish(ctx: inngest.Context) -> str:
-        await ctx.step.sleep("long", 30 * SECONDS)
-        return "not timed out"
-
     for fn_id in FLOW:
 
         @fn(fn_id)
@@ -287,10 +300,7 @@ def sync_functions() -> list[inngest.Function[Any]]:
                 return handler(ctx)
 
             body.__name__ = handler.__name__
-            config = {"retries": 0, **OPTIONS.get(fn_id, {}), **options}
-            f = client.create_function(fn_id=fn_id, trigger=on(fn_id), **config)(body)
-            functions.append(f)
-            return f
+            return register(functions, fn_id, body, options)
 
         return decorate
 
@@ -325,10 +335,16 @@ def sync_functions() -> list[inngest.Function[Any]]:
     def child_fails(ctx: inngest.ContextSync) -> None:
         raise inngest.NonRetriableError("child says no")
 
-    @fn("child-slow")
-    def child_slow(ctx: inngest.ContextSync) -> str:
-        ctx.step.sleep("long", 30 * SECONDS)
-        return "too late"
+    sleepers = {}
+    for fn_id, (seconds, answer) in SLEEPERS.items():
+
+        @fn(fn_id)
+        def sleeper(ctx: inngest.ContextSync, seconds: int = seconds, answer: str = answer) -> str:
+            ctx.step.sleep("long", seconds * SECONDS)
+            return answer
+
+        sleepers[fn_id] = sleeper
+    child_slow = sleepers["child-slow"]
 
     @fn("invoke-ok")
     def invoke_ok(ctx: inngest.ContextSync) -> Any:
@@ -372,16 +388,6 @@ def sync_functions() -> list[inngest.Function[Any]]:
     @fn("on-failure", on_failure=failure_record)
     def on_failure(ctx: inngest.ContextSync) -> None:
         raise inngest.NonRetriableError("boom")
-
-    @fn("cancel-on")
-    def cancel_on(ctx: inngest.ContextSync) -> str:
-        ctx.step.sleep("long", 60 * SECONDS)
-        return "not cancelled"
-
-    @fn("timeout-finish")
-    def timeout_finish(ctx: inngest.ContextSync) -> str:
-        ctx.step.sleep("long", 30 * SECONDS)
-        return "not timed out"
 
     for fn_id in FLOW:
 
