@@ -114,7 +114,7 @@ def served(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 def both(
     served: ServedApp, function: stepwise.Function, event: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]], RunResult]:
-    on_server = served.trigger(event, timeout=60)
+    on_server = served.server.trigger(event, timeout=60)
     history = served.server.history(on_server["run_id"])
     in_process = TestEngine(function, functions=FUNCTIONS, retry_interval="1s").execute(event)
     return on_server, history, in_process

@@ -64,19 +64,19 @@ from functions import client, flaky, greet, relay
 BEFORE = client.config
 
 
-def test_sync(stepwise_app):
-    app = stepwise_app(client, [greet, flaky])
-    run = app.trigger("plugin/greet", {"name": "ada"})
+def test_sync(stepwise_app, stepwise_server):
+    stepwise_app(client, [greet, flaky])
+    run = stepwise_server.trigger("plugin/greet", {"name": "ada"})
     assert run["status"] == "Completed"
     assert run["output"] == "hello ada"
-    retried = app.trigger("plugin/flaky", timeout=60)
+    retried = stepwise_server.trigger("plugin/flaky", timeout=60)
     assert (retried["status"], retried["output"]) == ("Completed", 2)
 
 
 async def test_async(stepwise_app, stepwise_server):
-    app = stepwise_app(client, [greet, relay])
+    stepwise_app(client, [greet, relay])
     assert client.config.api_base_url == stepwise_server.url
-    run = await app.trigger_async({"name": "plugin/greet", "data": {"name": "bob"}})
+    run = await stepwise_server.trigger_async({"name": "plugin/greet", "data": {"name": "bob"}})
     assert run["output"] == "hello bob"
     event_id = await stepwise_server.send_async("plugin/relay")
     relayed = await stepwise_server.wait_for_run_async(event_id)

@@ -8,7 +8,7 @@ pytest_plugin``, registered as an entry point) adds the ``stepwise_server`` and
 """
 
 from ._run import Arrival
-from .engine import TestEngine
+from .engine import ExecuteOptions, TestEngine
 from .mocks import TIMEOUT, StepRequest
 from .results import (
     HistoryItem,
@@ -28,6 +28,7 @@ from .results import (
 __all__ = [
     "TIMEOUT",
     "Arrival",
+    "ExecuteOptions",
     "HistoryItem",
     "RunCancelledError",
     "RunResult",

@@ -15,14 +15,12 @@ arrive, then timers.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from ..errors import NonRetriableError, StepError
+from ..errors import NonRetriableError
 from ..protocol import (
     REQUEST_VERSION,
     DurationError,
@@ -47,9 +45,11 @@ from ..server.engine import lifecycle, pauses
 from ..server.engine.backoff import clamp_retry_after, retry_delay_ms
 from ..server.engine.executor import MAX_SLEEP, step_name
 from ..server.engine.lifecycle import Failure
-from ..server.flow import fanin
 from ..server.store.records import EventRecord, HistoryKind, NewPause, Pause, PauseKind
 from ._execution import StepBody, TestExecution, ToolCall
+from ._records import RunRecords, StepInfo, dt, error_from
+from ._state import Plan, RunStore, Transition
+from ._timeline import Job, JobKind, Timeline
 from .mocks import (
     KIND_OF_OP,
     TIMEOUT,
@@ -64,15 +64,11 @@ from .mocks import (
     wait_memo,
 )
 from .results import (
-    HistoryItem,
     RunCancelledError,
     RunResult,
     RunState,
     RunStatus,
     SleepRecord,
-    Spies,
-    SpyCall,
-    StepRecord,
     UnmockedStepError,
 )
 
@@ -83,83 +79,15 @@ _LAZY_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT}
 _UNSUPPORTED_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT, Opcode.SYNC_RUN_COMPLETE}
 
 
-class _Kind(StrEnum):
-    CALL = "call"
-    RESOLVE = "resolve"  # a mocked step, an invoked child's end
-    GATEWAY = "gateway"  # step.fetch and step.ai: one attempt of the request
-    ARRIVAL = "arrival"
-    WAKE = "wake"
-    PAUSE_TIMEOUT = "pause_timeout"
-    RUN_TIMEOUT = "run_timeout"
-
-
-# At one instant: the function's calls first, then events that arrive, then timers.
-_RANK = {_Kind.ARRIVAL: 1, _Kind.WAKE: 2, _Kind.PAUSE_TIMEOUT: 2, _Kind.RUN_TIMEOUT: 2}
-
-
-@dataclass(order=True)
-class _Job:
-    at: int
-    rank: int
-    seq: int
-    kind: _Kind = field(compare=False)
-    step_id: str = field(default="step", compare=False)
-    attempt: int = field(default=0, compare=False)
-    key: str | None = field(default=None, compare=False)
-    payload: dict[str, Any] = field(default_factory=dict, compare=False)
-
-
-@dataclass(slots=True)
-class _Info:
-    """What the engine knows of one step, by hashed ID."""
-
-    user_id: str
-    kind: str
-    index: int
-    started_at: int
-    attempts: int = 0
-    mocked: bool = False
-    timed_out: bool = False
-    spy: SpyCall | None = None
-    invoked: RunResult | None = None
-
-
-@dataclass(slots=True)
-class _Open:
-    batch: bool
-    race: bool
-
-
-@dataclass(slots=True)
-class _Plan:
-    step_id: str
-    batch: bool = False
-    race: bool = False
-    jobs: list[_Job] = field(default_factory=list)
-    pause: NewPause | None = None
-    history: list[HistoryItem] = field(default_factory=list)
-    on_open: Callable[[], None] | None = None
-
-
-@dataclass(slots=True)
-class _Transition:
-    """What one job changes, committed in the store's order."""
-
-    notes: list[HistoryItem] = field(default_factory=list)
-    settled: list[tuple[str, Any, list[HistoryItem]]] = field(default_factory=list)
-    abandoned: list[str] = field(default_factory=list)
-    planned: list[_Plan] = field(default_factory=list)
-    jobs: list[_Job] = field(default_factory=list)
-    retry_at: int | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class Arrival:
     """An event that reaches the server while the run goes on.
 
-    It arrives ``at`` a virtual time after the run's event (default: at once), or as soon
-    as the step ``after_step`` has ended, and then does what it would do on the server:
-    resume a ``wait_for_event`` that matches it, or cancel the run through ``cancel_on``.
+    It arrives ``at`` a virtual time after the run's event (default: at once, once the
+    run's first calls are done), or as soon as the step ``after_step`` has ended and the
+    run has gone on to wait for what comes next. There it does what it would do on the
+    server: resume the ``wait_for_event`` steps it matches (one that starts later does not
+    see it), or cancel the run through ``cancel_on``.
     """
 
     event: EventLike
@@ -167,24 +95,10 @@ class Arrival:
     after_step: str | None = None
 
 
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
 def _delta_ms(duration: Duration | None, what: str) -> int:
     if duration is None:
         return 0
     return int(duration_to_delta(duration, what=what).total_seconds() * 1000)
-
-
-def output_of(memo: Any) -> tuple[Any, dict[str, Any] | None]:
-    """``(output, error)`` of a memo, as the SDK reads it on replay."""
-    if isinstance(memo, dict) and memo and set(memo) <= {"data", "error"}:
-        error = memo.get("error")
-        if error is not None:
-            return None, error if isinstance(error, dict) else {"message": str(error)}
-        return memo.get("data"), None
-    return memo, None
 
 
 class _RecordingClient(Stepwise):
@@ -235,22 +149,11 @@ class RunDriver:
         self.output: Any = None
         self.error: BaseException | None = None
         self.failure: Failure | None = None
-        self.memos: dict[str, Any] = {}
-        self.stack: list[str] = []
-        self.open: dict[str, _Open] = {}
-        self.pauses: dict[str, NewPause] = {}
-        self.info: dict[str, _Info] = {}
-        self.steps: list[StepRecord] = []
-        self.history: list[HistoryItem] = []
-        self.sleeps: list[SleepRecord] = []
-        self.sent_events: list[Event] = []
-        self.spies = Spies()
+        self.records = RunRecords(lambda: self.now)
         self.requests = 0
-        self.force_step_plan = False
-        self.client = _RecordingClient(function.app_id, self._record_send)
-        self._heap: list[_Job] = []
-        self._keys: set[str] = set()
-        self._seq = 0
+        self.client = _RecordingClient(function.app_id, self.records.sent)
+        self.timeline = Timeline()
+        self.store = RunStore(self.records, self.timeline, lambda: self.now)
         self._after_step: dict[str, list[Arrival]] = {}
         self._stopped = False
         self._start(start_delay, arrivals)
@@ -274,18 +177,18 @@ class RunDriver:
         if options.cancel_on:
             cancels = [c.to_wire() for c in options.cancel_on]
             for pause in pauses.cancel_pauses(self.run_id, cancels, self.events[0], now):
-                self.pauses[pause.key] = pause
+                self.store.pauses[pause.key] = pause
         timeouts = options.timeouts.to_wire() if options.timeouts is not None else {}
         if "start" in timeouts:
             at = now + _delta_ms(timeouts["start"], "timeouts start")
-            self._push(_Kind.RUN_TIMEOUT, at, payload={"which": "start", **timeouts})
-        self._push(_Kind.CALL, now + _delta_ms(start_delay, "start_delay"))
+            self.timeline.schedule(JobKind.RUN_TIMEOUT, at, payload={"which": "start", **timeouts})
+        self.timeline.schedule(JobKind.CALL, now + _delta_ms(start_delay, "start_delay"))
         for arrival in arrivals:
             if arrival.after_step is not None:
                 self._after_step.setdefault(arrival.after_step, []).append(arrival)
             else:
-                self._push(
-                    _Kind.ARRIVAL,
+                self.timeline.schedule(
+                    JobKind.ARRIVAL,
                     now + _delta_ms(arrival.at, "arrival"),
                     payload={"event": arrival.event},
                 )
@@ -294,93 +197,59 @@ class RunDriver:
 
     async def run(self) -> RunResult:
         while self.status == "Running" and not self._stopped:
-            if not self._heap:
+            job = self.timeline.pop()
+            if job is None:
                 raise RuntimeError(
                     f"run {self.run_id} of {self.function.id} has nothing left to do but has "
                     "not ended (a bug in the test engine)"
                 )
-            job = heapq.heappop(self._heap)
-            if job.key is not None:
-                self._keys.discard(job.key)
             self.now = max(self.now, job.at)
             await self._dispatch(job)
         return self.report()
 
-    async def _dispatch(self, job: _Job) -> None:
-        if job.kind is _Kind.CALL:
+    async def _dispatch(self, job: Job) -> None:
+        if job.kind is JobKind.CALL:
             await self._call(job)
-        elif job.kind is _Kind.RESOLVE:
+        elif job.kind is JobKind.RESOLVE:
             await self._resolve(job)
-        elif job.kind is _Kind.GATEWAY:
+        elif job.kind is JobKind.GATEWAY:
             await self._gateway(job)
-        elif job.kind is _Kind.WAKE:
+        elif job.kind is JobKind.WAKE:
             name = job.payload.get("name")
-            entry = self._entry(HistoryKind.SLEEP_ENDED, job.step_id, name)
-            self._commit(job, _Transition(settled=[(job.step_id, None, [entry])]))
-        elif job.kind is _Kind.PAUSE_TIMEOUT:
-            pause = self.pauses.get(str(job.payload["pause"]))
+            entry = self.records.entry(HistoryKind.SLEEP_ENDED, job.step_id, name)
+            self._commit(job, Transition(settled=[(job.step_id, None, [entry])]))
+        elif job.kind is JobKind.PAUSE_TIMEOUT:
+            pause = self.store.pauses.get(str(job.payload["pause"]))
             if pause is not None:
                 self._resume(pause, pauses.memo_for_timeout(_as_pause(pause)), timed_out=True)
-        elif job.kind is _Kind.RUN_TIMEOUT:
+        elif job.kind is JobKind.RUN_TIMEOUT:
             which = job.payload["which"]
             if which == "start" and self.started_at is not None:
                 return
             verb = "start" if which == "start" else "finish"
             self._cancel(f"the run did not {verb} within its {job.payload[which]} timeout")
-        elif job.kind is _Kind.ARRIVAL:
+        elif job.kind is JobKind.ARRIVAL:
             self._arrive(job.payload["event"])
 
-    def _push(
-        self,
-        kind: _Kind,
-        at: int,
-        *,
-        step_id: str = "step",
-        attempt: int = 0,
-        key: str | None = None,
-        payload: dict[str, Any] | None = None,
-    ) -> None:
-        self._queue(self._job(kind, at, step_id=step_id, attempt=attempt, key=key, payload=payload))
-
-    def _job(
-        self,
-        kind: _Kind,
-        at: int,
-        *,
-        step_id: str = "step",
-        attempt: int = 0,
-        key: str | None = None,
-        payload: dict[str, Any] | None = None,
-    ) -> _Job:
-        self._seq += 1
-        return _Job(at, _RANK.get(kind, 0), self._seq, kind, step_id, attempt, key, payload or {})
-
-    def _queue(self, job: _Job) -> None:
-        # Like the server's job keys: one pending job per key.
-        if job.key is not None:
-            if job.key in self._keys:
-                return
-            self._keys.add(job.key)
-        heapq.heappush(self._heap, job)
-
-    def _discovery(self, after: str) -> _Job:
-        return self._job(_Kind.CALL, self.now, key=f"discovery:{after}")
+    def _commit(self, job: Job | None, t: Transition) -> None:
+        for step_id in self.store.commit(job, t, going_on=self.status == "Running"):
+            self._after_settle(step_id)
 
     # ---- calls -------------------------------------------------------------------------
 
-    def _call_request(self, job: _Job) -> CallRequest:
+    def _call_request(self, job: Job) -> CallRequest:
         body = {
             "event": self.events[0],
             "events": self.events,
-            "steps": self.memos,
+            "steps": self.store.memos,
             "ctx": {
                 "run_id": self.run_id,
                 "env": "",
                 "step_id": "step",
                 "attempt": job.attempt,
                 "max_attempts": self.function.max_attempts,
-                "stack": {"stack": self.stack, "current": len(self.stack)},
-                "disable_immediate_execution": self.force_step_plan,
+                "stack": {"stack": self.store.stack, "current": len(self.store.stack)},
+                "disable_immediate_execution": self.store.force_step_plan,
                 "use_api": False,
             },
             "version": REQUEST_VERSION,
@@ -390,7 +259,7 @@ class RunDriver:
         # cannot change what the next call replays.
         return CallRequest.parse(loads(dumps(body)))
 
-    async def _call(self, job: _Job) -> None:
+    async def _call(self, job: Job) -> None:
         self.requests += 1
         if self.requests > MAX_REQUESTS:
             raise RuntimeError(
@@ -404,7 +273,7 @@ class RunDriver:
             target_step=None if job.step_id == "step" else job.step_id,
         )
         result = await execution.run()
-        t = _Transition()
+        t = Transition()
         if self.started_at is None:
             self._mark_started(t)
         retry_after = None
@@ -421,22 +290,24 @@ class RunDriver:
             failure = Failure.of_reply(
                 result.status, body, result.body, from_sdk=True, no_retry=result.no_retry
             )
-            error = execution.function_error or _error_from(failure.output)
+            error = execution.function_error or error_from(failure.output)
             self._fail_attempt(job, t, failure, error, no_retry=result.no_retry, at=retry_after)
 
-    def _mark_started(self, t: _Transition) -> None:
+    def _mark_started(self, t: Transition) -> None:
         self.started_at = self.now
-        t.notes.append(self._entry(HistoryKind.RUN_STARTED))
+        t.notes.append(self.records.entry(HistoryKind.RUN_STARTED))
         timeouts = self.function.options.timeouts
         finish = timeouts.to_wire().get("finish") if timeouts is not None else None
         if finish:
             at = self.now + _delta_ms(finish, "timeouts finish")
-            self._push(_Kind.RUN_TIMEOUT, at, payload={"which": "finish", "finish": finish})
+            self.timeline.schedule(
+                JobKind.RUN_TIMEOUT, at, payload={"which": "finish", "finish": finish}
+            )
 
     def _fail_attempt(
         self,
-        job: _Job,
-        t: _Transition,
+        job: Job,
+        t: Transition,
         failure: Failure,
         error: BaseException,
         *,
@@ -446,7 +317,9 @@ class RunDriver:
         if not no_retry and job.attempt + 1 < self.function.max_attempts:
             retry_at = at if at is not None else self._backoff(job.attempt)
             data = {"error": failure.output, "retry_at": retry_at}
-            t.notes.append(self._entry(HistoryKind.ATTEMPT_FAILED, attempt=job.attempt, data=data))
+            t.notes.append(
+                self.records.entry(HistoryKind.ATTEMPT_FAILED, attempt=job.attempt, data=data)
+            )
             t.retry_at = retry_at
             self._commit(job, t)
             return
@@ -461,8 +334,8 @@ class RunDriver:
 
     def _apply_ops(
         self,
-        job: _Job,
-        t: _Transition,
+        job: Job,
+        t: Transition,
         ops: list[GeneratorOp],
         execution: TestExecution,
         retry_after: int | None,
@@ -472,12 +345,12 @@ class RunDriver:
             count = int(job.payload.get("redrive", 0)) + 1
             if count > _MAX_REDRIVES:
                 raise RuntimeError(f"{self.function.id} answered {count} calls with no ops")
-            t.jobs.append(self._job(_Kind.CALL, self.now, payload={"redrive": count}))
+            t.jobs.append(self.timeline.job(JobKind.CALL, self.now, payload={"redrive": count}))
             self._commit(job, t)
             return
         parallel = sum(1 for op in real_ops if op.op not in _LAZY_OPS) > 1
         if parallel:
-            self.force_step_plan = True
+            self.store.force_step_plan = True
         retry_at: int | None = None
         complete: tuple[Any] | None = None
         for op in sorted(real_ops, key=lambda o: o.op is not Opcode.WAIT_FOR_EVENT):
@@ -487,7 +360,9 @@ class RunDriver:
             info = self._note_step(op, tool)
             if op.op in (Opcode.STEP_RUN, Opcode.STEP):
                 memo = {"data": op.data} if op.op is Opcode.STEP_RUN else op.data
-                entry = self._entry(HistoryKind.STEP_COMPLETED, op.id, info.user_id, job.attempt)
+                entry = self.records.entry(
+                    HistoryKind.STEP_COMPLETED, op.id, info.user_id, job.attempt
+                )
                 t.settled.append((op.id, memo, [entry]))
             elif op.op is Opcode.STEP_ERROR:
                 error = lifecycle.step_error(op.error)
@@ -497,7 +372,7 @@ class RunDriver:
                     )
                     data = {"error": error, "retry_at": retry_at}
                     t.notes.append(
-                        self._entry(
+                        self.records.entry(
                             HistoryKind.STEP_ERRORED, op.id, info.user_id, job.attempt, data
                         )
                     )
@@ -506,19 +381,19 @@ class RunDriver:
             elif op.op is Opcode.STEP_FAILED:
                 self._fail_step(t, op, info, lifecycle.step_error(op.error), job.attempt)
             elif op.op is Opcode.STEP_PLANNED:
-                call = self._job(
-                    _Kind.CALL,
+                call = self.timeline.job(
+                    JobKind.CALL,
                     self.now,
                     step_id=op.id,
                     key=f"step:{op.id}",
                     payload={"race": True} if race else None,
                 )
-                entry = self._entry(HistoryKind.STEP_PLANNED, op.id, info.user_id)
-                t.planned.append(_Plan(op.id, batch, race, [call], history=[entry]))
+                entry = self.records.entry(HistoryKind.STEP_PLANNED, op.id, info.user_id)
+                t.planned.append(Plan(op.id, batch, race, [call], history=[entry]))
             elif op.op is Opcode.RUN_COMPLETE:
                 complete = (op.data,)
             elif op.op is Opcode.DISCOVERY_REQUEST:
-                t.jobs.append(self._discovery(op.id or f"request:{self.requests}"))
+                t.jobs.append(self.store.discovery(op.id or f"request:{self.requests}"))
             elif op.op in _UNSUPPORTED_OPS:
                 error = {"name": "NotSupportedError", "message": f"{op.op.value} is not supported"}
                 self._fail_step(t, op, info, error, None)
@@ -535,31 +410,33 @@ class RunDriver:
             t.abandoned.append(job.step_id)
         self._commit(job, t)
 
-    def _note_step(self, op: GeneratorOp, tool: ToolCall | None) -> _Info:
-        info = self.info.get(op.id)
+    def _note_step(self, op: GeneratorOp, tool: ToolCall | None) -> StepInfo:
+        info = self.records.info.get(op.id)
         if info is None:
             user_id = step_name(op) or op.id
             kind = tool.tool if tool is not None else KIND_OF_OP.get(op.op, "run")
             index = (op.userland or {}).get("index", 0)
-            info = self.info[op.id] = _Info(user_id, kind, int(index or 0), self.now)
+            info = self.records.info[op.id] = StepInfo(user_id, kind, int(index or 0), self.now)
         return info
 
     def _fail_step(
         self,
-        t: _Transition,
+        t: Transition,
         op: GeneratorOp,
-        info: _Info,
+        info: StepInfo,
         error: dict[str, Any],
         attempt: int | None,
     ) -> None:
-        entry = self._entry(HistoryKind.STEP_FAILED, op.id, info.user_id, attempt, {"error": error})
+        entry = self.records.entry(
+            HistoryKind.STEP_FAILED, op.id, info.user_id, attempt, {"error": error}
+        )
         t.settled.append((op.id, {"error": error}, [entry]))
 
     def _plan_waiting_step(
         self,
-        t: _Transition,
+        t: Transition,
         op: GeneratorOp,
-        info: _Info,
+        info: StepInfo,
         tool: ToolCall | None,
         batch: bool,
         race: bool,
@@ -574,24 +451,27 @@ class RunDriver:
             args=tool.args if tool is not None else (),
             kwargs=dict(tool.kwargs) if tool is not None else {},
         )
-        found, mock = self.mocks.for_request(request)
-        plan = _Plan(op.id, batch, race)
+        # Sleeps are not mocked: virtual time skips them.
+        found, mock = (False, None) if op.op is Opcode.SLEEP else self.mocks.for_request(request)
+        plan = Plan(op.id, batch, race)
         name = info.user_id
         if op.op is Opcode.SLEEP:
             delta = min(self._sleep_length(op, tool), MAX_SLEEP)
             wake = self.now + int(delta.total_seconds() * 1000)
             plan.jobs.append(
-                self._job(
-                    _Kind.WAKE, wake, step_id=op.id, key=f"wake:{op.id}", payload={"name": name}
+                self.timeline.job(
+                    JobKind.WAKE, wake, step_id=op.id, key=f"wake:{op.id}", payload={"name": name}
                 )
             )
             until = {"until": _iso(wake)}
-            plan.history.append(self._entry(HistoryKind.SLEEP_STARTED, op.id, name, data=until))
-            sleep = SleepRecord(name, delta, _dt(wake), info.kind)
+            plan.history.append(
+                self.records.entry(HistoryKind.SLEEP_STARTED, op.id, name, data=until)
+            )
+            sleep = SleepRecord(name, delta, dt(wake), info.kind)
 
             def sleep_started() -> None:
-                self.sleeps.append(sleep)
-                self._spy_open(info, request)
+                self.records.sleeps.append(sleep)
+                self.records.spy_request(info, request)
 
             plan.on_open = sleep_started
         elif op.op in (Opcode.WAIT_FOR_EVENT, Opcode.WAIT_FOR_SIGNAL):
@@ -606,24 +486,28 @@ class RunDriver:
                 return
             expires = wait.pause.expires_at or self.now
             plan.history.append(
-                self._entry(HistoryKind.WAIT_STARTED, op.id, name, data={"until": _iso(expires)})
+                self.records.entry(
+                    HistoryKind.WAIT_STARTED, op.id, name, data={"until": _iso(expires)}
+                )
             )
             if found:
                 payload = {"request": request, "mock": mock, "expires": expires}
-                plan.jobs.append(self._job(_Kind.RESOLVE, self.now, step_id=op.id, payload=payload))
+                plan.jobs.append(
+                    self.timeline.job(JobKind.RESOLVE, self.now, step_id=op.id, payload=payload)
+                )
             else:
                 plan.pause = wait.pause
                 assert wait.timeout_job is not None
                 timeout_key = wait.timeout_job.key
                 plan.jobs.append(
-                    self._job(
-                        _Kind.PAUSE_TIMEOUT,
+                    self.timeline.job(
+                        JobKind.PAUSE_TIMEOUT,
                         expires,
                         key=timeout_key,
                         payload={"pause": wait.pause.key},
                     )
                 )
-            plan.on_open = lambda: self._spy_open(info, request)
+            plan.on_open = lambda: self.records.spy_request(info, request)
         elif op.op is Opcode.INVOKE_FUNCTION:
             function_id = request.function_id or ""
             if not found and function_id not in self.functions:
@@ -640,10 +524,14 @@ class RunDriver:
                 self._fail_step(t, op, info, {"name": "Error", "message": str(exc)}, None)
                 return
             data = {"function_id": function_id}
-            plan.history.append(self._entry(HistoryKind.INVOKE_STARTED, op.id, name, data=data))
+            plan.history.append(
+                self.records.entry(HistoryKind.INVOKE_STARTED, op.id, name, data=data)
+            )
             payload = {"request": request, "mock": mock, "found": found, "expires": expires}
-            plan.jobs.append(self._job(_Kind.RESOLVE, self.now, step_id=op.id, payload=payload))
-            plan.on_open = lambda: self._spy_open(info, request)
+            plan.jobs.append(
+                self.timeline.job(JobKind.RESOLVE, self.now, step_id=op.id, payload=payload)
+            )
+            plan.on_open = lambda: self.records.spy_request(info, request)
         else:  # Gateway (step.fetch), AIGateway (step.ai) and whatever else asks the server
             if not found:
                 what = "fetch" if op.op is Opcode.GATEWAY else "ai"
@@ -651,9 +539,11 @@ class RunDriver:
                     f"step {name!r} ({info.kind}) would make a request from the server: mock "
                     f"it with steps={{{name!r}: ...}} or {what}=..."
                 )
-            plan.history.append(self._entry(HistoryKind.STEP_PLANNED, op.id, name))
+            plan.history.append(self.records.entry(HistoryKind.STEP_PLANNED, op.id, name))
             payload = {"request": request, "mock": mock}
-            plan.jobs.append(self._job(_Kind.GATEWAY, self.now, step_id=op.id, payload=payload))
+            plan.jobs.append(
+                self.timeline.job(JobKind.GATEWAY, self.now, step_id=op.id, payload=payload)
+            )
         info.mocked = found
         t.planned.append(plan)
 
@@ -672,7 +562,7 @@ class RunDriver:
                 until = parse_timestamp(until)
             if isinstance(until, datetime):
                 until = until if until.tzinfo else until.replace(tzinfo=UTC)
-                return max(until - _dt(self.now), timedelta(0))
+                return max(until - dt(self.now), timedelta(0))
         text = str((op.opts or {}).get("duration") or op.name or "0")
         real_now = datetime.now(UTC)
         try:
@@ -682,14 +572,14 @@ class RunDriver:
 
     # ---- jobs the server runs itself -----------------------------------------------------
 
-    async def _resolve(self, job: _Job) -> None:
+    async def _resolve(self, job: Job) -> None:
         """A mocked wait or invoke gets its answer; an invoked function runs in-process."""
         payload = job.payload
         if "memo" in payload:  # an invoked child's end, reached in virtual time
             self._settle_waiting(job.step_id, payload["memo"], timed_out=payload["timed_out"])
             return
         request: StepRequest = payload["request"]
-        info = self.info[job.step_id]
+        info = self.records.info[job.step_id]
         expires = int(payload["expires"])
         if request.op is Opcode.INVOKE_FUNCTION and not payload["found"]:
             child, memo = await self._invoke(request)
@@ -717,10 +607,11 @@ class RunDriver:
                     memo = signal_memo(value, request)
             # A wait or invoke that times out ends when its timeout would have passed.
             end = expires if timed_out else self.now
-        if info.spy is not None:
-            info.spy.mocked = payload.get("found", True)
-        self._push(
-            _Kind.RESOLVE, end, step_id=job.step_id, payload={"memo": memo, "timed_out": timed_out}
+        self.timeline.schedule(
+            JobKind.RESOLVE,
+            end,
+            step_id=job.step_id,
+            payload={"memo": memo, "timed_out": timed_out},
         )
 
     async def _invoke(self, request: StepRequest) -> tuple[RunResult, Any]:
@@ -750,13 +641,12 @@ class RunDriver:
             return result, {"error": child.failure.event_error}
         return result, {"error": child.output}
 
-    async def _gateway(self, job: _Job) -> None:
+    async def _gateway(self, job: Job) -> None:
         """One attempt of a mocked ``step.fetch`` or ``step.ai`` request."""
         request: StepRequest = job.payload["request"]
-        info = self.info[job.step_id]
+        info = self.records.info[job.step_id]
         request = dataclasses.replace(request, attempt=job.attempt)
-        spy = self._spy(info, request.args, request.kwargs, job.attempt, mocked=True)
-        info.attempts += 1
+        spy = self.records.spy_request(info, request)
         gateway = "GatewayError" if request.op is Opcode.GATEWAY else "AIGatewayError"
         try:
             value = await answer(job.payload["mock"], request)
@@ -773,21 +663,21 @@ class RunDriver:
                 and job.attempt + 1 < self.function.max_attempts
             ):
                 at = self._backoff(job.attempt)
-                entry = self._entry(
+                entry = self.records.entry(
                     HistoryKind.STEP_ERRORED,
                     job.step_id,
                     info.user_id,
                     job.attempt,
                     {"error": error},
                 )
-                retry = self._job(
-                    _Kind.GATEWAY,
+                retry = self.timeline.job(
+                    JobKind.GATEWAY,
                     at,
                     step_id=job.step_id,
                     attempt=job.attempt + 1,
                     payload=job.payload,
                 )
-                self._commit(job, _Transition(notes=[entry], jobs=[retry]))
+                self._commit(job, Transition(notes=[entry], jobs=[retry]))
                 return
             memo: dict[str, Any] = {"error": error}
             kind = HistoryKind.STEP_FAILED
@@ -795,8 +685,8 @@ class RunDriver:
             spy.output = data
             memo, kind = {"data": data}, HistoryKind.STEP_COMPLETED
         data_field = memo if kind is HistoryKind.STEP_FAILED else None
-        entry = self._entry(kind, job.step_id, info.user_id, job.attempt, data_field)
-        self._commit(job, _Transition(settled=[(job.step_id, memo, [entry])]))
+        entry = self.records.entry(kind, job.step_id, info.user_id, job.attempt, data_field)
+        self._commit(job, Transition(settled=[(job.step_id, memo, [entry])]))
 
     def _arrive(self, raw: EventLike) -> None:
         """An event reaches the server: cancel the run, or resume the waits it matches."""
@@ -813,7 +703,7 @@ class RunDriver:
         )
         matched = [
             p
-            for p in list(self.pauses.values())
+            for p in list(self.store.pauses.values())
             if p.event_name == record.name and pauses.event_matches(_as_pause(p), record)
         ]
         for pause in matched:
@@ -826,175 +716,49 @@ class RunDriver:
     # ---- committing ------------------------------------------------------------------
 
     def _resume(self, pause: NewPause, memo: Any, *, timed_out: bool) -> None:
-        del self.pauses[pause.key]
+        del self.store.pauses[pause.key]
         assert pause.step_id is not None
         self._settle_waiting(pause.step_id, memo, timed_out=timed_out)
 
     def _settle_waiting(self, step_id: str, memo: Any, *, timed_out: bool) -> None:
-        info = self.info[step_id]
+        info = self.records.info[step_id]
         info.timed_out = timed_out
         kind = HistoryKind.INVOKE_ENDED if info.kind == "invoke" else HistoryKind.WAIT_ENDED
-        entry = self._entry(kind, step_id, info.user_id, data={"timed_out": timed_out})
-        self._commit(None, _Transition(settled=[(step_id, memo, [entry])]))
-
-    def _commit(self, job: _Job | None, t: _Transition) -> None:
-        self.history.extend(t.notes)
-        outcomes = [self._settle(step_id, memo, entries) for step_id, memo, entries in t.settled]
-        outcomes += [self._abandon(step_id) for step_id in t.abandoned]
-        opened = False
-        for plan in t.planned:
-            opened = self._plan(plan) or opened
-        if t.retry_at is not None and job is not None:
-            self._queue(
-                self._job(
-                    job.kind,
-                    t.retry_at,
-                    step_id=job.step_id,
-                    attempt=job.attempt + 1,
-                    key=job.key,
-                    payload=job.payload,
-                )
-            )
-        for new in t.jobs:
-            self._queue(new)
-        last = [*(s[0] for s in t.settled), *t.abandoned]
-        if not opened and last and self.status == "Running":
-            self._go_on(outcomes, last[-1])
-        for step_id, _, _ in t.settled:
-            self._after_settle(step_id)
-
-    def _settle(self, step_id: str, memo: Any, entries: list[HistoryItem]) -> fanin.SettledStep:
-        fresh = step_id not in self.memos
-        if fresh:
-            self.memos[step_id] = as_json(memo, f"step {step_id}")
-            self.stack.append(step_id)
-            self.history.extend(entries)
-            self._record_step(step_id, self.memos[step_id])
-        return self._close(step_id, fresh)
-
-    def _abandon(self, step_id: str) -> fanin.SettledStep:
-        return self._close(step_id, fresh=False)
-
-    def _close(self, step_id: str, fresh: bool) -> fanin.SettledStep:
-        opened = self.open.pop(step_id, None)
-        if opened is None:
-            return fanin.SettledStep(fresh=fresh, was_open=False)
-        return fanin.SettledStep(fresh=fresh, was_open=True, batch=opened.batch, race=opened.race)
-
-    def _plan(self, plan: _Plan) -> bool:
-        if plan.step_id in self.memos or plan.step_id in self.open:
-            return False
-        self.open[plan.step_id] = _Open(plan.batch, plan.race)
-        for new in plan.jobs:
-            self._queue(new)
-        if plan.pause is not None:
-            self.pauses[plan.pause.key] = plan.pause
-        self.history.extend(plan.history)
-        if plan.on_open is not None:
-            plan.on_open()
-        return True
-
-    def _go_on(self, outcomes: list[fanin.SettledStep], after: str) -> None:
-        def batch_steps_left() -> int:
-            return sum(1 for o in self.open.values() if o.batch and not o.race)
-
-        if not fanin.goes_on(outcomes, batch_steps_left):
-            return
-        self._queue(self._discovery(after))
-        if self.force_step_plan and fanin.resets_step_planning(REQUEST_VERSION):
-            self.force_step_plan = False
+        entry = self.records.entry(kind, step_id, info.user_id, data={"timed_out": timed_out})
+        self._commit(None, Transition(settled=[(step_id, memo, [entry])]))
 
     def _after_settle(self, step_id: str) -> None:
-        info = self.info.get(step_id)
+        info = self.records.info.get(step_id)
         if info is None:
             return
         if self.stop_at is not None and info.user_id == self.stop_at:
             self._stopped = True
         for arrival in self._after_step.pop(info.user_id, []):
-            self._push(_Kind.ARRIVAL, self.now, payload={"event": arrival.event})
+            self.timeline.schedule(JobKind.ARRIVAL, self.now, payload={"event": arrival.event})
 
     # ---- ends ------------------------------------------------------------------------
 
-    def _finish(self, job: _Job, *, output: Any = None, failure: Failure | None = None) -> None:
+    def _finish(self, job: Job, *, output: Any = None, failure: Failure | None = None) -> None:
         self.ended_at = self.now
         if failure is not None:
             self.status, self.failure, self.output = "Failed", failure, failure.output
-            entry = self._entry(
+            entry = self.records.entry(
                 HistoryKind.RUN_FAILED, attempt=job.attempt, data={"error": failure.output}
             )
         else:
             self.status, self.result, self.output = "Completed", output, output
-            entry = self._entry(HistoryKind.RUN_COMPLETED)
-        self.history.append(entry)
-        self._heap.clear()
+            entry = self.records.entry(HistoryKind.RUN_COMPLETED)
+        self.records.history.append(entry)
+        self.timeline.clear()
 
     def _cancel(self, reason: str) -> None:
         error = lifecycle.standard_error({"name": "FunctionCancelledError", "message": reason})
         self.status, self.ended_at, self.output = "Cancelled", self.now, error
         self.error = RunCancelledError(reason)
-        self.history.append(self._entry(HistoryKind.RUN_CANCELLED, data={"reason": reason}))
-        self._heap.clear()
-
-    # ---- records -------------------------------------------------------------------------
-
-    def _entry(
-        self,
-        kind: HistoryKind,
-        step_id: str | None = None,
-        name: str | None = None,
-        attempt: int | None = None,
-        data: Any = None,
-    ) -> HistoryItem:
-        return HistoryItem(kind.value, _dt(self.now), step_id, name, attempt, data)
-
-    def _record_step(self, step_id: str, memo: Any) -> None:
-        info = self.info.get(step_id) or _Info(step_id, "run", 0, self.now)
-        output, error = output_of(memo)
-        self.steps.append(
-            StepRecord(
-                id=info.user_id,
-                hashed_id=step_id,
-                kind=info.kind,
-                output=output,
-                error=error,
-                attempts=max(info.attempts, 1),
-                started_at=_dt(info.started_at),
-                ended_at=_dt(self.now),
-                timed_out=info.timed_out,
-                mocked=info.mocked,
-                invoked=info.invoked,
-            )
+        self.records.history.append(
+            self.records.entry(HistoryKind.RUN_CANCELLED, data={"reason": reason})
         )
-        if info.spy is not None and info.kind not in ("run", "send_event"):
-            info.spy.output = output
-            if error is not None:
-                info.spy.error = _error_from(error)
-
-    def _spy(
-        self,
-        info: _Info,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        attempt: int,
-        *,
-        mocked: bool,
-        fn: Callable[..., Any] | None = None,
-    ) -> SpyCall:
-        call = SpyCall(info.kind, args, kwargs, attempt, info.index, mocked=mocked, fn=fn)
-        info.spy = self.spies.record(info.user_id, call)
-        return call
-
-    def _spy_open(self, info: _Info, request: StepRequest) -> None:
-        info.attempts += 1
-        self._spy(info, request.args, request.kwargs, 0, mocked=info.mocked)
-
-    def _record_send(self, events: list[dict[str, Any]]) -> list[str]:
-        ids = []
-        for raw in events:
-            event_id = str(raw.get("id") or new_ulid(self.now))
-            self.sent_events.append(Event.from_wire({**raw, "id": event_id}))
-            ids.append(event_id)
-        return ids
+        self.timeline.clear()
 
     # ---- the hook TestExecution calls ------------------------------------------------
 
@@ -1005,18 +769,19 @@ class RunDriver:
 
         async def run_step() -> Any:
             kind = tool.tool if tool is not None else "run"
-            info = self.info.get(call.hashed_id)
+            info = self.records.info.get(call.hashed_id)
             if info is None:
-                info = self.info[call.hashed_id] = _Info(call.user_id, kind, call.index, self.now)
+                info = self.records.info[call.hashed_id] = StepInfo(
+                    call.user_id, kind, call.index, self.now
+                )
             args = tool.args if tool is not None else ()
             kwargs = dict(tool.kwargs) if tool is not None else {}
             fn = args[0] if kind == "run" and args else None
             if fn is not None:
                 args = args[1:]
             found, mock = self.mocks.for_run_step(call.user_id)
-            info.attempts += 1
             info.mocked = found
-            spy = self._spy(info, args, kwargs, attempt, mocked=found, fn=fn)
+            spy = self.records.spy(info, args, kwargs, attempt, mocked=found, fn=fn)
             try:
                 output = await answer(mock, *args, **kwargs) if found else await body()
             except Exception as exc:
@@ -1035,22 +800,22 @@ class RunDriver:
             function_id=self.function.id,
             result=self.result,
             error=self.error,
-            steps=list(self.steps),
+            steps=list(self.records.steps),
             state=RunState(
                 status=self.status,
-                memos=dict(self.memos),
-                stack=list(self.stack),
-                started_at=_dt(self.started_at) if self.started_at is not None else None,
-                ended_at=_dt(self.ended_at) if self.ended_at is not None else None,
+                memos=dict(self.store.memos),
+                stack=list(self.store.stack),
+                started_at=dt(self.started_at) if self.started_at is not None else None,
+                ended_at=dt(self.ended_at) if self.ended_at is not None else None,
                 requests=self.requests,
                 output=self.output,
             ),
-            history=list(self.history),
-            sleeps=list(self.sleeps),
-            sent_events=list(self.sent_events),
-            spies=self.spies,
+            history=list(self.records.history),
+            sleeps=list(self.records.sleeps),
+            sent_events=list(self.records.sent_events),
+            spies=self.records.spies,
             events=[dict(e) for e in self.events],
-            created_at=_dt(self.created_at),
+            created_at=dt(self.created_at),
         )
 
 
@@ -1071,14 +836,4 @@ def _as_pause(pause: NewPause) -> Pause:
 
 
 def _iso(ms: int) -> str:
-    return to_iso(_dt(ms))
-
-
-def _error_from(error: Any) -> StepError:
-    if isinstance(error, dict):
-        return StepError(
-            str(error.get("message", "")),
-            name=str(error.get("name") or "Error"),
-            stack=error.get("stack") if isinstance(error.get("stack"), str) else None,
-        )
-    return StepError(str(error))
+    return to_iso(dt(ms))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import httpx
 import uvicorn
@@ -21,7 +20,6 @@ from ..errors import RegistrationError
 from ..protocol import DEFAULT_SERVE_PATH
 from ..sdk.client import Stepwise
 from ..sdk.config import ClientConfig
-from ..sdk.event import EventLike
 from ..sdk.function import Function
 from .server import DevServer, free_port, wait_until
 
@@ -117,20 +115,3 @@ class ServedApp:
             serve_origin=None,
             serve_path=None,
         )
-
-    # ---- shortcuts to the server -------------------------------------------------------
-
-    def trigger(
-        self, event: str | EventLike, data: dict[str, Any] | None = None, *, timeout: float = 30
-    ) -> dict[str, Any]:
-        """Send one event and wait for the run it starts to end (see ``DevServer.trigger``)."""
-        return self.server.trigger(event, data, timeout=timeout)
-
-    async def trigger_async(
-        self,
-        event: str | EventLike,
-        data: dict[str, Any] | None = None,
-        *,
-        timeout: float = 30,  # noqa: ASYNC109 - as trigger's
-    ) -> dict[str, Any]:
-        return await self.server.trigger_async(event, data, timeout=timeout)

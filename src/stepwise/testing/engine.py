@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from ..errors import ConfigError
 from ..protocol import events as ev
@@ -18,6 +18,28 @@ from .mocks import NOT_SET, Mocks
 from .results import RunResult, Spies, StepNotReachedError, StepResult
 
 T = TypeVar("T")
+
+
+class ExecuteOptions(TypedDict, total=False):
+    """What one execution may add: its events, mocks over the engine's, and what happens
+    while it runs."""
+
+    events: Sequence[EventLike]
+    """A batch of triggering events (``ctx.events``); the first is ``ctx.event``."""
+    steps: Mapping[str, Any]
+    """Mocks by step ID, for steps of any kind."""
+    invokes: Mapping[str | Function, Any]
+    """Mocks of invoked functions' results, by function (or its ID)."""
+    waits: Mapping[str, Any]
+    """``wait_for_event`` answers by awaited event name: an event, ``None``/``TIMEOUT``."""
+    fetch: Any
+    """The answer to every ``step.fetch``, a callable, or a mapping of URL to answer."""
+    ai: Any
+    """The provider's response to every ``step.ai`` request, or a callable."""
+    arrivals: Sequence[Arrival]
+    """Events that reach the server while the run goes on (``wait_for_event``, ``cancel_on``)."""
+    start_delay: Duration
+    """How long the run waits to start (past ``timeouts.start``, it is cancelled)."""
 
 
 class TestEngine:
@@ -50,9 +72,6 @@ class TestEngine:
         self.function = function
         self.mocks = _mocks(steps, invokes, waits, fetch, ai)
         self.functions = {f.id: f for f in (function, *functions)}
-        for f in list(self.functions.values()):
-            if f.on_failure is not None:
-                self.functions.setdefault(f.on_failure.id, f.on_failure)
         self.retry_interval_s = (
             None
             if retry_interval is None
@@ -69,53 +88,24 @@ class TestEngine:
     # ---- async -------------------------------------------------------------------------
 
     async def execute_async(
-        self,
-        event: EventLike | None = None,
-        *,
-        events: Sequence[EventLike] | None = None,
-        steps: Mapping[str, Any] | None = None,
-        invokes: Mapping[str | Function, Any] | None = None,
-        waits: Mapping[str, Any] | None = None,
-        fetch: Any = NOT_SET,
-        ai: Any = NOT_SET,
-        arrivals: Sequence[Arrival] = (),
-        start_delay: Duration = 0,
+        self, event: EventLike | None = None, **options: Unpack[ExecuteOptions]
     ) -> RunResult:
         """Run the function to its end: completed, failed (after its retries) or cancelled.
 
-        ``event`` (or ``events``, for a batch) triggers it; without either, an event
-        named after its first trigger. ``arrivals`` are events that reach the server while
-        the run goes on; ``start_delay`` is how long the run waits to start (to trigger
-        ``timeouts.start``).
+        ``event`` triggers it; without one (or ``events``), an event named after its first
+        trigger. See ``ExecuteOptions`` for the rest.
         """
-        driver = self._driver(
-            event, events, _mocks(steps, invokes, waits, fetch, ai), arrivals, start_delay, None
-        )
-        self.last_run = await driver.run()
+        self.last_run = await self._driver(event, options, stop_at=None).run()
         return self.last_run
 
     async def execute_step_async(
-        self,
-        step_id: str,
-        event: EventLike | None = None,
-        *,
-        events: Sequence[EventLike] | None = None,
-        steps: Mapping[str, Any] | None = None,
-        invokes: Mapping[str | Function, Any] | None = None,
-        waits: Mapping[str, Any] | None = None,
-        fetch: Any = NOT_SET,
-        ai: Any = NOT_SET,
-        arrivals: Sequence[Arrival] = (),
-        start_delay: Duration = 0,
+        self, step_id: str, event: EventLike | None = None, **options: Unpack[ExecuteOptions]
     ) -> StepResult:
         """Run the function until step ``step_id`` has ended; its output, and the run so far.
 
         Raises ``StepNotReachedError`` if the run ends without reaching the step.
         """
-        driver = self._driver(
-            event, events, _mocks(steps, invokes, waits, fetch, ai), arrivals, start_delay, step_id
-        )
-        run = self.last_run = await driver.run()
+        run = self.last_run = await self._driver(event, options, stop_at=step_id).run()
         for record in run.steps:
             if record.id == step_id:
                 return StepResult(record, run)
@@ -127,86 +117,39 @@ class TestEngine:
     # ---- sync --------------------------------------------------------------------------
 
     def execute(
-        self,
-        event: EventLike | None = None,
-        *,
-        events: Sequence[EventLike] | None = None,
-        steps: Mapping[str, Any] | None = None,
-        invokes: Mapping[str | Function, Any] | None = None,
-        waits: Mapping[str, Any] | None = None,
-        fetch: Any = NOT_SET,
-        ai: Any = NOT_SET,
-        arrivals: Sequence[Arrival] = (),
-        start_delay: Duration = 0,
+        self, event: EventLike | None = None, **options: Unpack[ExecuteOptions]
     ) -> RunResult:
         """``execute_async`` for code without an event loop (plain ``def`` tests)."""
-        return _run_sync(
-            self.execute_async(
-                event,
-                events=events,
-                steps=steps,
-                invokes=invokes,
-                waits=waits,
-                fetch=fetch,
-                ai=ai,
-                arrivals=arrivals,
-                start_delay=start_delay,
-            ),
-            "execute",
-        )
+        return _run_sync(self.execute_async(event, **options), "execute")
 
     def execute_step(
-        self,
-        step_id: str,
-        event: EventLike | None = None,
-        *,
-        events: Sequence[EventLike] | None = None,
-        steps: Mapping[str, Any] | None = None,
-        invokes: Mapping[str | Function, Any] | None = None,
-        waits: Mapping[str, Any] | None = None,
-        fetch: Any = NOT_SET,
-        ai: Any = NOT_SET,
-        arrivals: Sequence[Arrival] = (),
-        start_delay: Duration = 0,
+        self, step_id: str, event: EventLike | None = None, **options: Unpack[ExecuteOptions]
     ) -> StepResult:
         """``execute_step_async`` for code without an event loop."""
-        return _run_sync(
-            self.execute_step_async(
-                step_id,
-                event,
-                events=events,
-                steps=steps,
-                invokes=invokes,
-                waits=waits,
-                fetch=fetch,
-                ai=ai,
-                arrivals=arrivals,
-                start_delay=start_delay,
-            ),
-            "execute_step",
-        )
+        return _run_sync(self.execute_step_async(step_id, event, **options), "execute_step")
 
     # ---- internals ---------------------------------------------------------------------
 
     def _driver(
-        self,
-        event: EventLike | None,
-        events: Sequence[EventLike] | None,
-        mocks: Mocks,
-        arrivals: Sequence[Arrival],
-        start_delay: Duration,
-        stop_at: str | None,
+        self, event: EventLike | None, options: ExecuteOptions, *, stop_at: str | None
     ) -> RunDriver:
         now = self.now or datetime.now(UTC)
+        mocks = _mocks(
+            options.get("steps"),
+            options.get("invokes"),
+            options.get("waits"),
+            options.get("fetch", NOT_SET),
+            options.get("ai", NOT_SET),
+        )
         return RunDriver(
             function=self.function,
             mocks=self.mocks.merged(mocks),
-            events=self._trigger_events(event, events),
+            events=self._trigger_events(event, options.get("events")),
             functions=self.functions,
             created_at=int(now.timestamp() * 1000),
             retry_interval_s=self.retry_interval_s,
-            start_delay=start_delay,
-            arrivals=arrivals,
+            start_delay=options.get("start_delay", 0),
+            arrivals=options.get("arrivals", ()),
             stop_at=stop_at,
         )
 

@@ -9,7 +9,8 @@ Fixtures:
   (default 0.1) instead of the production backoff.
 * ``stepwise_app``: a function ``stepwise_app(client, [functions])`` that serves the
   functions from this process to that server until the test ends, and returns the
-  ``ServedApp`` (``trigger``/``trigger_async`` send an event and wait for its run).
+  ``ServedApp``. ``stepwise_server.trigger`` (or ``trigger_async``) sends an event and
+  waits for the run it starts to end.
 
 Both work in plain ``def`` tests and in ``async def`` tests (pytest-asyncio): the app has
 its own thread and event loop, and the helpers come in sync and ``_async`` forms.

@@ -8,7 +8,6 @@ integration tests build on (``tests/support/harness.py``). Nothing is mocked: th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -254,20 +253,29 @@ class DevServer(Process):
         self.stop()
         self.http.close()
 
-    @contextlib.asynccontextmanager
-    async def _async_http(self) -> Any:
-        async with httpx.AsyncClient(
-            base_url=self.url, timeout=10, headers=dict(self.http.headers)
-        ) as http:
-            yield http
+    # ---- HTTP --------------------------------------------------------------------------
+
+    def _data(self, path: str, **params: Any) -> Any:
+        """The ``data`` of a REST API answer (``GET``)."""
+        response = self.http.get(path, params=params or None)
+        response.raise_for_status()
+        return response.json()["data"]
+
+    async def _data_async(self, path: str, **params: Any) -> Any:
+        async with self._async_http() as http:
+            response = await http.get(path, params=params or None)
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def _async_http(self) -> httpx.AsyncClient:
+        # One per call: an async client belongs to the event loop it was first used on.
+        return httpx.AsyncClient(base_url=self.url, timeout=10, headers=dict(self.http.headers))
 
     # ---- apps and functions ------------------------------------------------------------
 
     def apps(self) -> list[dict[str, Any]]:
-        r = self.http.get("/v1/apps")
-        r.raise_for_status()
-        data: list[dict[str, Any]] = r.json()["data"]
-        return data
+        apps: list[dict[str, Any]] = self._data("/v1/apps")
+        return apps
 
     def wait_for_functions(self, count: int, timeout: float = 20) -> None:
         def synced() -> bool:
@@ -283,90 +291,60 @@ class DevServer(Process):
 
     def send_events(self, events: EventLike | Sequence[EventLike]) -> list[str]:
         """Send events (``Event`` objects or dicts); returns their IDs in order."""
-        r = self.http.post(
-            f"/e/{self.event_key}",
-            content=_events_body(events),
-            headers={"content-type": "application/json"},
+        return _ids(
+            self.http.post(f"/e/{self.event_key}", content=_events_body(events), headers=_JSON)
         )
-        r.raise_for_status()
-        ids: list[str] = r.json()["ids"]
-        return ids
 
     async def send_async(self, name: str, data: dict[str, Any] | None = None, **fields: Any) -> str:
         return (await self.send_events_async({"name": name, "data": data or {}, **fields}))[0]
 
     async def send_events_async(self, events: EventLike | Sequence[EventLike]) -> list[str]:
         async with self._async_http() as http:
-            r = await http.post(
-                f"/e/{self.event_key}",
-                content=_events_body(events),
-                headers={"content-type": "application/json"},
+            response = await http.post(
+                f"/e/{self.event_key}", content=_events_body(events), headers=_JSON
             )
-        r.raise_for_status()
-        ids: list[str] = r.json()["ids"]
-        return ids
+        return _ids(response)
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        r = self.http.get("/v1/events", params={"name": name, "limit": 100})
-        r.raise_for_status()
-        data: list[dict[str, Any]] = r.json()["data"]
-        return data
+        events: list[dict[str, Any]] = self._data("/v1/events", name=name, limit=100)
+        return events
 
     # ---- runs --------------------------------------------------------------------------
 
     def runs(self, event_id: str) -> list[dict[str, Any]]:
-        r = self.http.get(f"/v1/events/{event_id}/runs")
-        r.raise_for_status()
-        data: list[dict[str, Any]] = r.json()["data"]
-        return data
+        runs: list[dict[str, Any]] = self._data(f"/v1/events/{event_id}/runs")
+        return runs
 
     def run(self, run_id: str) -> dict[str, Any]:
-        r = self.http.get(f"/v1/runs/{run_id}")
-        r.raise_for_status()
-        data: dict[str, Any] = r.json()["data"]
-        return data
+        run: dict[str, Any] = self._data(f"/v1/runs/{run_id}")
+        return run
 
     def history(self, run_id: str) -> list[dict[str, Any]]:
-        r = self.http.get(f"/v1/runs/{run_id}/history")
-        r.raise_for_status()
-        data: list[dict[str, Any]] = r.json()["data"]
-        return data
+        history: list[dict[str, Any]] = self._data(f"/v1/runs/{run_id}/history")
+        return history
 
     def wait_for_run(self, event_id: str, timeout: float = 30) -> dict[str, Any]:
         """The (first) run ``event_id`` started, once it has ended."""
-
-        def done() -> dict[str, Any] | None:
-            runs = self.runs(event_id)
-            if runs and runs[0]["status"] in TERMINAL:
-                return runs[0]
-            return None
-
-        result: dict[str, Any] = wait_until(done, timeout=timeout, what=f"run of event {event_id}")
-        return result
-
-    def wait_for_run_end(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
-        def done() -> dict[str, Any] | None:
-            run = self.run(run_id)
-            return run if run["status"] in TERMINAL else None
-
-        result: dict[str, Any] = wait_until(done, timeout=timeout, what=f"end of run {run_id}")
-        return result
+        run: dict[str, Any] = wait_until(
+            lambda: _ended(self.runs(event_id)), timeout=timeout, what=f"run of event {event_id}"
+        )
+        return run
 
     async def wait_for_run_async(
         self,
         event_id: str,
         timeout: float = 30,  # noqa: ASYNC109 - as wait_for_run's
     ) -> dict[str, Any]:
-        async def done() -> dict[str, Any] | None:
-            async with self._async_http() as http:
-                r = await http.get(f"/v1/events/{event_id}/runs")
-            r.raise_for_status()
-            runs: list[dict[str, Any]] = r.json()["data"]
-            if runs and runs[0]["status"] in TERMINAL:
-                return runs[0]
-            return None
+        async def ended() -> dict[str, Any] | None:
+            return _ended(await self._data_async(f"/v1/events/{event_id}/runs"))
 
-        return await wait_until_async(done, timeout=timeout, what=f"run of event {event_id}")
+        return await wait_until_async(ended, timeout=timeout, what=f"run of event {event_id}")
+
+    def wait_for_run_end(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
+        run: dict[str, Any] = wait_until(
+            lambda: _ended([self.run(run_id)]), timeout=timeout, what=f"end of run {run_id}"
+        )
+        return run
 
     def trigger(
         self, event: str | EventLike, data: dict[str, Any] | None = None, *, timeout: float = 30
@@ -385,6 +363,20 @@ class DevServer(Process):
     ) -> dict[str, Any]:
         (event_id,) = await self.send_events_async(_one_event(event, data))
         return await self.wait_for_run_async(event_id, timeout=timeout)
+
+
+_JSON = {"content-type": "application/json"}
+
+
+def _ids(response: httpx.Response) -> list[str]:
+    response.raise_for_status()
+    ids: list[str] = response.json()["ids"]
+    return ids
+
+
+def _ended(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first of ``runs`` if it has ended."""
+    return runs[0] if runs and runs[0]["status"] in TERMINAL else None
 
 
 def _one_event(event: str | EventLike, data: dict[str, Any] | None) -> EventLike:
