@@ -64,7 +64,11 @@ from functions import client, flaky, greet, relay
 BEFORE = client.config
 
 
+URLS = set()
+
+
 def test_sync(stepwise_app, stepwise_server):
+    URLS.add(stepwise_server.url)
     stepwise_app(client, [greet, flaky])
     run = stepwise_server.trigger("plugin/greet", {"name": "ada"})
     assert run["status"] == "Completed"
@@ -74,6 +78,7 @@ def test_sync(stepwise_app, stepwise_server):
 
 
 async def test_async(stepwise_app, stepwise_server):
+    URLS.add(stepwise_server.url)
     stepwise_app(client, [greet, relay])
     assert client.config.api_base_url == stepwise_server.url
     run = await stepwise_server.trigger_async({"name": "plugin/greet", "data": {"name": "bob"}})
@@ -89,6 +94,7 @@ async def test_async(stepwise_app, stepwise_server):
 def test_the_client_got_its_settings_back():
     # While served, the client pointed at the test server; after the test, no more.
     assert client.config == BEFORE
+    assert len(URLS) == 1  # one server for the session, by default
 """,
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
@@ -110,18 +116,13 @@ def test_second(stepwise_server):
 """
 
 
-@pytest.mark.parametrize(
-    ("args", "servers"),
-    [((), 1), (("--stepwise-server-scope", "function"), 2)],
-    ids=["session", "function"],
-)
-def test_the_server_lives_for_the_scope_asked(
-    pytester: pytest.Pytester, args: tuple[str, ...], servers: int
-) -> None:
+def test_the_server_lives_for_the_scope_asked(pytester: pytest.Pytester) -> None:
     _write(pytester, SCOPE_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *args)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-s", "--stepwise-server-scope", "function"
+    )
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines([f"*SERVERS {servers}*"])
+    result.stdout.fnmatch_lines(["*SERVERS 2*"])
 
 
 def test_the_scope_can_be_set_in_the_ini_file(pytester: pytest.Pytester) -> None:
