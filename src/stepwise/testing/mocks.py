@@ -100,7 +100,8 @@ class Mocks:
     waits: Mapping[str, Any] = field(default_factory=dict)
     """By the name of the awaited event: the event that arrives, or ``None``/``TIMEOUT``."""
     fetch: Any = NOT_SET
-    """Every ``step.fetch``: an answer, a callable, or a mapping of URL to answer."""
+    """Every ``step.fetch``: an answer, a callable, or a mapping of URL (``http(s)://...``
+    keys) to answer."""
     ai: Any = NOT_SET
     """Every ``step.ai`` request: the provider's response, or a callable."""
 
@@ -139,7 +140,7 @@ class Mocks:
             if isinstance(name, str) and name in self.waits:
                 return True, self.waits[name]
         if request.op is Opcode.GATEWAY and self.fetch is not NOT_SET:
-            if isinstance(self.fetch, Mapping) and not _looks_like_fetch_memo(self.fetch):
+            if _is_url_map(self.fetch):
                 if request.url in self.fetch:
                     return True, self.fetch[request.url]
                 return False, None
@@ -168,8 +169,13 @@ def _is_callable_mock(mock: Any) -> bool:
     return callable(mock) and not isinstance(mock, type | Event | FetchResponse)
 
 
-def _looks_like_fetch_memo(value: Mapping[Any, Any]) -> bool:
-    return "status_code" in value
+def _is_url_map(value: Any) -> bool:
+    """A mapping of URL to answer (rather than one JSON answer for every fetch)."""
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(k, str) and k.startswith(("http://", "https://")) for k in value)
+    )
 
 
 def as_json(value: Any, what: str) -> Any:
