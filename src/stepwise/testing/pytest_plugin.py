@@ -65,7 +65,10 @@ def stepwise_server(
     from .server import DevServer
 
     retry_interval = float(pytestconfig.getini("stepwise_retry_interval"))
-    server = DevServer(tmp_path_factory.mktemp("stepwise"), retry_interval=retry_interval)
+    # No polling: apps served by ``stepwise_app`` sync themselves, and are gone after a test.
+    server = DevServer(
+        tmp_path_factory.mktemp("stepwise"), retry_interval=retry_interval, poll_interval=None
+    )
     with server:
         yield server
 

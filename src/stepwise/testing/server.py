@@ -175,7 +175,8 @@ class DevServer(Process):
     """``stepwise dev`` on ``directory/stepwise.db`` (or ``postgres_uri``) and a free port.
 
     ``retry_interval`` (seconds) replaces the backoff table between attempts, so runs
-    that retry end quickly. Use it as a context manager, or ``start_and_wait`` and
+    that retry end quickly; ``poll_interval`` is how often the server re-syncs the apps it
+    knows (``None``: never; apps that sync themselves need no polling). Use it as a context manager, or ``start_and_wait`` and
     ``close``. Its helpers send events and wait for runs, sync or ``..._async``.
     """
 
@@ -189,6 +190,7 @@ class DevServer(Process):
         extra_env: dict[str, str] | None = None,
         postgres_uri: str | None = None,
         retry_interval: float | None = None,
+        poll_interval: float | None = 1.0,
         cwd: Path | None = None,
     ) -> None:
         self.directory = directory
@@ -209,8 +211,7 @@ class DevServer(Process):
             str(self.port),
             "--no-discovery",
             *database,
-            "--poll-interval",
-            "1",
+            *(["--no-poll"] if poll_interval is None else ["--poll-interval", str(poll_interval)]),
         ]
         if retry_interval is not None:
             args += ["--retry-interval", str(retry_interval)]

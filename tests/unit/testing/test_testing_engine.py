@@ -96,12 +96,17 @@ def test_def_handlers_run_too() -> None:
     def sync_flow(ctx: stepwise.SyncContext) -> int:
         a = ctx.step.run("a", lambda: 1)
         ctx.step.sleep("nap", "1h")
-        return a + ctx.step.run("b", lambda x: x + 1, a)
+        b, c = ctx.step.parallel(
+            [lambda: ctx.step.run("b", lambda x: x + 1, a), lambda: ctx.step.run("c", lambda: 3)]
+        )
+        return a + b + c
 
-    run = TestEngine(sync_flow).execute()
-    assert run.result == 3
-    assert run.step_ids == ["a", "nap", "b"]
+    engine = TestEngine(sync_flow)
+    run = engine.execute()
+    assert run.result == 6
+    assert run.step_ids[:2] == ["a", "nap"] and sorted(run.step_ids[2:]) == ["b", "c"]
     assert run.sleeps[0].duration == timedelta(hours=1)
+    engine.steps["b"].assert_called_once_with(1)
 
 
 def test_without_an_event_the_first_trigger_names_one() -> None:
