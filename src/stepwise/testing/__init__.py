@@ -16,24 +16,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ._run import Arrival
-    from .engine import ExecuteOptions, TestEngine
-    from .mocks import TIMEOUT, StepRequest
-    from .results import (
-        HistoryItem,
-        RunCancelledError,
-        RunResult,
-        RunState,
-        SleepRecord,
-        Spies,
-        SpyCall,
-        StepNotReachedError,
-        StepRecord,
-        StepResult,
-        StepSpy,
-        UnmockedStepError,
-    )
+if TYPE_CHECKING:  # the names below, imported for type checkers (``X as X``: re-exported)
+    from ._run import Arrival as Arrival
+    from .engine import ExecuteOptions as ExecuteOptions
+    from .engine import TestEngine as TestEngine
+    from .mocks import TIMEOUT as TIMEOUT
+    from .mocks import StepRequest as StepRequest
+    from .results import HistoryItem as HistoryItem
+    from .results import RunCancelledError as RunCancelledError
+    from .results import RunResult as RunResult
+    from .results import RunState as RunState
+    from .results import SleepRecord as SleepRecord
+    from .results import Spies as Spies
+    from .results import SpyCall as SpyCall
+    from .results import StepNotReachedError as StepNotReachedError
+    from .results import StepRecord as StepRecord
+    from .results import StepResult as StepResult
+    from .results import StepSpy as StepSpy
+    from .results import UnmockedStepError as UnmockedStepError
 
 _WHERE = {
     "Arrival": "._run",
@@ -70,22 +70,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [
-    "TIMEOUT",
-    "Arrival",
-    "ExecuteOptions",
-    "HistoryItem",
-    "RunCancelledError",
-    "RunResult",
-    "RunState",
-    "SleepRecord",
-    "Spies",
-    "SpyCall",
-    "StepNotReachedError",
-    "StepRecord",
-    "StepRequest",
-    "StepResult",
-    "StepSpy",
-    "TestEngine",
-    "UnmockedStepError",
-]
+__all__ = sorted(_WHERE)
