@@ -43,7 +43,7 @@ from ..sdk.function import Function
 from ..sdk.options import Duration, duration_to_delta
 from ..server.engine import lifecycle, pauses
 from ..server.engine.backoff import clamp_retry_after, retry_delay_ms
-from ..server.engine.executor import MAX_SLEEP, step_name
+from ..server.engine.executor import MAX_SLEEP, MAX_STEP_OUTPUT, MAX_STEPS, step_name
 from ..server.engine.lifecycle import Failure
 from ..server.store.records import EventRecord, HistoryKind, NewPause, Pause, PauseKind
 from ._execution import StepBody, TestExecution, ToolCall
@@ -284,7 +284,8 @@ class RunDriver:
             self._commit(job, t)
             self._finish(job, output=loads(result.body))
         elif result.status == 206:
-            self._apply_ops(job, t, parse_ops(loads(result.body)), execution, retry_after)
+            ops = parse_ops(loads(result.body))
+            self._apply_ops(job, t, ops, execution, retry_after, no_retry=result.no_retry)
         else:
             body = loads(result.body) if result.body else None
             failure = Failure.of_reply(
@@ -339,6 +340,8 @@ class RunDriver:
         ops: list[GeneratorOp],
         execution: TestExecution,
         retry_after: int | None,
+        *,
+        no_retry: bool,
     ) -> None:
         real_ops = [op for op in ops if op.op is not Opcode.NONE]
         if ops and not real_ops and all(not op.id for op in ops):
@@ -347,6 +350,13 @@ class RunDriver:
                 raise RuntimeError(f"{self.function.id} answered {count} calls with no ops")
             t.jobs.append(self.timeline.job(JobKind.CALL, self.now, payload={"redrive": count}))
             self._commit(job, t)
+            return
+        new_steps = sum(1 for op in real_ops if op.id not in self.store.memos)
+        if len(self.store.memos) + new_steps > MAX_STEPS:
+            self._commit(job, t)
+            message = f"the run has more than {MAX_STEPS} steps"
+            self.error = error_from({"name": "StepLimitExceededError", "message": message})
+            self._finish(job, failure=Failure.of_server("StepLimitExceededError", message))
             return
         parallel = sum(1 for op in real_ops if op.op not in _LAZY_OPS) > 1
         if parallel:
@@ -359,6 +369,11 @@ class RunDriver:
             tool = execution.tool_calls.get(op.id)
             info = self._note_step(op, tool)
             if op.op in (Opcode.STEP_RUN, Opcode.STEP):
+                if len(dumps(op.data)) > MAX_STEP_OUTPUT:
+                    message = f"step output is over {MAX_STEP_OUTPUT} bytes"
+                    error = {"name": "OutputTooLargeError", "message": message}
+                    self._fail_step(t, op, info, error, job.attempt)
+                    continue
                 memo = {"data": op.data} if op.op is Opcode.STEP_RUN else op.data
                 entry = self.records.entry(
                     HistoryKind.STEP_COMPLETED, op.id, info.user_id, job.attempt
@@ -366,7 +381,7 @@ class RunDriver:
                 t.settled.append((op.id, memo, [entry]))
             elif op.op is Opcode.STEP_ERROR:
                 error = lifecycle.step_error(op.error)
-                if job.attempt + 1 < self.function.max_attempts:
+                if not no_retry and job.attempt + 1 < self.function.max_attempts:
                     retry_at = (
                         retry_after if retry_after is not None else self._backoff(job.attempt)
                     )

@@ -448,3 +448,37 @@ async def test_the_sync_api_says_to_await_the_async_one_inside_an_event_loop() -
     engine = TestEngine(order_flow([]))
     with pytest.raises(RuntimeError, match="execute_async"):
         engine.execute({"name": "shop/order", "data": {"items": 1}})
+
+
+# ---- the server's limits ------------------------------------------------------------------
+
+
+def test_the_step_limit_fails_the_run_as_on_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real limit is 1000 steps: lowered here so the run stays short.
+    monkeypatch.setattr("stepwise.testing._run.MAX_STEPS", 3)
+
+    @client.create_function(fn_id="many", trigger=stepwise.TriggerEvent(event="shop/many"))
+    async def many(ctx: stepwise.Context) -> str:
+        for n in range(5):
+            await ctx.step.run("step", lambda n=n: n)
+        return "done"
+
+    run = TestEngine(many).execute()
+    assert run.status == "Failed"
+    assert run.state.output == {
+        "name": "StepLimitExceededError",
+        "message": "the run has more than 3 steps",
+    }
+    assert run.step_ids == ["step", "step", "step"]
+
+
+def test_a_step_output_over_the_size_limit_fails_the_step() -> None:
+    @client.create_function(fn_id="big", trigger=stepwise.TriggerEvent(event="shop/big"))
+    async def big(ctx: stepwise.Context) -> str:
+        try:
+            await ctx.step.run("huge", lambda: "x" * (4 * 1024 * 1024 + 1))
+        except StepError as exc:
+            return exc.name
+        return "stored"
+
+    assert TestEngine(big).execute().result == "OutputTooLargeError"
