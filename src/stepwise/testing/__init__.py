@@ -17,10 +17,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below, imported for type checkers (``X as X``: re-exported)
-    from ._run import Arrival as Arrival
     from .engine import ExecuteOptions as ExecuteOptions
     from .engine import TestEngine as TestEngine
     from .mocks import TIMEOUT as TIMEOUT
+    from .mocks import Arrival as Arrival
     from .mocks import StepRequest as StepRequest
     from .results import HistoryItem as HistoryItem
     from .results import RunCancelledError as RunCancelledError
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the names below, imported for type checkers (``X as X``: re
     from .results import UnmockedStepError as UnmockedStepError
 
 _WHERE = {
-    "Arrival": "._run",
+    "Arrival": ".mocks",
     "ExecuteOptions": ".engine",
     "TestEngine": ".engine",
     "TIMEOUT": ".mocks",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,14 +44,15 @@ from ..server.engine import lifecycle, pauses
 from ..server.engine.backoff import clamp_retry_after, retry_delay_ms
 from ..server.engine.executor import MAX_SLEEP, MAX_STEP_OUTPUT, MAX_STEPS, step_name
 from ..server.engine.lifecycle import Failure
-from ..server.store.records import EventRecord, HistoryKind, NewPause, Pause, PauseKind
+from ..server.store.records import EventRecord, HistoryKind, NewPause, PauseKind
 from ._execution import StepBody, TestExecution, ToolCall
 from ._records import RunRecords, StepInfo, dt, error_from
-from ._state import Plan, RunStore, Transition
+from ._state import Plan, RunStore, Transition, as_pause
 from ._timeline import Job, JobKind, Timeline
 from .mocks import (
     KIND_OF_OP,
     TIMEOUT,
+    Arrival,
     Mocks,
     StepRequest,
     answer,
@@ -77,22 +77,6 @@ MAX_REQUESTS = 10_000
 _MAX_REDRIVES = 10
 _LAZY_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT}
 _UNSUPPORTED_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT, Opcode.SYNC_RUN_COMPLETE}
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """An event that reaches the server while the run goes on.
-
-    It arrives ``at`` a virtual time after the run's event (default: at once, once the
-    run's first calls are done), or as soon as the step ``after_step`` has ended and the
-    run has gone on to wait for what comes next. There it does what it would do on the
-    server: resume the ``wait_for_event`` steps it matches (one that starts later does not
-    see it), or cancel the run through ``cancel_on``.
-    """
-
-    event: EventLike
-    at: Duration | None = None
-    after_step: str | None = None
 
 
 def _delta_ms(duration: Duration | None, what: str) -> int:
@@ -221,7 +205,7 @@ class RunDriver:
         elif job.kind is JobKind.PAUSE_TIMEOUT:
             pause = self.store.pauses.get(str(job.payload["pause"]))
             if pause is not None:
-                self._resume(pause, pauses.memo_for_timeout(_as_pause(pause)), timed_out=True)
+                self._resume(pause, pauses.memo_for_timeout(as_pause(pause)), timed_out=True)
         elif job.kind is JobKind.RUN_TIMEOUT:
             which = job.payload["which"]
             if which == "start" and self.started_at is not None:
@@ -719,14 +703,14 @@ class RunDriver:
         matched = [
             p
             for p in list(self.store.pauses.values())
-            if p.event_name == record.name and pauses.event_matches(_as_pause(p), record)
+            if p.event_name == record.name and pauses.event_matches(as_pause(p), record)
         ]
         for pause in matched:
             if pause.kind is PauseKind.CANCEL:
                 self._cancel(f"cancelled by event {record.name} ({record.internal_id})")
                 return
         for pause in matched:
-            self._resume(pause, pauses.memo_for_event(_as_pause(pause), record), timed_out=False)
+            self._resume(pause, pauses.memo_for_event(as_pause(pause), record), timed_out=False)
 
     # ---- committing ------------------------------------------------------------------
 
@@ -832,22 +816,6 @@ class RunDriver:
             events=[dict(e) for e in self.events],
             created_at=dt(self.created_at),
         )
-
-
-def _as_pause(pause: NewPause) -> Pause:
-    return Pause(
-        id=0,
-        key=pause.key,
-        run_id=pause.run_id,
-        kind=pause.kind,
-        created_at=pause.created_at,
-        step_id=pause.step_id,
-        event_name=pause.event_name,
-        expression=pause.expression,
-        signal=pause.signal,
-        expires_at=pause.expires_at,
-        data=pause.data,
-    )
 
 
 def _iso(ms: int) -> str:

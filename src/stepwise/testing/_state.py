@@ -14,7 +14,7 @@ from typing import Any
 
 from ..protocol import REQUEST_VERSION
 from ..server.flow import fanin
-from ..server.store.records import NewPause
+from ..server.store.records import NewPause, Pause
 from ._records import RunRecords
 from ._timeline import Job, JobKind, Timeline
 from .mocks import as_json
@@ -145,3 +145,19 @@ class RunStore:
         self.timeline.add(self.discovery(after))
         if self.force_step_plan and fanin.resets_step_planning(REQUEST_VERSION):
             self.force_step_plan = False
+
+
+def as_pause(pause: NewPause) -> Pause:
+    return Pause(
+        id=0,
+        key=pause.key,
+        run_id=pause.run_id,
+        kind=pause.kind,
+        created_at=pause.created_at,
+        step_id=pause.step_id,
+        event_name=pause.event_name,
+        expression=pause.expression,
+        signal=pause.signal,
+        expires_at=pause.expires_at,
+        data=pause.data,
+    )

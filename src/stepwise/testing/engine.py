@@ -13,8 +13,8 @@ from ..sdk.event import Event, EventLike
 from ..sdk.function import Function
 from ..sdk.options import Duration, duration_to_delta
 from ..sdk.triggers import TriggerCron, TriggerEvent
-from ._run import Arrival, RunDriver
-from .mocks import NOT_SET, Mocks
+from ._run import RunDriver
+from .mocks import NOT_SET, Arrival, Mocks
 from .results import RunResult, Spies, StepNotReachedError, StepResult
 
 T = TypeVar("T")

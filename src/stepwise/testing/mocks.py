@@ -1,4 +1,5 @@
-"""What a test puts in place of a step: mocks, looked up by step ID or by the step's kind.
+"""What a test puts in place of a step: mocks, looked up by step ID or by the step's kind;
+and the events that arrive while a run goes on.
 
 A mock is a value, an exception (raised as the step's failure), or a callable that
 returns either. A ``step.run`` mock callable is called like the step's own function
@@ -17,9 +18,10 @@ from typing import Any, Final
 from ..errors import ConfigError, StepError
 from ..protocol import Opcode, dumps, loads
 from ..protocol import events as ev
-from ..sdk.event import Event
+from ..sdk.event import Event, EventLike
 from ..sdk.function import Function
 from ..sdk.gateway import FetchResponse
+from ..sdk.options import Duration
 from ..server.engine.pauses import INVOKE_TIMEOUT_ERROR
 
 
@@ -259,3 +261,19 @@ def fetch_memo(answer_value: Any, request: StepRequest) -> dict[str, Any]:
         f"the mock for fetch {request.id!r} must be a FetchResponse, a dict with a "
         f"status_code, a str body or JSON, not {answer_value!r}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """An event that reaches the server while the run goes on.
+
+    It arrives ``at`` a virtual time after the run's event (default: at once, once the
+    run's first calls are done), or as soon as the step ``after_step`` has ended and the
+    run has gone on to wait for what comes next. There it does what it would do on the
+    server: resume the ``wait_for_event`` steps it matches (one that starts later does not
+    see it), or cancel the run through ``cancel_on``.
+    """
+
+    event: EventLike
+    at: Duration | None = None
+    after_step: str | None = None
