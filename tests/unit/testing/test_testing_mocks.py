@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import stepwise
-from stepwise import NonRetriableError, StepError
+from stepwise import NonRetriableError, StepError, ai
 from stepwise.protocol import Opcode
 from stepwise.testing import TIMEOUT, Arrival, StepRequest, TestEngine, UnmockedStepError
 
@@ -360,29 +360,19 @@ def test_a_fetch_without_a_mock_is_refused() -> None:
 # ---- step.ai ---------------------------------------------------------------------------------
 
 
-async def ai_infer(ctx: stepwise.Context, step_id: str, body: dict[str, Any]) -> Any:
-    """What ``step.ai.infer`` does, on the SDK's own primitives: an AIGateway op the server
-    carries out. (The tool itself is being added elsewhere; the engine's hook is by op.)"""
-    execution = ctx.step._execution
-    call = execution.begin(step_id)
-    if call.memoized:
-        return execution.replay(call)
-    opts = {
-        "type": "step.ai.infer",
-        "url": "https://api.example/v1/chat",
-        "format": "openai-chat",
-        "body": body,
-    }
-    await execution.plan(call, call.op(Opcode.AI_GATEWAY, name=None, opts=opts))
+# The key is an argument, so the test needs no environment; nothing reaches the provider.
+MODEL = ai.openai("gpt-4o-mini", api_key="sk-test")
 
 
 def ai_flow() -> stepwise.Function:
     @client.create_function(fn_id="ai", trigger=stepwise.TriggerEvent(event="m/ai"))
     async def ai_fn(ctx: stepwise.Context) -> Any:
+        body = {"messages": [{"role": "user", "content": "hi"}]}
         try:
-            return await ai_infer(ctx, "summarize", {"messages": [{"content": "hi"}]})
+            answer = await ctx.step.ai.infer("summarize", model=MODEL, body=body)
         except StepError as exc:
             return {"error": exc.name, "message": exc.message}
+        return answer.text
 
     return ai_fn
 
@@ -390,13 +380,15 @@ def ai_flow() -> stepwise.Function:
 def test_step_ai_requests_are_mocked_by_op() -> None:
     engine = TestEngine(ai_flow(), retry_interval="1s")
     reply = {"choices": [{"message": {"content": "hello"}}]}
-    assert engine.execute(ai=reply).result == reply
-    assert engine.execute(steps={"summarize": {"by": "id"}}).result == {"by": "id"}
+    assert engine.execute(ai=reply).result == "hello"
+    by_id = {"choices": [{"message": {"content": "by id"}}]}
+    assert engine.execute(steps={"summarize": by_id}).result == "by id"
 
     requests: list[StepRequest] = []
-    engine.execute(ai=lambda request: requests.append(request) or {"ok": 1})
+    engine.execute(ai=lambda request: requests.append(request) or reply)
     assert requests[0].op is Opcode.AI_GATEWAY and requests[0].kind == "ai.infer"
-    assert requests[0].opts["body"] == {"messages": [{"content": "hi"}]}
+    assert requests[0].opts["body"]["messages"] == [{"role": "user", "content": "hi"}]
+    assert requests[0].opts["url"] == "https://api.openai.com/v1/chat/completions"
     assert engine.steps["summarize"].calls == 1
 
     failed = engine.execute(ai=RuntimeError("provider down"))
