@@ -12,7 +12,18 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     "schema_version": ["version"],
     "apps": ["id", "name", "url", "sdk", "framework", "checksum", "created_at", "updated_at"],
     "functions": ["id", "app_id", "slug", "name", "config", "url", "created_at"],
-    "events": ["internal_id", "id", "name", "data", "user", "ts", "v", "received_at", "copy"],
+    "events": [
+        "internal_id",
+        "id",
+        "name",
+        "data",
+        "user",
+        "ts",
+        "v",
+        "received_at",
+        "copy",
+        "meta",
+    ],
     "runs": [
         "id",
         "function_id",
@@ -85,11 +96,22 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
     "counters": ["name", "value"],
     "api_keys": ["id", "name", "key_hash", "created_at", "last_used_at", "revoked_at"],
     "app_syncs": ["url", "app_name", "added_at", "attempted_at", "ok", "error"],
+    "defers": [
+        "run_id",
+        "hashed_id",
+        "seq",
+        "user_id",
+        "fn_slug",
+        "input",
+        "meta",
+        "status",
+        "created_at",
+    ],
 }
 # PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
 EXPECTED_VERSIONS = {
-    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
-    "postgres": [9, 10, 11, 12, 13, 14],
+    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+    "postgres": [9, 10, 11, 12, 13, 14, 15],
 }
 
 

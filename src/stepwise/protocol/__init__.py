@@ -1,6 +1,6 @@
 """Wire formats shared by the SDK and the server. No I/O lives here."""
 
-from . import events, headers
+from . import events, headers, sessions
 from .canonical import canonical_json, canonicalize_body, dumps, loads
 from .duration import (
     DurationError,
@@ -11,7 +11,7 @@ from .duration import (
     to_iso,
 )
 from .hashing import RUN_COMPLETE_ID, StepIdCounter, hash_step_id
-from .ids import ids_from_seed, is_ulid, make_seed, new_ulid, ulid_ms
+from .ids import encode_ulid, ids_from_seed, is_ulid, make_seed, new_ulid, ulid_ms
 from .opcodes import GeneratorOp, Opcode, OpParseError, WireError, parse_opcode, parse_ops
 from .signature import (
     SignatureError,
@@ -52,6 +52,7 @@ __all__ = [
     "canonical_json",
     "canonicalize_body",
     "dumps",
+    "encode_ulid",
     "events",
     "format_duration",
     "hash_event_key",
@@ -68,6 +69,7 @@ __all__ = [
     "parse_ops",
     "parse_timestamp",
     "resolve_until",
+    "sessions",
     "sign",
     "split_key",
     "to_iso",

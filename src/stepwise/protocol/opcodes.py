@@ -58,6 +58,8 @@ class GeneratorOp:
     error: dict[str, Any] | None = None
     userland: dict[str, Any] | None = None
     timing: dict[str, Any] | None = None
+    # Run and step metadata riding on a step's op: ``[{kind, scope, op, values}]`` (JS 4.x).
+    metadata: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_wire(cls, raw: object) -> GeneratorOp:
@@ -74,6 +76,7 @@ class GeneratorOp:
         error = raw.get("error")
         userland = raw.get("userland")
         timing = raw.get("timing")
+        metadata = raw.get("metadata")
         display = raw.get("displayName")
         if name is not None and not isinstance(name, str):
             raise OpParseError("op name must be a string")
@@ -92,6 +95,9 @@ class GeneratorOp:
             error=error,
             userland=userland if isinstance(userland, dict) else None,
             timing=timing if isinstance(timing, dict) else None,
+            metadata=[m for m in metadata if isinstance(m, dict)]
+            if isinstance(metadata, list)
+            else None,
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -110,6 +116,8 @@ class GeneratorOp:
             out["userland"] = self.userland
         if self.timing is not None:
             out["timing"] = self.timing
+        if self.metadata:
+            out["metadata"] = self.metadata
         return out
 
 

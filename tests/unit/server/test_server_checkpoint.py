@@ -10,10 +10,11 @@ from aiohttp import web
 from server_support import NOW, RUN_ID, function_record, job, make_executor, reply, run_state, spec
 
 from stepwise.protocol import GeneratorOp, is_ulid
-from stepwise.server.engine.checkpoint import CheckpointRejected, steps_to_save
+from stepwise.server.engine.checkpoint import CheckpointRejected, defers_to_save, steps_to_save
 from stepwise.server.engine.dispatch import fence_of, is_stale, queue_item_ref
 from stepwise.server.engine.executor import MAX_STEP_OUTPUT
 from stepwise.server.store.records import (
+    DeferStatus,
     DispatchFence,
     HistoryEntry,
     HistoryKind,
@@ -97,13 +98,38 @@ def test_an_empty_checkpoint_saves_nothing() -> None:
     assert steps_to_save([], NOW, body_bytes=2) == []
 
 
-@pytest.mark.parametrize(
-    "op", ["Sleep", "WaitForEvent", "InvokeFunction", "StepError", "RunComplete", "DeferAdd"]
-)
+@pytest.mark.parametrize("op", ["Sleep", "WaitForEvent", "InvokeFunction", "StepError", "RunComplete"])
 def test_a_checkpoint_holds_only_results_of_steps_that_ran(op: str) -> None:
     with pytest.raises(CheckpointRejected) as caught:
         steps_to_save(ops({"op": op, "id": "h", "name": "1s"}), NOW, body_bytes=100)
     assert (caught.value.status, caught.value.code) == (400, "unsupported_op")
+
+
+def test_defers_ride_along_with_the_steps_of_a_checkpoint() -> None:
+    checkpoint = ops(
+        {"op": "StepRun", "id": "h-a", "name": "a", "data": 1},
+        {
+            "op": "DeferAdd",
+            "id": "h-d",
+            "name": "d",
+            "opts": {"fn_slug": "app-later", "input": {"to": "x"}},
+            "userland": {"id": "d"},
+        },
+        {"op": "DeferAbort", "id": "h-x", "opts": {"fn_slug": "app-later", "target_hashed_id": "h-e"}},
+    )
+    assert [s.step_id for s in steps_to_save(checkpoint, NOW, body_bytes=100)] == ["h-a"]
+    changes = defers_to_save(checkpoint, NOW)
+    assert [(c.record.hashed_id, c.record.status, c.abort) for c in changes] == [
+        ("h-d", DeferStatus.AFTER_RUN, False),
+        ("h-e", DeferStatus.ABORTED, True),
+    ]
+    assert changes[0].record.input == {"to": "x"}
+
+
+def test_a_defer_without_its_function_is_refused() -> None:
+    with pytest.raises(CheckpointRejected) as caught:
+        defers_to_save(ops({"op": "DeferAdd", "id": "h", "opts": {"input": {}}}), NOW)
+    assert (caught.value.status, caught.value.code) == (400, "invalid_defer")
 
 
 def test_a_step_without_an_id_is_refused() -> None:

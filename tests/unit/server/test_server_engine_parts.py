@@ -362,6 +362,7 @@ def test_build_call_body_shape() -> None:
             "disable_immediate_execution": True,
             "use_api": False,
         },
+        "defers": {},
         "version": 1,
         "use_api": False,
     }

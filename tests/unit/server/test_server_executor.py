@@ -28,7 +28,10 @@ from stepwise.protocol import RUN_COMPLETE_ID, to_iso
 from stepwise.protocol import events as ev
 from stepwise.server.engine.driver import USE_API_BYTES, build_call_body
 from stepwise.server.engine.executor import MAX_RUN_STATE, MAX_SLEEP, Executor, next_cron_ms
+from stepwise.server.engine.defers import MAX_DEFERS, applied, deferred_event_id
 from stepwise.server.store.records import (
+    DeferRecord,
+    DeferStatus,
     EventRecord,
     HistoryEntry,
     HistoryKind,
@@ -471,7 +474,7 @@ def test_only_empty_none_ops_drive_discovery_again_a_bounded_number_of_times() -
     assert again.run_update is not None and again.run_update.status is RunStatus.FAILED
 
 
-@pytest.mark.parametrize("op", ["DeferAdd", "deferabort", "SyncRunComplete"])
+@pytest.mark.parametrize("op", ["SyncRunComplete", "syncruncomplete"])
 def test_unsupported_op_memoizes_not_supported_error(op: str) -> None:
     ops = [{"op": op, "id": "w1", "name": "x", "opts": {}}]
     t = handle(ops)
@@ -1101,3 +1104,159 @@ def test_state_over_4_mb_is_sent_by_reference() -> None:
     assert body["use_api"] is True and body["ctx"]["use_api"] is True
     assert body["events"] == [] and body["steps"] == {}
     assert body["event"]["name"] == "app/user.created"  # the trigger is always sent
+
+
+# ---- defers (JS SDK 4.x) ---------------------------------------------------------------
+
+DEFERRED = function_record(
+    "app-later",
+    triggers=[
+        {
+            "event": "inngest/deferred.schedule",
+            "expression": "event.data._inngest.fn_slug == 'app-later'",
+        }
+    ],
+    fn_id="uuid-later",
+)
+
+
+def defer_add(user_id: str = "d", **opts: Any) -> dict[str, Any]:
+    return {
+        "op": "DeferAdd",
+        "id": f"h-{user_id}",
+        "name": user_id,
+        "displayName": user_id,
+        "opts": {"fn_slug": "app-later", "input": {"to": "x"}, **opts},
+        "userland": {"id": user_id},
+        "data": None,
+    }
+
+
+def with_defers(*records: DeferRecord) -> RunState:
+    return dataclasses.replace(run_state(), defers=list(records))
+
+
+def test_a_defer_rides_along_and_starts_its_run_when_the_run_completes() -> None:
+    executor, _ = make_executor(function_record(), DEFERRED)
+    complete = {"op": "RunComplete", "id": RUN_COMPLETE_ID, "data": "ok"}
+    t = handle([defer_add(), complete], executor=executor)
+    assert t.run_update is not None and t.run_update.status is RunStatus.COMPLETED
+    [change] = t.defers
+    assert change.record == DeferRecord(
+        "h-d", "app-later", DeferStatus.AFTER_RUN, user_id="d", input={"to": "x"}
+    )
+    assert t.ingest is not None
+    [deferred] = [e for e in t.ingest.events if e.name == "inngest/deferred.schedule"]
+    assert deferred.data == {
+        "to": "x",
+        "_inngest": {
+            "fn_slug": "app-later",
+            "parent_fn_slug": "app-fn",
+            "parent_run_id": RUN_ID,
+            "parent_fn_id": "uuid-app-fn",
+        },
+    }
+    assert deferred.id == deferred.internal_id == deferred_event_id(RUN_ID, "h-d")
+    [child] = [r for r in t.ingest.runs if r.function_slug == "app-later"]
+    assert child.event_ids == (deferred.internal_id,)
+    assert [h.kind for h in t.ending_notes] == [HistoryKind.DEFER_STARTED]
+
+
+def test_a_stored_defer_starts_when_the_run_fails_and_an_aborted_one_does_not() -> None:
+    executor, _ = make_executor(function_record(), DEFERRED)
+    state = with_defers(
+        DeferRecord("h-a", "app-later", DeferStatus.AFTER_RUN, "a", {"n": 1}),
+        DeferRecord("h-b", "app-later", DeferStatus.ABORTED, "b", {"n": 2}),
+        DeferRecord("h-c", "app-later", DeferStatus.REJECTED, "c"),
+    )
+    t = handle(
+        SDK_ERROR,
+        status=400,
+        state=state,
+        executor=executor,
+        headers={"X-Inngest-No-Retry": "true"},
+    )
+    assert t.run_update is not None and t.run_update.status is RunStatus.FAILED
+    assert t.ingest is not None
+    deferred = [e for e in t.ingest.events if e.name == "inngest/deferred.schedule"]
+    assert [e.data["n"] for e in deferred] == [1]
+
+
+def test_an_abort_in_the_same_reply_stops_the_defer() -> None:
+    executor, _ = make_executor(function_record(), DEFERRED)
+    abort = {
+        "op": "DeferAbort",
+        "id": "h-abort",
+        "opts": {"fn_slug": "app-later", "target_hashed_id": "h-a", "id": "a"},
+    }
+    complete = {"op": "RunComplete", "id": RUN_COMPLETE_ID, "data": None}
+    state = with_defers(DeferRecord("h-a", "app-later", DeferStatus.AFTER_RUN, "a", {}))
+    t = handle([abort, complete], state=state, executor=executor)
+    assert [(c.record.hashed_id, c.abort) for c in t.defers] == [("h-a", True)]
+    assert t.ingest is not None
+    assert not [e for e in t.ingest.events if e.name == "inngest/deferred.schedule"]
+
+
+def test_a_function_error_after_a_defer_fails_the_run_and_starts_the_defer() -> None:
+    executor, _ = make_executor(function_record(), DEFERRED)
+    failed = {"op": "StepFailed", "id": RUN_COMPLETE_ID, "error": SDK_ERROR}
+    t = handle([defer_add(), failed], executor=executor)
+    assert t.run_update is not None and t.run_update.status is RunStatus.FAILED
+    assert t.run_update.output == SDK_ERROR
+    assert t.settled == []
+    assert t.ingest is not None
+    assert [e.name for e in t.ingest.events] == [
+        ev.FUNCTION_FINISHED,
+        ev.FUNCTION_FAILED,
+        "inngest/deferred.schedule",
+    ]
+
+
+def test_a_retriable_function_error_with_a_defer_retries_and_keeps_the_defer() -> None:
+    errored = {"op": "StepError", "id": RUN_COMPLETE_ID, "error": SDK_ERROR}
+    t = handle([defer_add(), errored])
+    assert t.run_update is None
+    assert_backoff(t.retry_at)
+    assert [c.record.hashed_id for c in t.defers] == ["h-d"]
+
+
+def test_defers_alone_get_the_run_called_again() -> None:
+    t = handle([defer_add()])
+    assert t.settled == [] and t.planned == []
+    assert t.new_jobs == [call_after(f"lazy:{job().id}")]
+
+
+def test_a_defer_that_will_not_start_is_kept_rejected_with_its_reason() -> None:
+    t = handle([defer_add(input=[1, 2])])
+    [change] = t.defers
+    assert change.record.status is DeferStatus.REJECTED
+    [entry] = change.history
+    assert entry.kind is HistoryKind.DEFER_REJECTED
+    assert entry.data["reason"] == "the input of a defer must be a JSON object"
+
+
+def test_defers_past_the_limit_are_not_started() -> None:
+    state = with_defers(
+        *(
+            DeferRecord(f"h-{i}", "app-later", DeferStatus.AFTER_RUN, str(i), {})
+            for i in range(MAX_DEFERS)
+        )
+    )
+    assert applied(state.defers, handle([defer_add("extra")], state=state).defers) == state.defers
+
+
+def test_every_call_tells_the_sdk_the_defers_of_the_run() -> None:
+    state = with_defers(
+        DeferRecord("h-a", "app-later", DeferStatus.AFTER_RUN, "a", {}),
+        DeferRecord("h-b", "app-later", DeferStatus.ABORTED, "b", {}),
+    )
+    body = build_call_body(
+        state,
+        step_id="step",
+        attempt=0,
+        max_attempts=3,
+        force_step_plan=False,
+        fn_id="uuid-app-fn",
+        queue_item="7",
+    )
+    assert body["defers"] == {"h-a": {"abortable": True}, "h-b": {"abortable": False}}

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from ...errors import ApiError
 from ...protocol import events as ev
 from ...protocol import headers as h
+from ...protocol import sessions
 from ..store.records import EventRecord
 from .responses import JSONResponse, read_json
 from .session import current_session, require_csrf
@@ -85,7 +86,13 @@ def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, An
     ):
         if text is not None and "\x00" in text:
             raise EventError(400, code, f"{where}: '{field}' must not contain a NUL character")
+    try:
+        meta = sessions.resolve_meta(raw.get("meta"))
+    except sessions.SessionError as exc:
+        raise EventError(400, "invalid_event_meta", f"{where}: {exc}") from None
     event = {"name": name, "data": data, "user": user, "id": event_id or None, "ts": ts, "v": v}
+    if meta is not None:
+        event["meta"] = meta
     size = len(orjson.dumps(event))
     if size > max_bytes:
         raise EventError(
@@ -155,6 +162,7 @@ async def send_events(request: Request) -> Response:
             ts=e["ts"],
             v=e["v"],
             received_at=now,
+            meta=e.get("meta"),
         )
         for internal, e in zip(ids, valid, strict=True)
     ]

@@ -97,7 +97,13 @@ SCHEMAS: dict[str, Schema] = {
             "ts": {"type": "integer", "description": "Milliseconds since the epoch."},
             "v": _nullable(_STRING),
             "received_at": _TIME,
-        }
+            "meta": {
+                "type": "object",
+                "description": "The sender's ``meta``, its sessions resolved: ``sessions``"
+                " is an object of string ids.",
+            },
+        },
+        optional=("meta",),
     ),
     "Run": _object(
         {
@@ -996,6 +1002,22 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
 # PostgreSQL cannot store a NUL character in text: the server refuses one in these fields.
 _NO_NUL: Schema = {"type": "string", "pattern": "^[^\\u0000]*$"}
 
+_SESSION_ID: Schema = {
+    "oneOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "integer"}]
+}
+_SESSION_KEYS: Schema = {"minLength": 1, "maxLength": 32}
+_SESSIONS: Schema = {
+    "type": "object",
+    "maxProperties": 5,
+    "propertyNames": _SESSION_KEYS,
+    "additionalProperties": {"oneOf": [_SESSION_ID, {"type": "null"}]},
+}
+_PROPAGATED_SESSIONS: Schema = {
+    "type": "object",
+    "propertyNames": _SESSION_KEYS,
+    "additionalProperties": _SESSION_ID,
+}
+
 _NEW_EVENT: Schema = {
     "type": "object",
     "required": ["name"],
@@ -1021,6 +1043,21 @@ _NEW_EVENT: Schema = {
             "description": "Milliseconds since the epoch, between 1980 and 2100; 0 or absent: now.",
         },
         "v": _nullable(_NO_NUL),
+        "meta": {
+            **_nullable(
+                {
+                    "type": "object",
+                    "properties": {
+                        "sessions": _nullable(_SESSIONS),
+                        "propagated_sessions": _nullable(_PROPAGATED_SESSIONS),
+                    },
+                }
+            ),
+            "description": "``sessions``: up to 5 ids that group the runs this event leads"
+            " to (a null id removes an inherited one, ``sessions: null`` all of them);"
+            " ``propagated_sessions``: those the sending run had, filling the free places in"
+            " byte order of their keys. The event is stored with the result as ``sessions``.",
+        },
     },
 }
 

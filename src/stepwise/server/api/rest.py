@@ -50,7 +50,7 @@ def wrap(data: Any, **metadata: Any) -> JSONResponse:
 
 
 def event_json(e: EventRecord) -> dict[str, Any]:
-    return {
+    out = {
         "internal_id": e.internal_id,
         "id": e.id,
         "name": e.name,
@@ -60,6 +60,9 @@ def event_json(e: EventRecord) -> dict[str, Any]:
         "v": e.v,
         "received_at": iso(e.received_at),
     }
+    if e.meta is not None:
+        out["meta"] = e.meta
+    return out
 
 
 def run_json(r: RunRecord) -> dict[str, Any]:

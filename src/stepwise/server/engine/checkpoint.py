@@ -10,7 +10,8 @@ that ends in ``RunComplete``, or the next steps to plan) goes through the execut
 from __future__ import annotations
 
 from ...protocol import GeneratorOp, Opcode, dumps
-from ..store.records import HistoryEntry, HistoryKind, Settled
+from ..store.records import DeferChange, HistoryEntry, HistoryKind, Settled
+from . import defers
 from .executor import MAX_STEP_OUTPUT, step_input, step_name
 
 
@@ -29,13 +30,13 @@ def steps_to_save(ops: list[GeneratorOp], now: int, body_bytes: int) -> list[Set
 
     ``body_bytes``: the size of the whole request; no output can be larger.
 
-    ``StepPlanned`` only announces a step about to run and changes no state. A checkpoint
-    holds no other op: a step that needs the server (a sleep, a wait, an invoke) ends the
-    call instead, and defers are not supported by this server.
+    ``StepPlanned`` only announces a step about to run and changes no state; defers ride
+    along (``defers_to_save``). A checkpoint holds no other op: a step that needs the server
+    (a sleep, a wait, an invoke) ends the call instead.
     """
     settled: list[Settled] = []
     for op in ops:
-        if op.op is Opcode.STEP_PLANNED:
+        if op.op is Opcode.STEP_PLANNED or op.op in defers.DEFER_OPS:
             continue
         if op.op not in (Opcode.STEP_RUN, Opcode.STEP):
             raise CheckpointRejected(
@@ -57,3 +58,15 @@ def steps_to_save(ops: list[GeneratorOp], now: int, body_bytes: int) -> list[Set
         )
         settled.append(Settled(op.id, memo, (entry,)))
     return settled
+
+
+def defers_to_save(ops: list[GeneratorOp], now: int) -> list[DeferChange]:
+    """The ``DeferAdd`` and ``DeferAbort`` ops of a checkpoint, in order."""
+    changes: list[DeferChange] = []
+    for op in ops:
+        if op.op in defers.DEFER_OPS:
+            try:
+                changes.append(defers.change_of(op, now))
+            except defers.InvalidDefer as exc:
+                raise CheckpointRejected(400, "invalid_defer", str(exc)) from None
+    return changes

@@ -17,6 +17,7 @@ from ... import protocol
 from ...protocol import headers as h
 from ..metrics import Metrics
 from ..store.records import RunState
+from .defers import defers_map
 from .outbound import DestinationPolicy, OutboundClient, OutboundError, OutboundResponse
 
 
@@ -85,6 +86,8 @@ def build_call_body(
         "events": [] if use_api else events,
         "steps": {} if use_api else {s.step_id: s.memo for s in state.steps},
         "ctx": ctx,
+        # Every defer the run has, so that a replay does not add one again (JS SDK 4.x).
+        "defers": defers_map(state.defers),
         "version": state.run.request_version,
         # Both places: the Python SDK reads this one, the JS SDK reads ctx.use_api.
         "use_api": use_api,

@@ -33,7 +33,7 @@ from ..store.records import (
     Transition,
 )
 from . import dispatch, lifecycle, pauses
-from .checkpoint import steps_to_save
+from .checkpoint import defers_to_save, steps_to_save
 from .cron import next_cron_ms
 from .driver import Driver
 from .executor import Executor, now_ms
@@ -330,6 +330,7 @@ class Engine:
                 settled=settled,
                 started=HistoryEntry(HistoryKind.RUN_STARTED, now),
                 fence=dispatch.fence_of(queue_item, generation),
+                defers=defers_to_save(ops, now),
             )
         )
         if saved is CheckpointOutcome.SAVED:

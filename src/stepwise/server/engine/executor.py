@@ -7,6 +7,7 @@ the store commits atomically (or drops whole if the job's lease was lost).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ...protocol import events as ev
 from ...protocol import headers as h
 from ..store.base import Store
 from ..store.records import (
+    DeferChange,
     EventRecord,
     HistoryEntry,
     HistoryKind,
@@ -37,7 +39,7 @@ from ..store.records import (
     Settled,
     Transition,
 )
-from . import ai_gateway, lifecycle, pauses
+from . import ai_gateway, defers, lifecycle, pauses
 from .backoff import parse_retry_after, retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
@@ -59,14 +61,10 @@ MAX_RUN_STATE = 32 * 1024 * 1024  # bytes of all of a run's step results
 MAX_REDRIVES = 10
 
 # Ops that ride along with others and have no job of their own: they never make a batch.
-_LAZY_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT}
+_LAZY_OPS = defers.DEFER_OPS
 
 # Ops this server does not carry out; a step using one fails with a clear error.
-_UNSUPPORTED_OPS = {
-    Opcode.DEFER_ADD,
-    Opcode.DEFER_ABORT,
-    Opcode.SYNC_RUN_COMPLETE,
-}
+_UNSUPPORTED_OPS = {Opcode.SYNC_RUN_COMPLETE}
 
 
 def now_ms() -> int:
@@ -87,6 +85,7 @@ class _Outcome:
     jobs: list[NewJob] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
     changes: list[RunChange] = field(default_factory=list)
+    defers: list[DeferChange] = field(default_factory=list)
 
     def note(
         self,
@@ -125,6 +124,7 @@ class _Outcome:
             run_update=RunUpdate(**self.run_fields) if self.run_fields else None,
             history=self.history,
             run_changes=self.changes,
+            defers=self.defers,
             **extra,
         )
 
@@ -218,7 +218,17 @@ class Executor:
                     owner = await self.store.pause_for_signal(signal)
                     if owner is not None and owner.run_id != state.run.id:
                         owners[signal] = owner
-        return self.handle_reply(job, state, spec, reply, now_ms(), signal_owners=owners)
+        answered = now_ms()
+        outcome = self.handle_reply(job, state, spec, reply, answered, signal_owners=owners)
+        if outcome.ending is not None and self.store is not None:
+            # The run ends: its deferred runs start with it. Checkpoints posted during the
+            # call may have added defers since the state was read; the call has answered,
+            # so no more can come from it.
+            latest = await self.store.run_defers(state.run.id)
+            if latest != state.defers:
+                state = dataclasses.replace(state, defers=latest)
+                outcome = self.handle_reply(job, state, spec, reply, answered, signal_owners=owners)
+        return outcome
 
     def fail_after_faults(self, job: Job, state: RunState, message: str) -> Transition:
         """The server kept failing on this run's job: fail the run, visibly, with why."""
@@ -319,7 +329,7 @@ class Executor:
             # Only empty "None" ops: the reply neither advances nor ends the run.
             return self._redrive(out, state)
         known = {m.step_id for m in state.steps}
-        new_steps = sum(1 for op in real_ops if op.id not in known)
+        new_steps = sum(1 for op in real_ops if op.id not in known and op.op not in _LAZY_OPS)
         if len(state.steps) + new_steps > MAX_STEPS:
             failure = Failure.of_server(
                 "StepLimitExceededError", f"the run has more than {MAX_STEPS} steps"
@@ -334,6 +344,21 @@ class Executor:
         # Waits first, as the reference orders them: their pauses exist before anything resumes.
         for op in sorted(real_ops, key=lambda o: o.op is not Opcode.WAIT_FOR_EVENT):
             name = step_name(op)
+            if op.op in _LAZY_OPS:
+                self._defer(out, op, name)
+                continue
+            if op.id == protocol.RUN_COMPLETE_ID and op.op in (
+                Opcode.STEP_ERROR,
+                Opcode.STEP_FAILED,
+            ):
+                # The function itself threw (the SDK answers so when defers ride along).
+                final = op.op is Opcode.STEP_FAILED
+                failure = Failure.of_reply(
+                    400 if final else 500, op.error, b"", from_sdk=True, no_retry=final
+                )
+                return self._fail_attempt(
+                    out, state, spec, failure, no_retry=final or no_retry, retry_after=retry_after
+                )
             race = (op.opts or {}).get("parallelMode") == "race"
             # Request version 1 (JS v3) calls the SDK after every step of a batch.
             batch = parallel and not race and version != 1
@@ -484,12 +509,23 @@ class Executor:
             return self._finish(out, state, output=complete)
         if retry_at is not None and not out.settled and not out.planned and not out.jobs:
             return out.transition(retry_at=retry_at)
+        if real_ops and all(op.op in _LAZY_OPS for op in real_ops) and job.step_id == "step":
+            # Defers never travel alone; an SDK that sends only them gets called again.
+            out.jobs.append(next_call(run_id, now, f"lazy:{job.id}"))
         if job.step_id != "step" and all(s.step_id != job.step_id for s in out.settled):
             # A targeted call that did not settle its step: the app no longer has it there
             # (a parallel step that disappeared). The run goes on with a discovery call,
             # which lets the SDK decide, instead of waiting for it forever.
             out.abandoned.append(job.step_id)
         return out.transition()
+
+    @staticmethod
+    def _defer(out: _Outcome, op: GeneratorOp, name: str | None) -> None:
+        """A ``DeferAdd`` or ``DeferAbort``: stored with the rest of the answer."""
+        try:
+            out.defers.append(defers.change_of(op, out.now))
+        except defers.InvalidDefer as exc:
+            out.note(HistoryKind.DEFER_REJECTED, op.id or None, name, None, {"reason": str(exc)})
 
     def _redrive(self, out: _Outcome, state: RunState) -> Transition:
         """Call the SDK again after a reply of only empty ops, a bounded number of times."""
@@ -628,16 +664,20 @@ class Executor:
             ending = HistoryEntry(HistoryKind.RUN_COMPLETED, now)
         fields["ended_at"] = now
         fields.setdefault("started_at", now)
-        if not lifecycle.reports_its_end(state):
-            return out.transition(clear_run_jobs=True, ending=ending)
-        if failure is not None:
-            output = (failure.output,)
-        events = lifecycle.end_events(
-            state.run, state.events, now, status, output=output, error=error
+        # Completed or failed, the run starts its deferred runs as it ends.
+        deferred, told = defers.deferred_events(
+            state.run, defers.applied(state.defers, out.defers), now
         )
-        return out.transition(
-            clear_run_jobs=True, ending=ending, ingest=self.scheduler.plan(events, now)
-        )
+        events: list[EventRecord] = []
+        if lifecycle.reports_its_end(state):
+            if failure is not None:
+                output = (failure.output,)
+            events = lifecycle.end_events(
+                state.run, state.events, now, status, output=output, error=error
+            )
+        events += deferred
+        ingest = self.scheduler.plan(events, now) if events else None
+        return out.transition(clear_run_jobs=True, ending=ending, ending_notes=told, ingest=ingest)
 
 
 def _request_job(

@@ -12,6 +12,7 @@ from .records import (
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,
+    DeferRecord,
     EventRecord,
     FunctionRecord,
     FunctionStats,
@@ -85,6 +86,12 @@ class Store(Protocol):
 
     async def run_history(self, run_id: str) -> list[HistoryEntry]:
         """What happened in a run, oldest first."""
+
+    async def run_defers(self, run_id: str) -> list[DeferRecord]:
+        """A run's defers, in the order they were added."""
+
+    async def add_history(self, run_id: str, entries: list[HistoryEntry]) -> bool:
+        """Add entries to a run's history, whether it ended or not; False if no such run."""
 
     # ---- queue ----------------------------------------------------------------
     async def lease_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:

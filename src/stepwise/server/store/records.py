@@ -86,6 +86,8 @@ class EventRecord:
     # A send retried with the same id seed repeats the internal id: the store numbers the
     # copies it receives from 0 and keeps them all. Only copy 0 starts runs.
     copy: int = 0
+    # What the sender gave as ``meta``, its session layers resolved (``protocol.sessions``).
+    meta: dict[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -97,6 +99,8 @@ class EventRecord:
         }
         if self.v is not None:
             out["v"] = self.v
+        if self.meta is not None:
+            out["meta"] = self.meta
         return out
 
 
@@ -263,6 +267,52 @@ class StepMemo:
     memo: Any
 
 
+class DeferStatus(enum.StrEnum):
+    """Where a defer stands: started when its run ends, or never (aborted, rejected)."""
+
+    AFTER_RUN = "after_run"
+    ABORTED = "aborted"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class DeferRecord:
+    """A run that a run asked for (JS SDK 4.x ``defer``), started when the asking run ends.
+
+    ``hashed_id`` is the defer's id as the SDK hashes it, one record per id and run.
+    ``input`` becomes the deferred event's data; ``meta`` holds the session layers the
+    deferred event resolves. An aborted or rejected defer is kept, so that a replay of
+    the run does not add it again, but never starts.
+    """
+
+    hashed_id: str
+    fn_slug: str
+    status: DeferStatus
+    user_id: str | None = None
+    input: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeferChange:
+    """A ``DeferAdd`` (``record``, status after_run or rejected) or ``DeferAbort``
+    (``abort``: the record, if any, becomes aborted; none yet is stored aborted) to apply.
+
+    An add is stored once (the first wins) and only while the run has fewer than
+    ``max_count`` defers and their inputs stay within ``max_input_bytes``; otherwise
+    nothing is stored and ``refused`` is written to the run's history instead of
+    ``history``, which is written only when the change changed something.
+    """
+
+    record: DeferRecord
+    at: int
+    abort: bool = False
+    history: tuple[HistoryEntry, ...] = ()
+    max_count: int = 0
+    max_input_bytes: int = 0
+    refused: tuple[HistoryEntry, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class RunState:
     """Everything needed to call the SDK for one run."""
@@ -271,6 +321,7 @@ class RunState:
     events: list[EventRecord]
     steps: list[StepMemo]  # in completion order
     state_bytes: int = 0  # the size of every stored memo, for the run-state limit
+    defers: list[DeferRecord] = field(default_factory=list)  # in the order they were added
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +352,11 @@ class HistoryKind(enum.StrEnum):
     WAIT_ENDED = "WaitEnded"
     INVOKE_STARTED = "InvokeStarted"
     INVOKE_ENDED = "InvokeEnded"
+    DEFER_ADDED = "DeferAdded"  # a run to start when this one ends
+    DEFER_ABORTED = "DeferAborted"
+    DEFER_REJECTED = "DeferRejected"  # refused (a limit, a bad input): it will not start
+    DEFER_STARTED = "DeferStarted"  # the run ended: the deferred event was sent
+    METADATA = "Metadata"  # metadata set on the run or one of its steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,11 +456,15 @@ class Transition:
     # ``ending`` (completed, failed) is written after them.
     history: list[HistoryEntry] = field(default_factory=list)
     ending: HistoryEntry | None = None
+    # Written just before ``ending``: what the run's end starts (its deferred runs).
+    ending_notes: list[HistoryEntry] = field(default_factory=list)
     run_changes: list[RunChange] = field(default_factory=list)
     # A debounce fired with this (key, event id): its row goes, unless a newer event came.
     clear_debounce: tuple[str, str] | None = None
     # A batch timed out: start its run (key, batch id, now), unless it already started.
     flush_batch: tuple[str, str, int] | None = None
+    # DeferAdd and DeferAbort ops of the reply, applied in order.
+    defers: list[DeferChange] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +492,7 @@ class Checkpoint:
     settled: list[Settled]
     started: HistoryEntry
     fence: DispatchFence | None = None
+    defers: list[DeferChange] = field(default_factory=list)
 
 
 class CheckpointOutcome(enum.StrEnum):

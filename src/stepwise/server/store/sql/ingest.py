@@ -69,7 +69,7 @@ def _insert_event_copies(conn: Conn, events: list[EventRecord]) -> set[str]:
         next_copy[e.internal_id] = copy + 1
         rows.append(event_to_row(e, copy))
     conn.executemany(
-        f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
     )
     return repeated
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..records import EventRecord, HistoryEntry, RunRecord, RunState, StepMemo
 from .conn import Conn
+from .defers import load_defers
 from .rows import (
     ACTIVE,
     EVENT_COLUMNS,
@@ -71,7 +72,7 @@ def runs_for_event(conn: Conn, internal_id: str) -> list[RunRecord]:
 
 
 def load_run_states(conn: Conn, run_ids: list[str]) -> dict[str, RunState]:
-    """Several runs' state in three queries, however many runs."""
+    """Several runs' state in four queries, however many runs."""
     runs: dict[str, RunRecord] = {}
     for chunk in chunks(sorted(set(run_ids))):
         for row in conn.execute(
@@ -97,12 +98,14 @@ def load_run_states(conn: Conn, run_ids: list[str]) -> dict[str, RunState]:
             memo = row["memo"]
             steps[row["run_id"]].append(StepMemo(row["step_id"], row["seq"], load(memo)))
             sizes[row["run_id"]] += len(memo)
+    defers = load_defers(conn, list(runs))
     return {
         run_id: RunState(
             run=run,
             events=[events[e] for e in run.event_ids if e in events],
             steps=steps[run_id],
             state_bytes=sizes[run_id],
+            defers=defers[run_id],
         )
         for run_id, run in runs.items()
     }

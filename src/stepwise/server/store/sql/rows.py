@@ -57,7 +57,7 @@ RUN_COLUMNS = (
     " output, error, request_version, force_step_plan, cron, correlation_id,"
     " skip_reason, original_run_id"
 )
-EVENT_COLUMNS = 'internal_id, id, name, data, "user", ts, v, received_at, copy'
+EVENT_COLUMNS = 'internal_id, id, name, data, "user", ts, v, received_at, copy, meta'
 PAUSE_COLUMNS = (
     "id, key, run_id, kind, created_at, step_id, event_name, expression, signal, expires_at, data"
 )
@@ -102,12 +102,25 @@ def event_from_row(row: Any) -> EventRecord:
         v=row["v"],
         received_at=row["received_at"],
         copy=row["copy"],
+        meta=load(row["meta"]),
     )
 
 
 def event_to_row(e: EventRecord, copy: int) -> tuple[Any, ...]:
     """Parameters in ``EVENT_COLUMNS`` order."""
-    return (e.internal_id, e.id, e.name, dump(e.data), dump(e.user), e.ts, e.v, e.received_at, copy)
+    meta = None if e.meta is None else dump(e.meta)
+    return (
+        e.internal_id,
+        e.id,
+        e.name,
+        dump(e.data),
+        dump(e.user),
+        e.ts,
+        e.v,
+        e.received_at,
+        copy,
+        meta,
+    )
 
 
 def pause_from_row(row: Any) -> Pause:

@@ -21,6 +21,7 @@ from ..records import (
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,
+    DeferRecord,
     EventRecord,
     FunctionRecord,
     FunctionStats,
@@ -41,6 +42,7 @@ from . import (
     app_syncs,
     apps,
     cancellations,
+    defers,
     event_fates,
     function_stats,
     housekeeping,
@@ -145,6 +147,13 @@ class SqlStore(abc.ABC):
 
     async def run_history(self, run_id: str) -> list[HistoryEntry]:
         return await self._read(lambda conn: reads.run_history(conn, run_id))
+
+    async def run_defers(self, run_id: str) -> list[DeferRecord]:
+        found = await self._read(lambda conn: defers.load_defers(conn, [run_id]))
+        return found[run_id]
+
+    async def add_history(self, run_id: str, entries: list[HistoryEntry]) -> bool:
+        return await self._write(lambda conn: transitions.add_history(conn, run_id, entries))
 
     # ---- queue ----------------------------------------------------------------
     async def lease_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:

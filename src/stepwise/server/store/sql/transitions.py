@@ -18,6 +18,7 @@ from ..records import (
     Transition,
 )
 from .conn import Conn, Cursor, Row
+from .defers import apply_defer
 from .ingest import apply_ingest, clear_debounce, flush_batch
 from .jobs import insert_job, write_history
 from .leasing import release_slots
@@ -77,6 +78,15 @@ def apply_run_change(conn: Conn, c: RunChange) -> bool:
     return True
 
 
+def add_history(conn: Conn, run_id: str, entries: list[HistoryEntry]) -> bool:
+    """Entries for a run's history, ended or not; False if there is no such run."""
+    lock_run(conn, run_id)
+    if _status(conn, run_id) is None:
+        return False
+    write_history(conn, run_id, entries)
+    return True
+
+
 def save_checkpoint(conn: Conn, cp: Checkpoint) -> CheckpointOutcome:
     """Write the steps of a checkpoint, unless its run ended or its dispatch is stale."""
     lock_run(conn, cp.run_id)
@@ -103,6 +113,8 @@ def save_checkpoint(conn: Conn, cp: Checkpoint) -> CheckpointOutcome:
     for step in cp.settled:
         # Open steps stay open: only the call that was planned for one may close it.
         record_result(conn, cp.run_id, step)
+    for change in cp.defers:
+        apply_defer(conn, cp.run_id, change)
     return CheckpointOutcome.SAVED
 
 
@@ -158,6 +170,8 @@ def _apply(conn: Conn, t: Transition) -> list[bool]:
             conn, t.run_id, _started_once(None if run is None else run["status"], t.history)
         )
         outcomes = [finish_settle(conn, t.run_id, one) for one in sent]
+        for change in t.defers:
+            apply_defer(conn, t.run_id, change)
         outcomes += [abandon(conn, t.run_id, step_id) for step_id in t.abandoned]
         for step in t.planned:
             opened = plan(conn, t.run_id, step) or opened
@@ -183,7 +197,7 @@ def _apply(conn: Conn, t: Transition) -> list[bool]:
         # would only call it early.
         go_on(conn, t.run_id, outcomes, t.continue_with, lambda: _plan_flags(run, t.run_update))
     if t.run_id is not None and t.ending is not None:
-        write_history(conn, t.run_id, [t.ending])
+        write_history(conn, t.run_id, [*t.ending_notes, t.ending])
     if t.ingest is not None:
         apply_ingest(conn, t.ingest)
     applied = [apply_run_change(conn, change) for change in t.run_changes]
