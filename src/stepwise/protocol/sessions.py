@@ -142,6 +142,8 @@ def propagated(meta: Mapping[str, Any] | None, sessions: Mapping[str, str]) -> d
 
 __all__ = [
     "MAX_SESSIONS",
+    "PROPAGATED",
+    "SESSIONS",
     "SessionError",
     "propagated",
     "resolve_meta",

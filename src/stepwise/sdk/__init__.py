@@ -2,6 +2,7 @@
 
 from .client import RetryPolicy, Stepwise
 from .context import Context, SyncContext
+from .defer import Defer, DeferHandle, Parent
 from .event import Event
 from .execution import StepInterrupt
 from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
@@ -18,10 +19,13 @@ __all__ = [
     "Concurrency",
     "Context",
     "Debounce",
+    "Defer",
+    "DeferHandle",
     "Event",
     "FetchResponse",
     "Function",
     "FunctionOptions",
+    "Parent",
     "Priority",
     "RateLimit",
     "RetryPolicy",

@@ -44,6 +44,7 @@ class _CallBody(BaseModel):
     events: Annotated[list[dict[str, Any]], _none_to(list)] = []
     steps: Annotated[dict[str, Any], _none_to(dict)] = {}
     ctx: Annotated[_CallContext, _none_to(dict)] = _CallContext()
+    defers: Annotated[dict[str, Any], _none_to(dict)] = {}
     version: int | None = None
     use_api: Annotated[bool, _none_to(bool)] = False
 
@@ -66,6 +67,8 @@ class CallRequest:
     steps: dict[str, Any]
     stack: tuple[str, ...] = ()
     """Hashed IDs of completed steps in the order they completed (``ctx.stack.stack``)."""
+    defers: dict[str, bool] | None = None
+    """The run's defers the server has (hashed ID -> whether it can still be aborted)."""
 
     @classmethod
     def parse(cls, raw: object) -> CallRequest:
@@ -83,6 +86,10 @@ class CallRequest:
             events=body.events,
             steps=body.steps,
             stack=tuple(item for item in body.ctx.stack.stack if isinstance(item, str)),
+            defers={
+                key: bool(value.get("abortable")) if isinstance(value, dict) else False
+                for key, value in body.defers.items()
+            },
         )
 
     def with_state(self, events: list[dict[str, Any]], steps: dict[str, Any]) -> CallRequest:
@@ -97,6 +104,7 @@ class CallRequest:
             events=events,
             steps=steps,
             stack=self.stack,
+            defers=self.defers,
         )
 
     def typed_events(self) -> list[Event]:

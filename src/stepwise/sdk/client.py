@@ -7,7 +7,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -17,6 +17,8 @@ from ..errors import ApiError, ConfigError, SendEventError
 from ..protocol import dumps, hash_signing_key, headers, loads, make_seed
 from .config import ClientConfig, resolve_config
 from .context import Context, SyncContext
+from .current import execution_var
+from .defer import deferred_trigger
 from .event import EventLike, events_for_sending
 from .flow import (
     Batch,
@@ -32,6 +34,7 @@ from .flow import (
 )
 from .function import AsyncHandler, Function, FunctionOptions, SyncHandler
 from .identity import SDK_HEADER_VALUE
+from .metadata import update as metadata_update
 from .options import CancelOn, Timeouts, normalize_cancel_on
 from .triggers import Trigger, normalize_triggers
 
@@ -64,12 +67,14 @@ class FunctionDecorator:
         triggers: tuple[Trigger, ...],
         options: FunctionOptions,
         on_failure: AsyncHandler | SyncHandler | None = None,
+        deferred: bool = False,
     ) -> None:
         self._client = client
         self._fn_id = fn_id
         self._triggers = triggers
         self._options = options
         self._on_failure = on_failure
+        self._deferred = deferred
 
     @overload
     def __call__(self, handler: Callable[[Context], Awaitable[Any]]) -> Function: ...
@@ -85,6 +90,7 @@ class FunctionDecorator:
             options=self._options,
             handler=handler,
             on_failure=self._on_failure,
+            deferred=self._deferred,
         )
 
 
@@ -93,6 +99,10 @@ class Stepwise:
 
     Mode: ``is_production=None`` reads ``INNGEST_DEV`` ("1"/"true"/a URL => dev,
     "0"/"false" => production); without it, production only if a signing key is set.
+
+    ``session_propagation`` (default ``INNGEST_SESSION_PROPAGATION``, else on): a run's
+    sessions (``ctx.sessions``) go with the events it sends, the functions it invokes and
+    the runs it defers, so all of them stay in the same sessions.
     """
 
     def __init__(
@@ -108,6 +118,7 @@ class Stepwise:
         env: str | None = None,
         logger: logging.Logger | None = None,
         transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,
+        session_propagation: bool | None = None,
     ) -> None:
         if not app_id:
             raise ConfigError("app_id must not be empty")
@@ -120,6 +131,7 @@ class Stepwise:
             api_base_url=api_base_url,
             event_api_base_url=event_api_base_url,
             env=env,
+            session_propagation=session_propagation,
         )
         self.logger = logger or logging.getLogger("stepwise")
         # ``transport`` exists so tests (and embedders) can route HTTP without sockets;
@@ -194,6 +206,76 @@ class Stepwise:
             singleton=check_option(singleton, Singleton, what="singleton"),
         )
         return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options, on_failure)
+
+    def create_defer(
+        self,
+        *,
+        fn_id: str,
+        retries: int | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        concurrency: int | Concurrency | Sequence[int | Concurrency] | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> FunctionDecorator:
+        """Decorate a handler to make a deferred function: one that another run starts
+        with ``ctx.defer(id, function=..., data=...)`` once it ends, completed or failed.
+
+        Its only trigger is the ``inngest/deferred.schedule`` event the server sends for it;
+        the handler's ``ctx.event.data`` is the data the defer gave, ``ctx.parents`` the run
+        that deferred it.
+        """
+        check_option(timeouts, Timeouts, what="timeouts")
+        options = FunctionOptions(
+            name=name,
+            description=description,
+            retries=retries,
+            timeouts=timeouts,
+            concurrency=normalize_concurrency(concurrency),
+        )
+        trigger = deferred_trigger(f"{self.app_id}-{fn_id}")
+        return FunctionDecorator(self, fn_id, (trigger,), options, deferred=True)
+
+    # -- metadata ----------------------------------------------------------------------
+
+    async def set_metadata(
+        self,
+        run_id: str,
+        values: Mapping[str, Any],
+        *,
+        kind: str = "default",
+        step_id: str | None = None,
+    ) -> None:
+        """Set metadata of ``kind`` on a run, or on one of its steps (``step_id``: the
+        step's id as the function names it), replacing what that kind held. Works on runs
+        that ended too; raises ``ApiError`` when the server refuses."""
+        if not isinstance(run_id, str) or not run_id:
+            raise ConfigError("set_metadata needs a run id")
+        target: dict[str, Any] = {"run_id": run_id}
+        if step_id is not None:
+            target["step_id"] = step_id
+        body = {"target": target, "metadata": [metadata_update(values, kind, None)]}
+        try:
+            response = await self.api_request("POST", f"/v1/runs/{run_id}/metadata", body=body)
+        except httpx.HTTPError as exc:
+            raise ApiError(502, "api_unreachable", f"could not reach the server: {exc}") from exc
+        if response.status_code >= 400:
+            raise ApiError(
+                response.status_code,
+                "metadata_refused",
+                f"the server refused the metadata ({response.status_code}):"
+                f" {_message_of(response)}",
+            )
+
+    def set_metadata_sync(
+        self,
+        run_id: str,
+        values: Mapping[str, Any],
+        *,
+        kind: str = "default",
+        step_id: str | None = None,
+    ) -> None:
+        """``set_metadata`` for code without an event loop (and ``def`` handlers)."""
+        asyncio.run(self.set_metadata(run_id, values, kind=kind, step_id=step_id))
 
     # -- HTTP plumbing -----------------------------------------------------------------
 
@@ -321,7 +403,11 @@ class Stepwise:
         url = f"{self.config.event_api_base_url}/e/{key}"
         # One seed for every attempt, so the server derives the same event IDs on a retry.
         request_headers = {**self.base_headers(), headers.EVENT_ID_SEED: make_seed()}
-        return url, dumps(events_for_sending(events)), request_headers
+        # Sent from inside a run of this client: the events inherit the run's sessions.
+        running = execution_var.get()
+        inherited = running.sessions if running is not None and running.client is self else None
+        body = events_for_sending(events, propagate=inherited)
+        return url, dumps(body), request_headers
 
 
 def _message_of(response: httpx.Response) -> str:

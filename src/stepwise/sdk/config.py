@@ -30,6 +30,8 @@ class ClientConfig:
     env: str | None
     serve_origin: str | None
     serve_path: str | None
+    # Runs pass their sessions on to the events they send, their invokes and defers.
+    session_propagation: bool = True
 
     @property
     def mode(self) -> str:
@@ -55,6 +57,7 @@ def resolve_config(
     api_base_url: str | None,
     event_api_base_url: str | None,
     env: str | None,
+    session_propagation: bool | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ClientConfig:
     """Apply the precedence: argument, then specific variable, then shared base, then default."""
@@ -92,6 +95,10 @@ def resolve_config(
     if event_key is None and not is_production:
         event_key = DEV_EVENT_KEY
 
+    if session_propagation is None:
+        flag = (var("INNGEST_SESSION_PROPAGATION") or "").lower()
+        session_propagation = flag not in _FALSE
+
     return ClientConfig(
         app_id=app_id,
         is_production=is_production,
@@ -103,4 +110,5 @@ def resolve_config(
         env=env or var("INNGEST_ENV"),
         serve_origin=var("INNGEST_SERVE_ORIGIN"),
         serve_path=var("INNGEST_SERVE_PATH"),
+        session_propagation=session_propagation,
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .defer import Defer, Parent
 from .event import Event
+from .metadata import StepMetadata
 from .step import Step, SyncStep
 
 
@@ -21,6 +23,17 @@ class _ContextFields:
     max_attempts: int
     logger: logging.LoggerAdapter[logging.Logger]
     """Silent while memoized steps replay, so each line is logged once per run."""
+    defer: Defer
+    """``ctx.defer(id, function=..., data=...)``: start a deferred function when this run
+    ends, completed or failed (see ``client.create_defer``)."""
+    metadata: StepMetadata
+    """``ctx.metadata(values)`` inside a ``step.run`` body: metadata that goes out with the
+    step's result (on the step, or with ``run=True`` on the run)."""
+    sessions: dict[str, str] = field(default_factory=dict)
+    """The sessions every one of the run's events has (at most five); they go on to the
+    events the run sends, the functions it invokes and the runs it defers."""
+    parents: list[Parent] = field(default_factory=list)
+    """In a deferred function: the run that deferred it, one per event."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

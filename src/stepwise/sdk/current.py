@@ -22,6 +22,11 @@ execution_var: ContextVar[Execution | None] = ContextVar("stepwise_execution", d
 in_step_var: ContextVar[bool] = ContextVar("stepwise_in_step", default=False)
 """True inside the body of a ``step.run``: there, ``stepwise.fetch`` is a plain request."""
 
+step_metadata_var: ContextVar[list[dict[str, Any]] | None] = ContextVar(
+    "stepwise_step_metadata", default=None
+)
+"""Inside the body of a ``step.run``: the metadata updates that go out with its result."""
+
 
 class BranchStopped(BaseException):
     """Ends one branch of a ``def`` handler's ``parallel`` at its first new step.

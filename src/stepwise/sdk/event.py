@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..protocol.sessions import PROPAGATED, sessions_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,15 @@ class Event:
     ts: int | None = None
     user: dict[str, Any] | None = None
     v: str | None = None
+    meta: dict[str, Any] | None = None
+    """``{"sessions": {key: id}}``: the sessions the runs this event starts belong to. When
+    sending, an id may be a number, ``None`` removes a session the sending run passes on,
+    and ``{"sessions": None}`` removes them all."""
+
+    @property
+    def sessions(self) -> dict[str, str]:
+        """This event's sessions, as a function receives them."""
+        return sessions_of(self.meta)
 
     @classmethod
     def from_wire(cls, raw: object) -> Event:
@@ -32,6 +42,7 @@ class Event:
         ts = raw.get("ts")
         user = raw.get("user")
         v = raw.get("v")
+        meta = raw.get("meta")
         return cls(
             name=name if isinstance(name, str) else "",
             data=dict(data) if isinstance(data, Mapping) else {},
@@ -39,6 +50,7 @@ class Event:
             ts=int(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None,
             user=dict(user) if isinstance(user, Mapping) else None,
             v=v if isinstance(v, str) else None,
+            meta=dict(meta) if isinstance(meta, Mapping) else None,
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -51,17 +63,26 @@ class Event:
             out["user"] = self.user
         if self.v is not None:
             out["v"] = self.v
+        if self.meta is not None:
+            out["meta"] = self.meta
         return out
 
 
 EventLike = Event | Mapping[str, Any]
 
 
-def events_for_sending(events: EventLike | Sequence[EventLike]) -> list[dict[str, Any]]:
+def events_for_sending(
+    events: EventLike | Sequence[EventLike],
+    *,
+    propagate: Mapping[str, str] | None = None,
+    replace: bool = False,
+) -> list[dict[str, Any]]:
     """Normalize what ``send`` accepts into the JSON array the event API takes.
 
     Fills ``ts`` (now) and ``data`` (``{}``) when missing and drops an empty ``id``,
     as the official SDKs do, so the server sees the same shapes from every SDK.
+    ``propagate``: the sending run's sessions, stamped as each event's inherited layer
+    (``meta.propagated_sessions``), over one it has if ``replace``, else only where it has none.
     """
     items: Sequence[EventLike] = [events] if isinstance(events, Event | Mapping) else events
     now_ms = int(time.time() * 1000)
@@ -77,6 +98,11 @@ def events_for_sending(events: EventLike | Sequence[EventLike]) -> list[dict[str
             wire.pop("id", None)
         if not wire.get("ts"):
             wire["ts"] = now_ms
+        meta = wire.get("meta")
+        if meta is not None and not isinstance(meta, Mapping):
+            raise ConfigError("an event's meta must be a dict")
+        if propagate and (replace or not (meta or {}).get(PROPAGATED)):
+            wire["meta"] = {**(meta or {}), PROPAGATED: dict(propagate)}
         out.append(wire)
     if not out:
         raise ConfigError("no events to send")

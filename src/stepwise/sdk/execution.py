@@ -31,7 +31,8 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ..errors import NonRetriableError, RetryAfterError, StepError
-from ..protocol import GeneratorOp, Opcode, StepIdCounter, dumps
+from ..protocol import RUN_COMPLETE_ID, GeneratorOp, Opcode, StepIdCounter, dumps
+from ..protocol.sessions import shared_sessions
 from .call import CallRequest
 from .context import Context, SyncContext
 from .current import (
@@ -42,8 +43,12 @@ from .current import (
     branch_var,
     execution_var,
     in_step_var,
+    step_metadata_var,
 )
+from .defer import Defer, Parent, parent_of
+from .event import Event
 from .logger import ReplayAwareLogger
+from .metadata import StepMetadata
 from .step import Step, SyncStep
 
 if TYPE_CHECKING:
@@ -176,6 +181,45 @@ class Execution:
         self._target_memoized = False
         self._target_running = False
         self._handler_thread_blocked = False
+        self._prior_defers = dict(request.defers or {})
+        self._lazy: list[GeneratorOp] = []
+        """Defers (``DeferAdd``, ``DeferAbort``): they go out with whatever the call answers."""
+        self._lazy_ids: set[str] = set()
+        self.sessions: dict[str, str] = (
+            shared_sessions(e.get("meta") for e in request.events or [request.event])
+            if client.config.session_propagation
+            else {}
+        )
+        """The run's sessions (``ctx.sessions``): those all its events share."""
+
+    # -- defers ---------------------------------------------------------------------
+
+    def add_lazy(self, op: GeneratorOp, *, user_id: str) -> bool:
+        """Record a ``DeferAdd`` or ``DeferAbort``; False if it is left out (a second defer
+        with the same id, an abort of a defer that can no longer be aborted)."""
+        if op.op is Opcode.DEFER_ADD:
+            if op.id in self._lazy_ids:
+                self.logger.warning(
+                    "defer %r skipped: a defer with this id exists in the run", user_id
+                )
+                return False
+            self._lazy_ids.add(op.id)
+            if op.id not in self._prior_defers:  # else the server has it from an earlier call
+                self._lazy.append(op)
+            return True
+        target = (op.opts or {}).get("target_hashed_id")
+        if self._prior_defers.get(str(target)) is False or op.id in self._lazy_ids:
+            return False
+        self._lazy_ids.add(op.id)
+        # An abort of a defer added in this same call replaces it: neither needs to go out,
+        # but the abort does, so that a replay that adds it again knows it was aborted.
+        self._lazy = [o for o in self._lazy if not (o.op is Opcode.DEFER_ADD and o.id == target)]
+        self._lazy.append(op)
+        return True
+
+    def _drain_lazy(self) -> list[GeneratorOp]:
+        lazy, self._lazy = self._lazy, []
+        return lazy
 
     # -- what step tools call -------------------------------------------------------
 
@@ -284,29 +328,44 @@ class Execution:
         opts: dict[str, Any] | None,
     ) -> None:
         token = in_step_var.set(True)
+        metadata: list[dict[str, Any]] = []
+        metadata_token = step_metadata_var.set(metadata)
         try:
             output = await body()
         except Exception as exc:
-            self._record_failure(call, exc, opts)
+            self._record_failure(call, exc, opts, metadata)
             return
         finally:
             in_step_var.reset(token)
+            step_metadata_var.reset(metadata_token)
         try:
             dumps(output)
         except TypeError as exc:
             unserializable = OutputUnserializableError(
                 f"step {call.user_id!r} returned a non-JSON value: {exc}"
             )
-            self._record_failure(call, unserializable, opts)
+            self._record_failure(call, unserializable, opts, metadata)
             return
-        self._record(call.op(Opcode.STEP_RUN, opts=opts, data=output, has_data=True))
+        self._record(
+            call.op(
+                Opcode.STEP_RUN, opts=opts, data=output, has_data=True, metadata=metadata or None
+            )
+        )
 
-    def _record_failure(self, call: StepCall, exc: Exception, opts: dict[str, Any] | None) -> None:
+    def _record_failure(
+        self,
+        call: StepCall,
+        exc: Exception,
+        opts: dict[str, Any] | None,
+        metadata: list[dict[str, Any]] | None = None,
+    ) -> None:
         final = isinstance(exc, NonRetriableError) or self.request.attempt + 1 >= self.max_attempts
         if isinstance(exc, RetryAfterError) and not final:
             self.retry_at = exc.retry_at
         opcode = Opcode.STEP_FAILED if final else Opcode.STEP_ERROR
-        self._record(call.op(opcode, opts=opts, error=error_to_wire(exc)))
+        self._record(
+            call.op(opcode, opts=opts, error=error_to_wire(exc), metadata=metadata or None)
+        )
 
     def _record(self, op: GeneratorOp) -> None:
         self.ops.append(op)
@@ -393,13 +452,21 @@ class Execution:
 
     def _start_handler(self) -> asyncio.Task[Any]:
         events = self.request.typed_events()
+        parents: list[Parent] = []
+        if self.function.deferred:
+            seen = [parent_of(e) for e in events]
+            events, parents = [e for e, _ in seen], [p for _, p in seen]
         fields: dict[str, Any] = {
-            "event": events[0],
+            "event": events[0] if events else Event(name=""),
             "events": events,
             "run_id": self.request.run_id,
             "attempt": self.request.attempt,
             "max_attempts": self.max_attempts,
             "logger": self.logger,
+            "defer": Defer(self),
+            "metadata": StepMetadata(),
+            "sessions": dict(self.sessions),
+            "parents": parents,
         }
         handler = self.function.handler
         token = execution_var.set(self)
@@ -495,6 +562,13 @@ class Execution:
                 return self._function_error(
                     OutputUnserializableError(f"the function returned a non-JSON value: {error}")
                 )
+            if self._lazy:
+                # Defers go out with the run's end: the return value rides on RunComplete.
+                complete = GeneratorOp(
+                    op=Opcode.RUN_COMPLETE, id=RUN_COMPLETE_ID, data=task.result(), has_data=True
+                )
+                ops = [*self._drain_lazy(), complete]
+                return CallResult(status=206, body=dumps([op.to_wire() for op in ops]))
             return CallResult(status=200, body=body)
         if isinstance(exc, Exception):
             if self.ops or self._new_steps:
@@ -514,7 +588,7 @@ class Execution:
             }
             return CallResult(status=500, body=dumps(error))
         # An empty list (a targeted step already memoized) is the protocol's "nothing to do".
-        body = dumps([op.to_wire() for op in ops])
+        body = dumps([op.to_wire() for op in [*ops, *self._drain_lazy()]])
         return CallResult(status=206, body=body, retry_at=self.retry_at)
 
     def _function_error(self, exc: Exception) -> CallResult:
@@ -532,6 +606,17 @@ class Execution:
             retry_at = exc.retry_at
         else:
             error["code"] = "function_errored"
+        if self._lazy:
+            # Defers go out with the function's error, which rides on the run's own op.
+            opcode = Opcode.STEP_FAILED if no_retry else Opcode.STEP_ERROR
+            failed = GeneratorOp(op=opcode, id=RUN_COMPLETE_ID, error=error)
+            ops = [*self._drain_lazy(), failed]
+            return CallResult(
+                status=206,
+                body=dumps([op.to_wire() for op in ops]),
+                no_retry=no_retry,
+                retry_at=retry_at,
+            )
         return CallResult(status=500, body=dumps(error), no_retry=no_retry, retry_at=retry_at)
 
 

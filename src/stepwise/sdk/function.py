@@ -85,6 +85,7 @@ class Function:
         options: FunctionOptions,
         handler: AsyncHandler | SyncHandler,
         on_failure: AsyncHandler | SyncHandler | None = None,
+        deferred: bool = False,
     ) -> None:
         if not fn_id:
             raise ConfigError("fn_id must not be empty")
@@ -95,6 +96,8 @@ class Function:
         self.triggers = triggers
         self.options = options
         self.handler = handler
+        self.deferred = deferred
+        """Made by ``create_defer``: runs only when another run defers it (``ctx.defer``)."""
         self.on_failure: Function | None = None
         """The failure handler, served as a function of its own (see ``failure_function``)."""
         if on_failure is not None:

@@ -24,9 +24,10 @@ import anyio.to_thread
 
 from ..errors import ConfigError
 from ..protocol import Opcode, dumps, parse_duration, parse_timestamp, to_iso
+from ..protocol.sessions import PROPAGATED
 from .ai import AI, SyncAI
 from .current import Branch, BranchStopped, Outcome, ParallelMode, branch_var
-from .event import Event, EventLike
+from .event import Event, EventLike, events_for_sending
 from .function import Function
 from .gateway import FetchResponse, request_options
 from .options import Duration, condition, duration_to_wire
@@ -151,7 +152,9 @@ class Step:
             return _ids_of(execution.replay(call))
 
         async def send() -> dict[str, list[str]]:
-            return {"ids": await execution.client.send(events)}
+            # The events inherit the run's sessions (their own ``meta.sessions`` win).
+            stamped = events_for_sending(events, propagate=execution.sessions, replace=True)
+            return {"ids": await execution.client.send(stamped)}
 
         await execution.run_or_plan(call, send, _SEND_EVENT_OPTS)
 
@@ -189,11 +192,14 @@ class Step:
         function: Function | str,
         data: Mapping[str, Any] | None = None,
         timeout: Duration | None = None,  # noqa: ASYNC109 - durable, not an I/O deadline
+        meta: Mapping[str, Any] | None = None,
     ) -> Any:
         """Run another function with ``data`` as its event data and return its result.
 
         ``function`` is a ``Function`` or a composite ID (``"<app_id>-<fn_id>"``). If the
-        invoked run fails or ``timeout`` passes, this raises ``StepError``.
+        invoked run fails or ``timeout`` passes, this raises ``StepError``. ``meta``:
+        ``{"sessions": {...}}`` of the invoked run's event, besides this run's sessions,
+        which it inherits.
         """
         function_id = function.id if isinstance(function, Function) else function
         if not isinstance(function_id, str) or not function_id:
@@ -205,10 +211,18 @@ class Step:
             dumps(payload)
         except TypeError as exc:
             raise ConfigError(f"invoke data is not JSON: {exc}") from exc
-        opts: dict[str, Any] = {"function_id": function_id, "payload": {"data": payload}}
+        execution = self._execution
+        invoked: dict[str, Any] = {"data": payload}
+        if meta is not None:
+            if not isinstance(meta, Mapping):
+                raise ConfigError("invoke meta must be a dict")
+            invoked["meta"] = dict(meta)
+        if execution.sessions:
+            # The invoked run inherits this run's sessions (``meta.sessions`` wins).
+            invoked["meta"] = {**invoked.get("meta", {}), PROPAGATED: dict(execution.sessions)}
+        opts: dict[str, Any] = {"function_id": function_id, "payload": invoked}
         if timeout is not None:
             opts["timeout"] = duration_to_wire(timeout, what="invoke timeout")
-        execution = self._execution
         call = execution.begin(step_id)
         if call.memoized:
             return execution.replay(call)
@@ -346,9 +360,12 @@ class SyncStep:
         function: Function | str,
         data: Mapping[str, Any] | None = None,
         timeout: Duration | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> Any:
         return self._wait(
-            lambda: self._step.invoke(step_id, function=function, data=data, timeout=timeout)
+            lambda: self._step.invoke(
+                step_id, function=function, data=data, timeout=timeout, meta=meta
+            )
         )
 
     def fetch(

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ... import protocol
-from ...protocol import GeneratorOp, Opcode, OpParseError
+from ...protocol import GeneratorOp, Opcode, OpParseError, sessions
 from ...protocol import events as ev
 from ...protocol import headers as h
 from ..store.base import Store
@@ -569,6 +569,11 @@ class Executor:
             expires = pauses.expiry(opts.get("timeout"), now, default=pauses.MAX_WAIT)
         except pauses.PauseError as exc:
             return {"name": "Error", "message": str(exc)}
+        try:
+            # The invoked run's sessions: the invoke's own, then those of this run.
+            meta = sessions.resolve_meta(payload.get("meta"))
+        except sessions.SessionError as exc:
+            return {"name": "Error", "message": f"invalid invoke meta: {exc}"}
         correlation_id = f"{run_id}.{op.id}"
         data = dict(payload.get("data") or {}) if isinstance(payload.get("data"), dict) else {}
         data["_inngest"] = {
@@ -590,6 +595,7 @@ class Executor:
             ts=now,
             v=payload.get("v") if isinstance(payload.get("v"), str) else None,
             received_at=now,
+            meta=meta,
         )
         # Keyed by the correlation id: a re-executed invoke starts the child once.
         child = Scheduler.new_run(

@@ -8,6 +8,7 @@ from typing import Any
 from ... import protocol
 from ...protocol import WireError
 from ...protocol import events as ev
+from ...protocol.sessions import sessions_of
 from ..store.records import (
     EventRecord,
     HistoryEntry,
@@ -155,6 +156,9 @@ def end_events(
         data["correlation_id"] = run.correlation_id
     data["_inngest"] = {"status": status.value}
     names = [ev.FUNCTION_FINISHED, *([_EXTRA_EVENT[status]] if status in _EXTRA_EVENT else [])]
+    # The triggering event's sessions go with the events that tell of the run's end.
+    shared = sessions_of(events[0].meta) if events else {}
+    meta = {"sessions": shared} if shared else None
     out = []
     for name in names:
         internal = protocol.new_ulid(now)
@@ -170,6 +174,7 @@ def end_events(
                 ts=now,
                 v=None,
                 received_at=now,
+                meta=meta,
             )
         )
     return out

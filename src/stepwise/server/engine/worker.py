@@ -180,6 +180,10 @@ class Worker:
         try:
             transition = await self.execute(job, state)
             faults.hit(f"commit.{job.kind.value}")
+            if transition.ending_notes:
+                faults.hit("commit.deferred_runs")  # a run's end that starts deferred runs
+            elif transition.defers:
+                faults.hit("commit.defers")  # an answer that adds or aborts defers
             self._stop_renewing()
             applied = await self.store.commit(transition)
         except LeaseLost:
