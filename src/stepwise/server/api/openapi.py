@@ -14,6 +14,7 @@ from typing import Any
 
 from ... import __version__
 from ...protocol.events import MAX_EVENT_NAME_LENGTH, RESERVED_PREFIX
+from ..engine.metadata import INNGEST_KINDS, MAX_UPDATES
 from ..store.records import HistoryKind, RunHold, RunStatus
 from .checkpoint import AsyncCheckpointBody
 from .events import MAX_EVENT_TS, MIN_EVENT_TS
@@ -166,6 +167,23 @@ SCHEMAS: dict[str, Schema] = {
                 "event": {**_STRING, "description": "The event a wait is for."},
                 "if": {**_STRING, "description": "The condition a waited-for event meets."},
                 "signal": {**_STRING, "description": "The signal a wait is for."},
+                "metadata": {
+                    **_object(
+                        {
+                            "kind": _STRING,
+                            "scope": {"type": "string", "enum": ["run", "step", "extended_trace"]},
+                            "op": _STRING,
+                            "values": {"type": "object"},
+                        }
+                    ),
+                    "description": "A ``Metadata`` entry's update: the values its kind now"
+                    " has on the run (scope ``run``) or on the entry's step.",
+                },
+                "defer": {
+                    **_object({"function": _STRING, "event_id": _STRING}, optional=("event_id",)),
+                    "description": "A defer's function; ``DeferStarted`` adds the event it sent.",
+                },
+                "reason": {**_STRING, "description": "Why a defer was rejected."},
             },
             optional=(
                 "output",
@@ -177,11 +195,52 @@ SCHEMAS: dict[str, Schema] = {
                 "event",
                 "if",
                 "signal",
+                "metadata",
+                "defer",
+                "reason",
             ),
         ),
         "description": "One thing that happened in a run; kinds add fields of their own.",
         "additionalProperties": True,
     },
+    "MetadataRequest": _object(
+        {
+            "target": {
+                "type": "object",
+                "properties": {
+                    "run_id": {**_STRING, "description": "The run of the path, if given."},
+                    "step_id": {**_STRING, "description": "A step's id as its function names it."},
+                    "step_index": {"type": "integer", "minimum": 0},
+                    "step_attempt": {"type": "integer"},
+                    "span_id": _STRING,
+                },
+            },
+            "metadata": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_UPDATES,
+                "items": _object(
+                    {
+                        "kind": {
+                            "anyOf": [
+                                {"type": "string", "enum": sorted(INNGEST_KINDS)},
+                                {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": 64,
+                                    "pattern": "^(?!inngest[.])",
+                                },
+                            ]
+                        },
+                        "op": {"type": "string", "enum": ["set", "merge"]},
+                        "values": {"type": "object"},
+                    },
+                    optional=("op",),
+                ),
+            },
+        },
+        optional=("target",),
+    ),
     "Function": _object(
         {
             "id": _STRING,
@@ -699,6 +758,38 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
                         _envelope({"type": "array", "items": _ref("HistoryEntry")}), "History."
                     ),
                     **_errors(400, 401, 404, 503),
+                },
+            }
+        },
+        "/v1/runs/{run_id}/metadata": {
+            "post": {
+                "tags": ["runs"],
+                "summary": "Set metadata on a run or one of its steps",
+                "description": "Each update sets the values of its kind on the target (a"
+                " later update of a kind replaces the earlier one), whether the run ended or"
+                " not; each becomes a ``Metadata`` entry of the run's history. The target:"
+                " no ``step_id`` is the run; a ``step_id`` (``step_index`` for its n-th use)"
+                " is that step, which the run must have had (else nothing is written, and"
+                " the answer says ``written: 0``); with ``step_attempt`` and ``span_id``, one"
+                " span of it. Kinds: ``userland.<name>``, any name of yours, or the server's"
+                f" {', '.join(sorted(INNGEST_KINDS))}. An ``inngest.ai`` update without"
+                " ``estimated_cost`` gets one, from the model's list price and the tokens.",
+                "operationId": "updateRunMetadata",
+                "parameters": [run_id],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("MetadataRequest")}},
+                },
+                "responses": {
+                    "200": _json(
+                        _envelope(
+                            _object(
+                                {"run_id": _STRING, "written": {"type": "integer", "minimum": 0}}
+                            )
+                        ),
+                        "Written (or, for a step the run does not have, not).",
+                    ),
+                    **_errors(400, 401, 404, 413, 503),
                 },
             }
         },

@@ -39,7 +39,7 @@ from ..store.records import (
     Settled,
     Transition,
 )
-from . import ai_gateway, defers, lifecycle, pauses
+from . import ai_gateway, defers, lifecycle, metadata, pauses
 from .backoff import parse_retry_after, retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
@@ -384,7 +384,7 @@ class Executor:
                 # Only a step.run result has an attempt: other ops fail before anything runs.
                 attempt = job.attempt if op.op in (Opcode.STEP_ERROR, Opcode.STEP_FAILED) else None
                 entry = out.entry(HistoryKind.STEP_FAILED, op.id, name, attempt, {"error": error})
-                out.settle(op.id, {"error": error}, entry)
+                out.settle(op.id, {"error": error}, entry, *metadata.of_op(op, now, name, attempt))
 
             if op.op in (Opcode.STEP_RUN, Opcode.STEP):
                 if body_bytes > MAX_STEP_OUTPUT and len(protocol.dumps(op.data)) > MAX_STEP_OUTPUT:
@@ -399,7 +399,7 @@ class Executor:
                 entry = out.entry(
                     HistoryKind.STEP_COMPLETED, op.id, name, job.attempt, step_input(op)
                 )
-                out.settle(op.id, memo, entry)
+                out.settle(op.id, memo, entry, *metadata.of_op(op, now, name, job.attempt))
             elif op.op is Opcode.STEP_ERROR:
                 error = lifecycle.step_error(op.error)
                 if not no_retry and job.attempt + 1 < spec.max_attempts:
@@ -412,6 +412,7 @@ class Executor:
                         job.attempt,
                         {"error": error, "retry_at": retry_at},
                     )
+                    out.history.extend(metadata.of_op(op, now, name, job.attempt))
                 else:
                     fail_step(error)
             elif op.op is Opcode.STEP_FAILED:
