@@ -98,7 +98,9 @@ def test_an_empty_checkpoint_saves_nothing() -> None:
     assert steps_to_save([], NOW, body_bytes=2) == []
 
 
-@pytest.mark.parametrize("op", ["Sleep", "WaitForEvent", "InvokeFunction", "StepError", "RunComplete"])
+@pytest.mark.parametrize(
+    "op", ["Sleep", "WaitForEvent", "InvokeFunction", "StepError", "RunComplete"]
+)
 def test_a_checkpoint_holds_only_results_of_steps_that_ran(op: str) -> None:
     with pytest.raises(CheckpointRejected) as caught:
         steps_to_save(ops({"op": op, "id": "h", "name": "1s"}), NOW, body_bytes=100)
@@ -115,7 +117,11 @@ def test_defers_ride_along_with_the_steps_of_a_checkpoint() -> None:
             "opts": {"fn_slug": "app-later", "input": {"to": "x"}},
             "userland": {"id": "d"},
         },
-        {"op": "DeferAbort", "id": "h-x", "opts": {"fn_slug": "app-later", "target_hashed_id": "h-e"}},
+        {
+            "op": "DeferAbort",
+            "id": "h-x",
+            "opts": {"fn_slug": "app-later", "target_hashed_id": "h-e"},
+        },
     )
     assert [s.step_id for s in steps_to_save(checkpoint, NOW, body_bytes=100)] == ["h-a"]
     changes = defers_to_save(checkpoint, NOW)

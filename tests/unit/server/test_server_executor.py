@@ -26,9 +26,9 @@ from server_support import (
 
 from stepwise.protocol import RUN_COMPLETE_ID, to_iso
 from stepwise.protocol import events as ev
+from stepwise.server.engine.defers import MAX_DEFERS, applied, deferred_event_id
 from stepwise.server.engine.driver import USE_API_BYTES, build_call_body
 from stepwise.server.engine.executor import MAX_RUN_STATE, MAX_SLEEP, Executor, next_cron_ms
-from stepwise.server.engine.defers import MAX_DEFERS, applied, deferred_event_id
 from stepwise.server.store.records import (
     DeferRecord,
     DeferStatus,

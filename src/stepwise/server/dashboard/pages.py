@@ -18,6 +18,7 @@ from ...protocol import is_ulid
 from ..api.rest import iso
 from ..api.session import Session, current_session
 from ..api.state import ServerState
+from ..engine import metadata
 from ..engine.event_fates import why_no_run
 from ..store.records import HistoryEntry, HistoryKind, RunRecord, RunStatus
 from .values import pretty, run_value_url, shown_memo
@@ -270,5 +271,9 @@ async def run(request: Request) -> Response:
         triggers=triggers,
         function_config=pretty(function.config) if function is not None else None,
         bars=timeline(record, history, memos, now),
+        metadata=[
+            {"item": m, "at": iso(m.at), "shown": pretty(m.values)}
+            for m in metadata.current(history)
+        ],
         live=not record.status.terminal,
     )
