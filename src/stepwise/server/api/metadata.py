@@ -26,6 +26,7 @@ from .rest import wrap
 from .state import ServerState
 
 MAX_METADATA_REQUEST_BYTES = 2 * 1024 * 1024
+MAX_INDEX = 2**31 - 1  # of a step's uses and attempts
 
 
 class MetadataTarget(BaseModel):
@@ -33,8 +34,8 @@ class MetadataTarget(BaseModel):
 
     run_id: str | None = None
     step_id: str | None = None
-    step_index: int | None = Field(default=None, ge=0)
-    step_attempt: int | None = None
+    step_index: int | None = Field(default=None, ge=0, le=MAX_INDEX)
+    step_attempt: int | None = Field(default=None, ge=-MAX_INDEX, le=MAX_INDEX)
     span_id: str | None = None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from ... import __version__
 from ...protocol.events import MAX_EVENT_NAME_LENGTH, RESERVED_PREFIX
 from ..engine.metadata import INNGEST_KINDS, MAX_UPDATES
+from .metadata import MAX_INDEX
 from ..store.records import HistoryKind, RunHold, RunStatus
 from .checkpoint import AsyncCheckpointBody
 from .events import MAX_EVENT_TS, MIN_EVENT_TS
@@ -210,8 +211,13 @@ SCHEMAS: dict[str, Schema] = {
                 "properties": {
                     "run_id": {**_STRING, "description": "The run of the path, if given."},
                     "step_id": {**_STRING, "description": "A step's id as its function names it."},
-                    "step_index": {"type": "integer", "minimum": 0},
-                    "step_attempt": {"type": "integer"},
+                    "step_index": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
+                    "step_attempt": {
+                        "type": "integer",
+                        "minimum": -MAX_INDEX,
+                        "maximum": MAX_INDEX,
+                        "description": "Below 0, or absent: the latest attempt.",
+                    },
                     "span_id": _STRING,
                 },
             },
