@@ -10,14 +10,14 @@ add one twice. ``handle.abort()`` takes the wish back until the run ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..protocol import GeneratorOp, Opcode, dumps, hash_step_id
+from ..protocol import GeneratorOp, Opcode, hash_step_id
 from ..protocol.sessions import PROPAGATED, SESSIONS, SessionError, resolve_meta
-from .event import Event
+from .event import Event, event_data
 from .triggers import TriggerEvent
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class DeferHandle:
 
     __slots__ = ("_abort",)
 
-    def __init__(self, abort: Any = None) -> None:
+    def __init__(self, abort: Callable[[], object] | None = None) -> None:
         self._abort = abort
 
     def abort(self) -> None:
@@ -124,46 +124,32 @@ class Defer:
             raise ConfigError(
                 f"{function!r} is not a deferred function: make it with client.create_defer"
             )
-        if data is not None and not isinstance(data, Mapping):
-            raise ConfigError("defer data must be a dict (it becomes the event's data)")
-        payload = dict(data or {})
-        try:
-            dumps(payload)
-        except TypeError as exc:
-            raise ConfigError(f"defer data is not JSON: {exc}") from exc
+        payload = event_data(data, what="defer")
         execution = self._execution
         opts: dict[str, Any] = {"fn_slug": function.id, "input": payload}
         event_meta = _defer_meta(meta, execution.sessions)
         if event_meta is not None:
             opts["meta"] = event_meta
         hashed = hash_step_id(defer_id)
-        op = GeneratorOp(
-            op=Opcode.DEFER_ADD,
-            id=hashed,
-            name=defer_id,
-            display_name=defer_id,
-            opts=opts,
-            data=None,
-            has_data=True,
-            userland={"id": defer_id},
-        )
-        if not execution.add_lazy(op, user_id=defer_id):
+        if not execution.add_lazy(_op(Opcode.DEFER_ADD, hashed, defer_id, opts), user_id=defer_id):
             return DeferHandle()
+        aborts = {"target_hashed_id": hashed, "fn_slug": function.id, "id": defer_id}
+        abort_op = _op(Opcode.DEFER_ABORT, hash_step_id(f"{hashed}:abort"), defer_id, aborts)
+        return DeferHandle(lambda: execution.add_lazy(abort_op, user_id=defer_id))
 
-        def abort() -> None:
-            abort_op = GeneratorOp(
-                op=Opcode.DEFER_ABORT,
-                id=hash_step_id(f"{hashed}:abort"),
-                name=defer_id,
-                display_name=defer_id,
-                opts={"target_hashed_id": hashed, "fn_slug": function.id, "id": defer_id},
-                data=None,
-                has_data=True,
-                userland={"id": defer_id},
-            )
-            execution.add_lazy(abort_op, user_id=defer_id)
 
-        return DeferHandle(abort)
+def _op(opcode: Opcode, hashed_id: str, defer_id: str, opts: dict[str, Any]) -> GeneratorOp:
+    """A defer's op as the JS SDK shapes it: named by the defer's id, with ``data: null``."""
+    return GeneratorOp(
+        op=opcode,
+        id=hashed_id,
+        name=defer_id,
+        display_name=defer_id,
+        opts=opts,
+        data=None,
+        has_data=True,
+        userland={"id": defer_id},
+    )
 
 
 def _defer_meta(

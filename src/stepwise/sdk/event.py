@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..protocol import dumps
 from ..protocol.sessions import PROPAGATED, sessions_of
 
 
@@ -69,6 +70,19 @@ class Event:
 
 
 EventLike = Event | Mapping[str, Any]
+
+
+def event_data(data: object, *, what: str) -> dict[str, Any]:
+    """``data`` checked as the data of an event a step tool makes (``invoke``, ``defer``):
+    a dict of JSON values (``None`` is ``{}``); ``ConfigError`` otherwise."""
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{what} data must be a dict (it becomes the event's data)")
+    payload = dict(data or {})
+    try:
+        dumps(payload)
+    except TypeError as exc:
+        raise ConfigError(f"{what} data is not JSON: {exc}") from exc
+    return payload
 
 
 def events_for_sending(

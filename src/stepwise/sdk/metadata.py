@@ -14,23 +14,10 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..protocol import dumps
+from ..protocol.metadata import INNGEST_KINDS, MAX_KIND_BYTES
 from .current import step_metadata_var
 
 MetadataScope = Literal["run", "step"]
-
-# What the server accepts under ``inngest.``; any other kind is the user's, ``userland.<kind>``.
-INNGEST_KINDS = frozenset(
-    {
-        "inngest.ai",
-        "inngest.http",
-        "inngest.http.timing",
-        "inngest.response_headers",
-        "inngest.warnings",
-        "inngest.experiment",
-        "inngest.score",
-    }
-)
-MAX_KIND_BYTES = 128
 
 
 def wire_kind(kind: str) -> str:

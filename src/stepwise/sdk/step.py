@@ -23,11 +23,11 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ..errors import ConfigError
-from ..protocol import Opcode, dumps, parse_duration, parse_timestamp, to_iso
+from ..protocol import Opcode, parse_duration, parse_timestamp, to_iso
 from ..protocol.sessions import PROPAGATED
 from .ai import AI, SyncAI
 from .current import Branch, BranchStopped, Outcome, ParallelMode, branch_var
-from .event import Event, EventLike, events_for_sending
+from .event import Event, EventLike, event_data, events_for_sending
 from .function import Function
 from .gateway import FetchResponse, request_options
 from .options import Duration, condition, duration_to_wire
@@ -204,13 +204,7 @@ class Step:
         function_id = function.id if isinstance(function, Function) else function
         if not isinstance(function_id, str) or not function_id:
             raise ConfigError("invoke needs a Function or a composite function ID")
-        if data is not None and not isinstance(data, Mapping):
-            raise ConfigError("invoke data must be a dict (it becomes the event's data)")
-        payload = dict(data or {})
-        try:
-            dumps(payload)
-        except TypeError as exc:
-            raise ConfigError(f"invoke data is not JSON: {exc}") from exc
+        payload = event_data(data, what="invoke")
         execution = self._execution
         invoked: dict[str, Any] = {"data": payload}
         if meta is not None:

@@ -15,10 +15,10 @@ from typing import Any
 from ... import __version__
 from ...protocol.events import MAX_EVENT_NAME_LENGTH, RESERVED_PREFIX
 from ..engine.metadata import INNGEST_KINDS, MAX_UPDATES
-from .metadata import MAX_INDEX
 from ..store.records import HistoryKind, RunHold, RunStatus
 from .checkpoint import AsyncCheckpointBody
 from .events import MAX_EVENT_TS, MIN_EVENT_TS
+from .metadata import MAX_INDEX
 from .rest import MAX_LIMIT
 from .run_listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_FUNCTIONS, MAX_TEXT
 from .run_search import MAX_EXPRESSION, SCAN_LIMIT

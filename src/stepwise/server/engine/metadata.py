@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ...protocol import GeneratorOp, dumps
+from ...protocol.metadata import INNGEST_KINDS, MAX_KIND_BYTES
 from ..store.records import HistoryEntry, HistoryKind
 
 log = logging.getLogger("stepwise.metadata")
@@ -26,18 +27,6 @@ log = logging.getLogger("stepwise.metadata")
 Scope = Literal["run", "step", "extended_trace"]
 SCOPES: tuple[Scope, ...] = ("run", "step", "extended_trace")
 
-INNGEST_KINDS = frozenset(
-    {
-        "inngest.ai",
-        "inngest.http",
-        "inngest.http.timing",
-        "inngest.response_headers",
-        "inngest.warnings",
-        "inngest.experiment",
-        "inngest.score",
-    }
-)
-MAX_KIND_BYTES = 128
 MAX_VALUES_BYTES = 64 * 1024  # one update's values
 MAX_UPDATES = 100  # updates in one request or on one op
 
