@@ -285,6 +285,13 @@ def dev(
     is_flag=True,
     help="Accepted as on dev (so a dev command line runs as is); start never scans ports.",
 )
+@click.option(
+    "--accept-unsigned-stream-bodies",
+    is_flag=True,
+    help="Act on streamed replies that are signed only at their start, not over the body "
+    "they stream (the official Python SDK's INNGEST_STREAMING replies). Nothing then proves "
+    "that body came from the app: leave off unless the network to the apps is trusted.",
+)
 @_production_sqlite_path
 @_postgres
 @_max_event_size(MAX_EVENT_BYTES)
@@ -292,6 +299,7 @@ def dev(
 def start(
     signing_key: str,
     event_keys: tuple[str, ...],
+    accept_unsigned_stream_bodies: bool,
     max_event_bytes: int,
     no_discovery: bool,
     postgres_uri: str | None,
@@ -306,6 +314,7 @@ def start(
         discovery=False,
         signing_key=signing_key,
         event_keys=event_keys,
+        accept_unsigned_stream_bodies=accept_unsigned_stream_bodies,
         max_event_bytes=max_event_bytes,
         postgres_uri=postgres_uri or None,
         postgres_writers=postgres_writers,

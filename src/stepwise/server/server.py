@@ -66,6 +66,7 @@ class Server:
             lease_s=config.lease_s,
             retention_ms=config.retention_ms,
             retention_sweep_s=config.retention_sweep_s,
+            accept_unsigned_stream_bodies=config.accept_unsigned_stream_bodies,
             outbound=OutboundClient(
                 DestinationPolicy(
                     public_only=not config.dev,
