@@ -30,6 +30,8 @@ class ClientConfig:
     env: str | None
     serve_origin: str | None
     serve_path: str | None
+    # INNGEST_STREAMING as given ("allow", "force", "true", ...): the serve handler reads it.
+    streaming: str | None = None
 
     @property
     def mode(self) -> str:
@@ -103,4 +105,5 @@ def resolve_config(
         env=env or var("INNGEST_ENV"),
         serve_origin=var("INNGEST_SERVE_ORIGIN"),
         serve_path=var("INNGEST_SERVE_PATH"),
+        streaming=var("INNGEST_STREAMING"),
     )

@@ -2,13 +2,19 @@
 
 Adapters turn their request into ``handle(method, url, headers, body)`` and the
 returned ``ServeResponse`` into theirs. GET introspects, PUT syncs, POST executes.
+
+A ``ServeResponse`` whose ``stream`` is set is a streamed reply (``streaming=``): the
+adapter sends its status and headers at once, then each chunk of ``stream`` as it comes
+(keep-alive spaces while the function runs, then one JSON chunk with the real status,
+headers and body). Adapters that can do this pass ``can_stream=True``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -38,12 +44,27 @@ from .registration import CAPABILITIES, SyncOutcome, register
 
 _DISCOVERY_STEP = "step"
 
+Streaming = Literal["allow", "force"]
+# Both official SDKs send a space this often while a streamed reply is being worked on.
+KEEPALIVE_INTERVAL_S = 3.0
+_STREAMING_VALUES: dict[str, Streaming | None] = {
+    "allow": "allow",
+    "force": "force",
+    "true": "force",
+    "1": "force",
+    "false": None,
+    "0": None,
+    "disable": None,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ServeResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+    # A streamed reply: send these chunks as they come instead of ``body`` (which is empty).
+    stream: AsyncIterator[bytes] | None = None
 
 
 class _RunStateError(Exception):
@@ -61,12 +82,27 @@ class ServeHandler:
         framework: str = "asgi",
         serve_origin: str | None = None,
         serve_path: str | None = None,
+        streaming: Streaming | bool | None = None,
+        can_stream: bool = False,
     ) -> None:
+        """``streaming``: ``"force"`` (or True) streams every function call's reply,
+        ``"allow"`` streams it where the adapter ``can_stream``, None reads
+        ``INNGEST_STREAMING`` (off when unset)."""
         config = client.config
         if config.is_production and not config.signing_key:
             raise ConfigError(
                 "production mode needs a signing key: pass signing_key or set INNGEST_SIGNING_KEY"
             )
+        mode = _streaming_mode(streaming, config.streaming)
+        if mode == "force" and not can_stream:
+            raise ConfigError(
+                f"streaming='force' needs an adapter that can stream replies; {framework!r} "
+                "cannot: use streaming='allow' or turn streaming off"
+            )
+        self.streams = mode is not None and can_stream
+        # Calls whose streamed reply is still being worked on, kept until they finish even
+        # if the server went away: a step that started runs to its end, as without streaming.
+        self._in_flight: set[asyncio.Task[ServeResponse]] = set()
         by_id: dict[str, Function] = {}
         for fn in functions:
             if fn.app_id != client.app_id:
@@ -217,22 +253,68 @@ class ServeHandler:
         except (ValueError, MalformedCallError) as exc:
             error = {"code": "malformed_request", "name": "MalformedRequest", "message": str(exc)}
             return self._json(400, error, key, no_retry=True)
+
+        step_id = params.get("stepId") or request_headers.get(headers.STEP_ID) or _DISCOVERY_STEP
+        work = self._execute(
+            function, request, None if step_id == _DISCOVERY_STEP else step_id, key
+        )
+        if self.streams:
+            return self._streamed(work, key)
+        return await work
+
+    async def _execute(
+        self, function: Function, request: CallRequest, target_step: str | None, key: str | None
+    ) -> ServeResponse:
         if request.use_api:
             try:
                 request = await self._load_run_state(request)
             except (_RunStateError, httpx.HTTPError, ValueError) as exc:
                 error = {"code": "api_fetch_failed", "name": "ApiFetchError", "message": str(exc)}
                 return self._json(500, error, key, no_retry=False)
-
-        step_id = params.get("stepId") or request_headers.get(headers.STEP_ID) or _DISCOVERY_STEP
         execution = Execution(
             client=self.client,
             function=function,
             request=request,
-            target_step=None if step_id == _DISCOVERY_STEP else step_id,
+            target_step=target_step,
             logger=self.client.logger,
         )
         return self._call_response(await execution.run(), key)
+
+    def _streamed(self, work: Coroutine[Any, Any, ServeResponse], key: str | None) -> ServeResponse:
+        """Answer 201 now; send a space until ``work`` is done, then its reply as one chunk.
+
+        The final chunk is ``{"status", "headers", "body", "version"}`` with ``body`` the
+        reply's bytes as a JSON string. Its headers carry the reply's own signature, over
+        exactly those bytes: the opening 201 is not signed, since what it would vouch for
+        (its empty body) is not what the server acts on.
+        """
+        task = asyncio.ensure_future(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                yield b" "
+                done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_INTERVAL_S)
+                if done:
+                    break
+            try:
+                reply = task.result()
+            except Exception as exc:  # the reply must still end the stream, as an error
+                self.client.logger.exception("a streamed call failed")
+                error = {"code": "internal_error", "name": type(exc).__name__, "message": str(exc)}
+                reply = self._json(500, error, key, no_retry=False)
+            yield dumps(
+                {
+                    "status": reply.status,
+                    "headers": reply.headers,
+                    "body": reply.body.decode("utf-8"),
+                    "version": REQUEST_VERSION,
+                }
+            )
+
+        opening = self._respond(201, b"", signing_key=None)
+        return ServeResponse(opening.status, opening.headers, b"", stream=chunks())
 
     async def _load_run_state(self, request: CallRequest) -> CallRequest:
         """Fetch events and memos the server left out of an oversized call body."""
@@ -293,6 +375,23 @@ class ServeHandler:
             # Signed over the raw bytes sent, with the key that verified the request.
             out[headers.SIGNATURE] = sign(body, signing_key)
         return ServeResponse(status=status, headers=out, body=body)
+
+
+def _streaming_mode(given: Streaming | bool | None, env: str | None) -> Streaming | None:
+    if given is True:
+        return "force"
+    if given is False:
+        return None
+    value = given if given is not None else env
+    if value is None:
+        return None
+    try:
+        return _STREAMING_VALUES[value.strip().lower()]
+    except KeyError:
+        where = "streaming" if given is not None else "INNGEST_STREAMING"
+        raise ConfigError(
+            f"{where} must be 'allow', 'force', true or false, not {value!r}"
+        ) from None
 
 
 def _key_hash(key: str | None) -> str | None:
