@@ -32,6 +32,8 @@ class ClientConfig:
     serve_path: str | None
     # INNGEST_STREAMING as given ("allow", "force", "true", ...): the serve handler reads it.
     streaming: str | None = None
+    # INNGEST_ALLOW_IN_BAND_SYNC=false makes the app always register out of band.
+    allow_in_band_sync: bool = True
 
     @property
     def mode(self) -> str:
@@ -106,4 +108,5 @@ def resolve_config(
         serve_origin=var("INNGEST_SERVE_ORIGIN"),
         serve_path=var("INNGEST_SERVE_PATH"),
         streaming=var("INNGEST_STREAMING"),
+        allow_in_band_sync=(var("INNGEST_ALLOW_IN_BAND_SYNC") or "").lower() not in _FALSE,
     )

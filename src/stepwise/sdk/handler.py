@@ -18,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError, RegistrationError
 from ..protocol import (
@@ -39,7 +40,7 @@ from .call import CallRequest, MalformedCallError
 from .client import Stepwise
 from .execution import CallResult, Execution
 from .function import Function
-from .identity import LANGUAGE, SDK_HEADER_VALUE, VERSION
+from .identity import LANGUAGE, REGISTER_SDK_VALUE, SDK_AUTHOR, SDK_HEADER_VALUE, VERSION
 from .registration import CAPABILITIES, SyncOutcome, register
 
 _DISCOVERY_STEP = "step"
@@ -136,7 +137,7 @@ class ServeHandler:
         if method in ("GET", "HEAD"):
             return self._introspect(lowered)
         if method == "PUT":
-            return await self._sync(url, params, lowered)
+            return await self._sync(url, params, lowered, body)
         if method == "POST":
             return await self._call(params, lowered, body)
         return self._json(405, {"code": "method_not_allowed", "message": f"{method} not allowed"})
@@ -161,6 +162,13 @@ class ServeHandler:
 
     def _introspect(self, request_headers: dict[str, str]) -> ServeResponse:
         config = self.client.config
+        key = self._verified_key(b"", request_headers) if config.is_production else None
+        return self._json(200, self._introspection(authenticated=key is not None), signing_key=key)
+
+    def _introspection(self, *, authenticated: bool) -> dict[str, Any]:
+        """The introspection body; with ``authenticated`` (a verified signature in
+        production) it tells the app's settings, with key hashes, never keys."""
+        config = self.client.config
         body: dict[str, Any] = {
             "schema_version": INTROSPECTION_SCHEMA,
             "function_count": len(self.functions),
@@ -169,8 +177,7 @@ class ServeHandler:
             "has_signing_key_fallback": bool(config.signing_key_fallback),
             "mode": config.mode,
         }
-        key = self._verified_key(b"", request_headers) if config.is_production else None
-        if key is not None:
+        if authenticated:
             body.update(
                 authentication_succeeded=True,
                 api_origin=config.api_base_url,
@@ -187,25 +194,68 @@ class ServeHandler:
                 signing_key_hash=_key_hash(config.signing_key),
                 signing_key_fallback_hash=_key_hash(config.signing_key_fallback),
             )
-        return self._json(200, body, signing_key=key)
+        return body
 
     # -- PUT ------------------------------------------------------------------------------
 
     async def _sync(
-        self, url: str, params: dict[str, str], request_headers: dict[str, str]
+        self, url: str, params: dict[str, str], request_headers: dict[str, str], body: bytes
     ) -> ServeResponse:
         server_kind = request_headers.get(headers.SERVER_KIND)
         mode = self.client.config.mode
         if server_kind and server_kind != mode:
             message = f"this app runs in {mode} mode; a {server_kind} server asked it to sync"
             return self._json(400, {"code": "server_kind_mismatch", "message": message})
+        in_band = request_headers.get(headers.SYNC_KIND) == headers.SYNC_KIND_IN_BAND
+        if in_band and self.client.config.allow_in_band_sync:
+            return self._sync_in_band(request_headers, body)
         outcome = await self._register(
             self.serve_url(url), deploy_id=params.get("deployId"), server_kind=server_kind
         )
         response = self._json(
             outcome.status, {"message": outcome.message, "modified": outcome.modified}
         )
-        response.headers[headers.SYNC_KIND] = "out_of_band"
+        response.headers[headers.SYNC_KIND] = headers.SYNC_KIND_OUT_OF_BAND
+        return response
+
+    def _sync_in_band(self, request_headers: dict[str, str], body: bytes) -> ServeResponse:
+        """Answer the server's PUT with the app's config, signed (in-band sync).
+
+        In production only a request signed with the app's key gets it: the answer tells
+        the server where to send calls, and the server acts on it only if signed in turn.
+        """
+        key: str | None = None
+        if self.client.config.is_production:
+            key = self._verified_key(body, request_headers)
+            if key is None:
+                error = {
+                    "code": "sig_verification_failed",
+                    "message": "missing or invalid signature",
+                }
+                return self._json(401, error)
+        try:
+            request = _InBandRequest.model_validate_json(body)
+        except ValidationError as exc:
+            message = 'an in-band sync request\'s body must be {"url": "<serve URL>"}: '
+            error = {"code": "invalid_request", "message": message + exc.errors()[0]["msg"]}
+            return self._json(400, error, key)
+        serve_url = self.serve_url(request.url)
+        answer = {
+            "app_id": self.client.app_id,
+            "capabilities": {**CAPABILITIES},
+            "env": self.client.config.env,
+            "framework": self.framework,
+            "functions": [fn.get_config(serve_url) for fn in self.functions.values()],
+            "inspection": self._introspection(authenticated=key is not None),
+            "platform": None,
+            "sdk": REGISTER_SDK_VALUE,
+            "sdk_author": SDK_AUTHOR,
+            "sdk_language": LANGUAGE,
+            "sdk_version": VERSION,
+            "url": serve_url,
+        }
+        response = self._json(200, answer, key)
+        response.headers[headers.SYNC_KIND] = headers.SYNC_KIND_IN_BAND
         return response
 
     async def _register(
@@ -375,6 +425,12 @@ class ServeHandler:
             # Signed over the raw bytes sent, with the key that verified the request.
             out[headers.SIGNATURE] = sign(body, signing_key)
         return ServeResponse(status=status, headers=out, body=body)
+
+
+class _InBandRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    url: str = Field(min_length=1)
 
 
 def _streaming_mode(given: Streaming | bool | None, env: str | None) -> Streaming | None:

@@ -225,6 +225,12 @@ class Driver:
     async def ping(self, url: str, *, guarded: bool = False) -> OutboundResponse:
         """Ask an app to sync itself (the PUT the dev server sends).
 
+        A server with a signing key asks for an in-band sync (``X-Inngest-Sync-Kind:
+        in_band``), as Inngest Cloud does: an app that can answers with its config, signed,
+        and one that cannot registers out of band as it would anyway. A server without
+        a key asks for nothing, as Inngest's dev server: an app in production mode would
+        refuse an unsigned in-band request.
+
         ``guarded`` sends it through the outbound client, which refuses the addresses the
         server must not reach for a URL someone other than its operator chose. Raises
         ``OutboundError`` when there is no answer (or the destination is refused).
@@ -233,6 +239,7 @@ class Driver:
         headers = {"content-type": "application/json", h.SERVER_KIND: self.server_kind}
         if self.signing_key:
             headers[h.SIGNATURE] = protocol.sign(body, self.signing_key)
+            headers[h.SYNC_KIND] = h.SYNC_KIND_IN_BAND
         if guarded:
             return await self.outbound.request("PUT", url, headers=headers, body=body)
         try:
