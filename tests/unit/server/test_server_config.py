@@ -99,6 +99,8 @@ ONLY_ON_START = {
     # any event key and signs nothing, as the reference dev server does.
     "--signing-key": "production requires request signing",
     "--event-key": "production requires event keys",
+    # Only a server that checks reply signatures can be told to take less as proof.
+    "--accept-unsigned-stream-bodies": "the dev server checks no reply signatures",
 }
 ONLY_ON_DEV: dict[str, str] = {}
 
