@@ -29,6 +29,8 @@ class ServerConfig:
     # the interpreter; more keep writing while one waits on a far database or a lock.
     postgres_writers: int = 1
     dev: bool = False
+    # When the port is taken, listen on the next free one (``stepwise dev``) instead of failing.
+    port_fallback: bool = False
     sdk_urls: tuple[str, ...] = ()
     discovery: bool = False
     poll: bool = True
