@@ -222,47 +222,38 @@ def test_the_reference_vector_is_what_our_sdk_signs() -> None:
     assert sign(VECTOR_BODY, VECTOR_KEY, VECTOR_T) == VECTOR_SIGNATURE
 
 
-@pytest.mark.parametrize("body", [VECTOR_BODY, b'{ "a" : 1 }'], ids=["exact", "spaced"])
-async def test_a_request_signed_as_the_vector_is_verified(
-    frozen_at_vector: None, body: bytes
-) -> None:
-    """A trust probe carrying the vector's signature passes (the body is re-canonicalized
-    first, so the spaced form passes too), and the reply is signed with that key."""
+async def trust_probe_signed_as_the_vector(body: bytes) -> httpx.Response:
+    """A trust probe of ``body`` carrying the vector's signature, to a production app."""
     client = production_client()
     async with App(client, functions(client)) as app:
-        response = await app.http.post(
+        return await app.http.post(
             "/api/inngest",
             params={"probe": "trust"},
             content=body,
             headers={"x-inngest-signature": VECTOR_SIGNATURE},
         )
+
+
+@pytest.mark.parametrize("body", [VECTOR_BODY, b'{ "a" : 1 }'], ids=["exact", "spaced"])
+async def test_a_request_signed_as_the_vector_is_verified(
+    frozen_at_vector: None, body: bytes
+) -> None:
+    """The vector's signature passes (the body is re-canonicalized first, so the spaced
+    form passes too), and the reply is signed with that key."""
+    response = await trust_probe_signed_as_the_vector(body)
     assert response.status_code == 200, response.text
     assert response.headers["x-inngest-signature"] == sign(b"", VECTOR_KEY, VECTOR_T)
 
 
 async def test_the_vector_signature_is_refused_once_stale() -> None:
-    client = production_client()
-    async with App(client, functions(client)) as app:
-        # The real clock is years after the vector's timestamp: too old (JS allows 5 minutes).
-        stale = await app.http.post(
-            "/api/inngest",
-            params={"probe": "trust"},
-            content=VECTOR_BODY,
-            headers={"x-inngest-signature": VECTOR_SIGNATURE},
-        )
-    assert stale.status_code == 401
+    # The real clock is years after the vector's timestamp: too old (JS allows 5 minutes).
     assert time.time() - VECTOR_T > 300
+    stale = await trust_probe_signed_as_the_vector(VECTOR_BODY)
+    assert stale.status_code == 401
 
 
 async def test_the_vector_signature_does_not_cover_another_body(frozen_at_vector: None) -> None:
-    client = production_client()
-    async with App(client, functions(client)) as app:
-        response = await app.http.post(
-            "/api/inngest",
-            params={"probe": "trust"},
-            content=b'{"a":2}',
-            headers={"x-inngest-signature": VECTOR_SIGNATURE},
-        )
+    response = await trust_probe_signed_as_the_vector(b'{"a":2}')
     assert response.status_code == 401
     assert loads(response.content) == {
         "code": "sig_verification_failed",
