@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import NonRetriableError
 from ..protocol import (
     REQUEST_VERSION,
+    RUN_COMPLETE_ID,
     DurationError,
     GeneratorOp,
     Opcode,
@@ -76,7 +77,7 @@ MAX_REQUESTS = 10_000
 """Calls of one run before the engine gives up on a function that never ends."""
 _MAX_REDRIVES = 10
 _LAZY_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT}
-_UNSUPPORTED_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT, Opcode.SYNC_RUN_COMPLETE}
+_UNSUPPORTED_OPS = {Opcode.SYNC_RUN_COMPLETE}
 
 
 def _delta_ms(duration: Duration | None, what: str) -> int:
@@ -135,6 +136,10 @@ class RunDriver:
         self.failure: Failure | None = None
         self.records = RunRecords(lambda: self.now)
         self.requests = 0
+        # The run's defers, as the server tells the SDK of them: hashed id -> still to start.
+        # The engine keeps them so that a replay does not add one twice; it starts no
+        # deferred run.
+        self.defers: dict[str, bool] = {}
         self.client = _RecordingClient(function.app_id, self.records.sent)
         self.timeline = Timeline()
         self.store = RunStore(self.records, self.timeline, lambda: self.now)
@@ -236,6 +241,7 @@ class RunDriver:
                 "disable_immediate_execution": self.store.force_step_plan,
                 "use_api": False,
             },
+            "defers": {h: {"abortable": live} for h, live in self.defers.items()},
             "version": REQUEST_VERSION,
             "use_api": False,
         }
@@ -350,6 +356,20 @@ class RunDriver:
         for op in sorted(real_ops, key=lambda o: o.op is not Opcode.WAIT_FOR_EVENT):
             race = (op.opts or {}).get("parallelMode") == "race"
             batch = parallel and not race
+            if op.op in _LAZY_OPS:
+                self._defer(op)
+                continue
+            if op.id == RUN_COMPLETE_ID and op.op in (Opcode.STEP_ERROR, Opcode.STEP_FAILED):
+                # The function itself threw, and defers went out with its error.
+                final = op.op is Opcode.STEP_FAILED
+                failure = Failure.of_reply(
+                    400 if final else 500, op.error, b"", from_sdk=True, no_retry=final
+                )
+                raised = execution.function_error or error_from(failure.output)
+                self._fail_attempt(
+                    job, t, failure, raised, no_retry=final or no_retry, at=retry_after
+                )
+                return
             tool = execution.tool_calls.get(op.id)
             info = self._note_step(op, tool)
             if op.op in (Opcode.STEP_RUN, Opcode.STEP):
@@ -408,6 +428,15 @@ class RunDriver:
             # A targeted call that did not settle its step: go on with a discovery call.
             t.abandoned.append(job.step_id)
         self._commit(job, t)
+
+    def _defer(self, op: GeneratorOp) -> None:
+        """A ``DeferAdd`` is kept (the first of an id); a ``DeferAbort`` stops its target."""
+        if op.op is Opcode.DEFER_ADD:
+            self.defers.setdefault(op.id, True)
+            return
+        target = (op.opts or {}).get("target_hashed_id")
+        if isinstance(target, str) and target:
+            self.defers[target] = False
 
     def _note_step(self, op: GeneratorOp, tool: ToolCall | None) -> StepInfo:
         info = self.records.info.get(op.id)

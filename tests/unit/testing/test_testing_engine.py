@@ -482,3 +482,25 @@ def test_a_step_output_over_the_size_limit_fails_the_step() -> None:
         return "stored"
 
     assert TestEngine(big).execute().result == "OutputTooLargeError"
+
+
+def test_a_function_that_defers_completes_or_fails_as_it_would_on_the_server() -> None:
+    @client.create_defer(fn_id="receipt")
+    async def receipt(ctx: stepwise.Context) -> None:
+        return None
+
+    @client.create_function(fn_id="defers", trigger=stepwise.TriggerEvent(event="shop/defers"))
+    async def defers(ctx: stepwise.Context) -> str:
+        ctx.defer("receipt", function=receipt, data={"to": "a@b"})
+        if ctx.event.data.get("fail"):
+            raise NonRetriableError("after the defer")  # its error carries the defer
+        await ctx.step.sleep("nap", "1m")  # the next call meets the defer again
+        return "done"
+
+    engine = TestEngine(defers)
+    done = engine.execute({"name": "shop/defers"})
+    assert (done.status, done.result) == ("Completed", "done")
+    failed = engine.execute({"name": "shop/defers", "data": {"fail": True}})
+    assert failed.status == "Failed"
+    assert isinstance(failed.error, NonRetriableError)
+    assert str(failed.error) == "after the defer"
