@@ -63,6 +63,9 @@ MAX_REDRIVES = 10
 # Ops that ride along with others and have no job of their own: they never make a batch.
 _LAZY_OPS = defers.DEFER_OPS
 
+# SDKs that never checkpoint: a call of theirs adds no defer behind the executor's back.
+_NO_CHECKPOINTS = ("stepwise-py:", "inngest-py:")
+
 # Ops this server does not carry out; a step using one fails with a clear error.
 _UNSUPPORTED_OPS = {Opcode.SYNC_RUN_COMPLETE}
 
@@ -220,7 +223,12 @@ class Executor:
                         owners[signal] = owner
         answered = now_ms()
         outcome = self.handle_reply(job, state, spec, reply, answered, signal_owners=owners)
-        if outcome.ending is not None and self.store is not None:
+        sdk = reply.header(h.SDK) or ""
+        if (
+            outcome.ending is not None
+            and self.store is not None
+            and not sdk.startswith(_NO_CHECKPOINTS)
+        ):
             # The run ends: its deferred runs start with it. Checkpoints posted during the
             # call may have added defers since the state was read; the call has answered,
             # so no more can come from it.
