@@ -19,7 +19,7 @@ from support.harness import REPO, Stack, wait_until
 
 JS_DIR = REPO / "tests" / "interop" / "js"
 APP = "js4x.mjs"
-FUNCTIONS = 11
+FUNCTIONS = 12
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,19 @@ def test_a_defer_fires_once_after_the_parent_completes(stack: Stack) -> None:
     assert deferred["parents"] == [{"fnSlug": "js4x-defer-complete", "runId": run_id}]
     kinds = [h["kind"] for h in stack.server.history(run_id) if h["kind"].startswith("Defer")]
     assert kinds == ["DeferAdded", "DeferStarted"]
+
+
+def test_a_defer_saved_by_a_checkpoint_fires_when_the_same_call_completes_the_run(
+    stack: Stack,
+) -> None:
+    parent = stack.server.wait_for_run(stack.server.send("js4x/defer.checkpointed"))
+    assert parent["status"] == "Completed", stack.logs()
+    assert parent["output"] == "stepped"
+    # One call: the step and the defer went out in a checkpoint, then RunComplete alone.
+    replies = [r["ops"] for r in stack.app.ledger_of("reply", fn="js4x-defer-checkpointed")]
+    assert replies == [["RunComplete"]]
+    [deferred] = wait_for_deferred(stack, parent["run_id"])
+    assert deferred["data"] == {"from": "checkpointed"}
 
 
 @pytest.mark.parametrize("function", ["defer-fail", "defer-fail-classic"])

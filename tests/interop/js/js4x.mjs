@@ -50,6 +50,17 @@ const deferComplete = inngest.createFunction(
   },
 );
 
+// A defer saved by a checkpoint in the same call that completes the run: the run's end
+// must see it, though the call's state was read before the checkpoint.
+const deferCheckpointed = inngest.createFunction(
+  { id: "defer-checkpointed", retries: 0, triggers: [{ event: "js4x/defer.checkpointed" }] },
+  async (ctx) => {
+    entered(ctx, "defer-checkpointed");
+    ctx.defer("notify", { function: later, data: { from: "checkpointed" } });
+    return await ctx.step.run("a", () => "stepped");
+  },
+);
+
 // defer/misc "defer fires when parent throws after defer() call", with and without
 // checkpointing: the defer goes out in a checkpoint, or beside the function's error.
 const failing = (id, checkpointing) =>
@@ -184,6 +195,7 @@ const sessionsBatch = inngest.createFunction(
 const functions = [
   later,
   deferComplete,
+  deferCheckpointed,
   deferFail,
   deferFailClassic,
   deferAbort,
