@@ -16,6 +16,7 @@ import pytest
 import stepwise
 from stepwise.protocol import hash_step_id
 from support.harness import Stack, wait_until
+from support.sessions import BATCH_METAS, SHARED, run_a_batch
 
 FUNCTIONS = 10
 
@@ -223,33 +224,10 @@ def test_sessions_go_on_through_send_invoke_and_defers(stack: Stack) -> None:
 
 
 def test_a_batch_run_has_the_sessions_its_events_share(stack: Stack) -> None:
-    ids = stack.server.send_events(
-        [
-            {
-                "name": "x/sessions.batch",
-                "data": {"i": 1},
-                "meta": {"sessions": {"org": "acme", "tenant": "x"}},
-            },
-            {
-                "name": "x/sessions.batch",
-                "data": {"i": 2},
-                "meta": {"sessions": {"org": "acme", "tenant": "y"}},
-            },
-        ]
-    )
-    run = stack.server.wait_for_run(ids[0])
-    assert run["status"] == "Completed", stack.logs()
-    [batch] = [
-        e for e in stack.app.ledger_of("sessions", role="batch") if e["run_id"] == run["run_id"]
-    ]
-    assert batch["sessions"] == {"org": "acme"}
-    assert batch["metas"] == [
-        {"sessions": {"org": "acme", "tenant": "x"}},
-        {"sessions": {"org": "acme", "tenant": "y"}},
-    ]
-    # The SDKs that read a run's events from the API get the same.
-    events = stack.server.http.get(f"/v0/runs/{run['run_id']}/batch").json()
-    assert [e["meta"] for e in events] == batch["metas"]
+    run, seen = run_a_batch(stack, "x/sessions.batch")
+    assert run["output"] == 2
+    assert seen["sessions"] == SHARED
+    assert seen["metas"] == BATCH_METAS
 
 
 def test_events_with_invalid_sessions_are_refused(stack: Stack) -> None:
