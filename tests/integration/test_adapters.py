@@ -160,7 +160,7 @@ def test_a_non_retriable_error_fails_the_run(matrix: Matrix) -> None:
 
 def test_the_app_synced_with_its_own_url(matrix: Matrix) -> None:
     app = matrix.server.http.get(f"/v1/apps/matrix-{matrix.adapter}").json()["data"]
-    assert app["url"] == matrix.app.url
+    assert (app["url"], app["framework"]) == (matrix.app.url, ADAPTERS[matrix.adapter])
     assert len(app["functions"]) == FUNCTIONS
 
 
