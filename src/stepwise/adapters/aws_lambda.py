@@ -40,15 +40,19 @@ def serve(
 
     def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-        context_ = event.get("requestContext") or {}
+        request_context = event.get("requestContext") or {}
         if event.get("version") == "2.0":
-            method, path = context_["http"]["method"], event["rawPath"]
+            method, path = request_context["http"]["method"], event["rawPath"]
             query = event.get("rawQueryString") or ""
         else:
-            method, path = event["httpMethod"], context_.get("path") or event["path"]
-            query = urlencode(event.get("queryStringParameters") or {})
-        origin = f"{headers.get('x-forwarded-proto', 'https')}://{headers.get('host', '')}"
-        url = origin + path + (f"?{query}" if query else "")
+            method, path = event["httpMethod"], request_context.get("path") or event["path"]
+            multi = event.get("multiValueQueryStringParameters")
+            single = event.get("queryStringParameters") or {}
+            query = urlencode(multi, doseq=True) if multi else urlencode(single)
+        host = headers.get("host") or request_context.get("domainName", "")
+        url = f"{headers.get('x-forwarded-proto', 'https')}://{host}{path}"
+        if query:
+            url += f"?{query}"
         raw = event.get("body") or ""
         body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
         result = handler.handle_sync(method, url, headers, body)
