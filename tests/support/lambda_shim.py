@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -255,6 +254,5 @@ def serve(handler: LambdaHandler, shape: str, *, host: str, port: int) -> Thread
 def run(handler: LambdaHandler, shape: str, *, host: str = "127.0.0.1", port: int) -> None:
     """Serve ``handler`` behind ``shape``'s front end until the process is stopped."""
     server = serve(handler, shape, host=host, port=port)
-    thread = threading.current_thread()
-    print(f"lambda shim ({shape}) on http://{host}:{port} in {thread.name}", flush=True)
+    print(f"lambda shim ({shape}) on http://{host}:{port}", flush=True)
     server.serve_forever()
