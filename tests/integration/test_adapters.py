@@ -6,7 +6,8 @@ under a real HTTP server (uvicorn, Werkzeug, wsgiref, aiohttp, Tornado, or the L
 shim of ``support/lambda_shim.py`` for the three Lambda event shapes). The server syncs the
 app through its PUT, so the URL each adapter rebuilds from its request is checked too.
 
-Streaming replies are not in the matrix: the SDK does not stream yet.
+Each app has a second endpoint, ``/api/streamed``, another app whose replies stream
+(``streaming="force"``; on Lambda, which cannot stream, ``"allow"``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,6 +59,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Any]] = {
     "parallel": ({}, [0, 10, 20]),
     "invoke": ({}, 49),
     "big-state": ({}, 1_200_000),
+    "streamed": ({"n": 3}, {"a": 4, "b": 8}),  # served by the streaming endpoint
 }
 RUNS = {**SCENARIOS, "wait": ({"id": "order-1"}, None), "failure": ({}, None)}
 
@@ -116,9 +119,10 @@ def matrix(
     )
     try:
         app.start_and_wait()
-        # The server asks the app to sync (PUT); the app registers the URL it was asked on.
-        added = server.http.post("/v1/apps", json={"url": app.url})
-        assert added.status_code == 201, added.text
+        # The server asks the app to sync (PUT); the app answers in band or registers.
+        for url in (app.url, streamed_url(app)):
+            added = server.http.post("/v1/apps", json={"url": url})
+            assert added.status_code == 201, added.text
         # Every run starts now, so that their sleeps and retries overlap; each test then
         # waits for its own.
         matrix = Matrix(adapter, server, app, {})
@@ -126,6 +130,11 @@ def matrix(
         yield matrix
     finally:
         app.stop()
+
+
+def streamed_url(app: AppProcess) -> str:
+    """The app's second endpoint: another app ID, whose replies stream (Lambda's cannot)."""
+    return app.url.replace("/api/inngest", "/api/streamed")
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -159,31 +168,66 @@ def test_a_non_retriable_error_fails_the_run(matrix: Matrix) -> None:
 
 
 def test_the_app_synced_with_its_own_url(matrix: Matrix) -> None:
+    framework = ADAPTERS[matrix.adapter]
     app = matrix.server.http.get(f"/v1/apps/matrix-{matrix.adapter}").json()["data"]
-    assert (app["url"], app["framework"]) == (matrix.app.url, ADAPTERS[matrix.adapter])
-    assert len(app["functions"]) == FUNCTIONS
+    assert (app["url"], app["framework"], len(app["functions"])) == (
+        matrix.app.url,
+        framework,
+        FUNCTIONS,
+    )
+    app = matrix.server.http.get(f"/v1/apps/matrix-{matrix.adapter}-streamed").json()["data"]
+    assert (app["url"], app["framework"]) == (streamed_url(matrix.app), framework)
 
 
-def call(matrix: Matrix) -> tuple[str, bytes]:
-    """The first call of a ``steps`` run, as the server would make it."""
+def call(
+    matrix: Matrix,
+    *,
+    endpoint: str = "",
+    fn: str = "steps",
+    run_id: str = "01J0000000000000000000RUN1",
+) -> tuple[str, bytes]:
+    """A run's first call, as the server would make it: its URL and its (canonical) body."""
     event = {
-        "name": f"matrix/{matrix.adapter}/steps",
+        "name": f"matrix/{matrix.adapter}/{fn}",
         "data": {"n": 1},
-        "id": "01J00000000000000000000000",
+        "id": "01J000000000000000000EVENT",
     }
     body = {
         "event": event,
         "events": [event],
         "steps": {},
-        "ctx": {
-            "run_id": "01J00000000000000000000001",
-            "attempt": 0,
-            "stack": {"stack": [], "current": 0},
-        },
+        "ctx": {"run_id": run_id, "attempt": 0, "stack": {"stack": [], "current": 0}},
         "version": 2,
     }
-    fn_id = f"matrix-{matrix.adapter}-steps"
-    return f"{matrix.app.url}?fnId={fn_id}&stepId=step", canonical_json(body)
+    app_url = streamed_url(matrix.app) if endpoint == "streamed" else matrix.app.url
+    fn_id = f"matrix-{matrix.adapter}{'-streamed' if endpoint else ''}-{fn}"
+    return f"{app_url}?fnId={fn_id}&stepId=step", canonical_json(body)
+
+
+def test_a_streamed_reply_opens_before_its_step_ends(matrix: Matrix) -> None:
+    """The opening 201 and keep-alive spaces reach the server while the step still runs;
+    the last chunk is the real reply, signed over its own body."""
+    url, body = call(matrix, endpoint="streamed", fn="gated")
+    gate = Path(f"{matrix.app.ledger}.01J0000000000000000000RUN1.gate")
+    headers = {"x-inngest-signature": sign(body, SIGNING_KEY)}
+    if matrix.adapter.startswith("lambda-"):  # a buffered Lambda answers plainly
+        gate.touch()
+        reply = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert reply.status_code == 206, reply.text
+        assert reply.json()[0]["data"] == "through"
+        return
+    with httpx.stream("POST", url, content=body, headers=headers, timeout=30) as streamed:
+        assert streamed.status_code == 201
+        chunks = streamed.iter_raw()
+        opening = next(chunks)
+        assert opening and not opening.strip(), "keep-alive spaces, the step blocked on its gate"
+        gate.touch()
+        final = json.loads(opening + b"".join(chunks))
+    assert final["status"] == 206
+    reply_body = final["body"].encode()
+    verify(reply_body, final["headers"]["x-inngest-signature"], [SIGNING_KEY], canonicalize=False)
+    [op] = json.loads(reply_body)
+    assert (op["op"], op["data"]) == ("StepRun", "through")
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/octet-stream"])

@@ -13,7 +13,7 @@ from aiohttp import web
 from ..protocol import DEFAULT_SERVE_PATH
 from ..sdk.client import Stepwise
 from ..sdk.function import Function
-from ..sdk.handler import ServeHandler
+from ..sdk.handler import ServeHandler, Streaming
 from . import METHODS
 
 
@@ -24,11 +24,19 @@ def serve(
     *,
     serve_path: str = DEFAULT_SERVE_PATH,
     serve_origin: str | None = None,
+    streaming: Streaming | bool | None = None,
 ) -> None:
     """Add the serve endpoint (GET, PUT, POST at ``serve_path``) to ``app``."""
-    handler = ServeHandler(client, functions, framework="aiohttp", serve_origin=serve_origin)
+    handler = ServeHandler(
+        client,
+        functions,
+        framework="aiohttp",
+        serve_origin=serve_origin,
+        streaming=streaming,
+        can_stream=True,
+    )
 
-    async def serve_endpoint(request: web.Request) -> web.Response:
+    async def serve_endpoint(request: web.Request) -> web.StreamResponse:
         result = await handler.handle(
             request.method,
             str(request.url),
@@ -36,7 +44,14 @@ def serve(
             await request.read(),
             query=dict(request.query),
         )
-        return web.Response(body=result.body, status=result.status, headers=result.headers)
+        if result.stream is None:
+            return web.Response(body=result.body, status=result.status, headers=result.headers)
+        response = web.StreamResponse(status=result.status, headers=result.headers)
+        await response.prepare(request)
+        async for chunk in result.stream:
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
     for method in METHODS:
         app.router.add_route(method, serve_path, serve_endpoint)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..sdk.client import Stepwise
 from ..sdk.function import Function
-from ..sdk.handler import ServeHandler
+from ..sdk.handler import ServeHandler, Streaming
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,10 +21,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def app(
-    client: Stepwise, functions: Sequence[Function], *, serve_origin: str | None = None
+    client: Stepwise,
+    functions: Sequence[Function],
+    *,
+    serve_origin: str | None = None,
+    streaming: Streaming | bool | None = None,
 ) -> ASGIApp:
     """An ASGI 3 application serving ``functions``."""
-    handler = ServeHandler(client, functions, framework="asgi", serve_origin=serve_origin)
+    handler = ServeHandler(
+        client,
+        functions,
+        framework="asgi",
+        serve_origin=serve_origin,
+        streaming=streaming,
+        can_stream=True,
+    )
 
     async def serve_app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -50,6 +61,9 @@ def app(
                 ],
             }
         )
+        if result.stream is not None:
+            async for chunk in result.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": result.body})
 
     return serve_app

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import URLPattern, path
 
 from ..protocol import DEFAULT_SERVE_PATH
 from ..sdk.client import Stepwise
 from ..sdk.function import Function
-from ..sdk.handler import ServeHandler, ServeResponse
+from ..sdk.handler import ServeHandler, Streaming
 
-View = Callable[[HttpRequest], HttpResponse] | Callable[[HttpRequest], Awaitable[HttpResponse]]
+View = (
+    Callable[[HttpRequest], HttpResponseBase] | Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+)
 
 
 def serve(
@@ -29,21 +31,38 @@ def serve(
     async_mode: bool = False,
     serve_path: str = DEFAULT_SERVE_PATH,
     serve_origin: str | None = None,
+    streaming: Streaming | bool | None = None,
 ) -> URLPattern:
     """A URL pattern for the serve endpoint (GET, PUT, POST at ``serve_path``)."""
-    handler = ServeHandler(client, functions, framework="django", serve_origin=serve_origin)
+    handler = ServeHandler(
+        client,
+        functions,
+        framework="django",
+        serve_origin=serve_origin,
+        streaming=streaming,
+        can_stream=True,
+    )
     view: View
 
     if async_mode:
 
-        async def serve_async(request: HttpRequest) -> HttpResponse:
-            return _response(await handler.handle(*_request(request)))
+        async def serve_async(request: HttpRequest) -> HttpResponseBase:
+            result = await handler.handle(*_request(request))
+            if result.stream is not None:
+                return StreamingHttpResponse(
+                    result.stream, status=result.status, headers=result.headers
+                )
+            return HttpResponse(result.body, status=result.status, headers=result.headers)
 
         view = serve_async
     else:
 
-        def serve_sync(request: HttpRequest) -> HttpResponse:
-            return _response(handler.handle_sync(*_request(request)))
+        def serve_sync(request: HttpRequest) -> HttpResponseBase:
+            result = handler.handle_sync(*_request(request))
+            if result.stream is not None:
+                chunks = handler.sync_stream(result.stream)
+                return StreamingHttpResponse(chunks, status=result.status, headers=result.headers)
+            return HttpResponse(result.body, status=result.status, headers=result.headers)
 
         view = serve_sync
     # Calls carry no CSRF token: in production they are signed instead. Marked on the view
@@ -60,7 +79,3 @@ def _request(request: HttpRequest) -> tuple[str, str, dict[str, str], bytes, dic
         request.body,
         request.GET.dict(),
     )
-
-
-def _response(result: ServeResponse) -> HttpResponse:
-    return HttpResponse(result.body, status=result.status, headers=result.headers)

@@ -13,7 +13,7 @@ from flask import Flask, Response, request
 from ..protocol import DEFAULT_SERVE_PATH
 from ..sdk.client import Stepwise
 from ..sdk.function import Function
-from ..sdk.handler import ServeHandler
+from ..sdk.handler import ServeHandler, Streaming
 from . import METHODS
 
 
@@ -24,9 +24,17 @@ def serve(
     *,
     serve_path: str = DEFAULT_SERVE_PATH,
     serve_origin: str | None = None,
+    streaming: Streaming | bool | None = None,
 ) -> None:
     """Add the serve endpoint (GET, PUT, POST at ``serve_path``) to ``app``."""
-    handler = ServeHandler(client, functions, framework="flask", serve_origin=serve_origin)
+    handler = ServeHandler(
+        client,
+        functions,
+        framework="flask",
+        serve_origin=serve_origin,
+        streaming=streaming,
+        can_stream=True,
+    )
 
     def serve_endpoint() -> Response:
         result = handler.handle_sync(
@@ -36,6 +44,9 @@ def serve(
             request.get_data(),
             query=request.args.to_dict(),
         )
+        if result.stream is not None:
+            chunks = handler.sync_stream(result.stream)
+            return Response(chunks, status=result.status, headers=result.headers)
         return Response(result.body, status=result.status, headers=result.headers)
 
     app.add_url_rule(

@@ -7,11 +7,12 @@ from typing import Any
 
 from litestar import Request, Response, route
 from litestar.handlers import HTTPRouteHandler
+from litestar.response import Stream
 
 from ..protocol import DEFAULT_SERVE_PATH
 from ..sdk.client import Stepwise
 from ..sdk.function import Function
-from ..sdk.handler import ServeHandler
+from ..sdk.handler import ServeHandler, Streaming
 
 
 def serve(
@@ -20,11 +21,19 @@ def serve(
     *,
     serve_path: str = DEFAULT_SERVE_PATH,
     serve_origin: str | None = None,
+    streaming: Streaming | bool | None = None,
 ) -> HTTPRouteHandler:
     """A route handler answering GET, PUT and POST at ``serve_path``; left out of OpenAPI."""
-    handler = ServeHandler(client, functions, framework="litestar", serve_origin=serve_origin)
+    handler = ServeHandler(
+        client,
+        functions,
+        framework="litestar",
+        serve_origin=serve_origin,
+        streaming=streaming,
+        can_stream=True,
+    )
 
-    async def serve_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def serve_endpoint(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
         result = await handler.handle(
             request.method,
             str(request.url),
@@ -34,6 +43,10 @@ def serve(
         )
         headers = dict(result.headers)
         media_type = headers.pop("content-type")
+        if result.stream is not None:
+            return Stream(
+                result.stream, status_code=result.status, headers=headers, media_type=media_type
+            )
         return Response(
             result.body, status_code=result.status, headers=headers, media_type=media_type
         )

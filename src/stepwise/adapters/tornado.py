@@ -9,7 +9,7 @@ from tornado.web import Application, RequestHandler
 from ..protocol import DEFAULT_SERVE_PATH
 from ..sdk.client import Stepwise
 from ..sdk.function import Function
-from ..sdk.handler import ServeHandler
+from ..sdk.handler import ServeHandler, Streaming
 
 
 class ServeEndpoint(RequestHandler):
@@ -30,6 +30,10 @@ class ServeEndpoint(RequestHandler):
         self.set_status(result.status)
         for name, value in result.headers.items():
             self.set_header(name, value)
+        if result.stream is not None:
+            async for chunk in result.stream:
+                self.write(chunk)
+                await self.flush()
         self.finish(result.body)
 
     get = put = post = _answer
@@ -42,7 +46,15 @@ def serve(
     *,
     serve_path: str = DEFAULT_SERVE_PATH,
     serve_origin: str | None = None,
+    streaming: Streaming | bool | None = None,
 ) -> None:
     """Add the serve endpoint (GET, PUT, POST at ``serve_path``) to ``app``."""
-    handler = ServeHandler(client, functions, framework="tornado", serve_origin=serve_origin)
+    handler = ServeHandler(
+        client,
+        functions,
+        framework="tornado",
+        serve_origin=serve_origin,
+        streaming=streaming,
+        can_stream=True,
+    )
     app.add_handlers(r".*", [(serve_path, ServeEndpoint, {"handler": handler})])

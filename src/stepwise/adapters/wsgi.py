@@ -14,14 +14,25 @@ from wsgiref.util import request_uri
 
 from ..sdk.client import Stepwise
 from ..sdk.function import Function
-from ..sdk.handler import ServeHandler
+from ..sdk.handler import ServeHandler, Streaming
 
 
 def app(
-    client: Stepwise, functions: Sequence[Function], *, serve_origin: str | None = None
+    client: Stepwise,
+    functions: Sequence[Function],
+    *,
+    serve_origin: str | None = None,
+    streaming: Streaming | bool | None = None,
 ) -> WSGIApplication:
     """A WSGI application serving ``functions``."""
-    handler = ServeHandler(client, functions, framework="wsgi", serve_origin=serve_origin)
+    handler = ServeHandler(
+        client,
+        functions,
+        framework="wsgi",
+        serve_origin=serve_origin,
+        streaming=streaming,
+        can_stream=True,
+    )
 
     def serve_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -36,6 +47,6 @@ def app(
         result = handler.handle_sync(environ["REQUEST_METHOD"], request_uri(environ), headers, body)
         status = f"{result.status} {HTTPStatus(result.status).phrase}"
         start_response(status, list(result.headers.items()))
-        return [result.body]
+        return [result.body] if result.stream is None else handler.sync_stream(result.stream)
 
     return serve_app

@@ -13,7 +13,7 @@ headers and body). Adapters that can do this pass ``can_stream=True``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -159,6 +159,11 @@ class ServeHandler:
         requests, so ``def`` and ``async def`` functions both work behind a sync framework.
         """
         return self._loop_thread.run(self.handle(method, url, request_headers, body, query))
+
+    def sync_stream(self, stream: AsyncIterator[bytes]) -> Iterator[bytes]:
+        """A streamed reply of ``handle_sync`` as a plain iterator, for a sync framework's
+        streaming response: each chunk is awaited on the handler's event loop thread."""
+        return self._loop_thread.iterate(stream)
 
     async def sync(self, serve_url: str, *, deploy_id: str | None = None) -> bool:
         """Register the functions at ``serve_url`` now; returns whether the server changed."""

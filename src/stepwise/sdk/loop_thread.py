@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_END: Any = object()
 
 
 class LoopThread:
@@ -30,6 +31,23 @@ class LoopThread:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the loop thread and wait for its result (or exception)."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop()).result()
+
+    def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        """``items`` (an async iterator living on the loop) for sync code, one at a time."""
+
+        async def next_item() -> T:
+            try:
+                return await anext(items)
+            except StopAsyncIteration:
+                return _END  # type: ignore[no-any-return]
+
+        try:
+            while (item := self.run(next_item())) is not _END:
+                yield item
+        finally:
+            close = getattr(items, "aclose", None)
+            if close is not None:  # the consumer stopped early: end the generator there
+                self.run(close())
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

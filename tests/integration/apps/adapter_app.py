@@ -16,7 +16,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from types import ModuleType
 from typing import Any
@@ -39,10 +42,10 @@ SYNC_ADAPTERS = {
 BIG = 1_200_000  # a step result above aiohttp's default 1 MiB request limit
 
 
-def make_client() -> stepwise.Stepwise:
+def make_client(suffix: str = "") -> stepwise.Stepwise:
     server = os.environ["STEPWISE_TEST_SERVER"]
     return stepwise.Stepwise(
-        app_id=f"matrix-{ADAPTER}",
+        app_id=f"matrix-{ADAPTER}{suffix}",
         is_production=True,
         signing_key=os.environ["STEPWISE_TEST_SIGNING_KEY"],
         event_key="test-event-key",
@@ -188,6 +191,29 @@ def def_functions(client: stepwise.Stepwise, *, only_steps: bool = False) -> lis
     return [steps, sleep, retry, parallel, wait, child, invoke, failure, big_state]
 
 
+def streamed_functions(client: stepwise.Stepwise) -> list[Function]:
+    """The streamed endpoint's functions: ``steps``, and ``gated``, whose step ends only once
+    the test creates its gate file (so the test sees the reply open before the step ends)."""
+
+    @client.create_function(fn_id="steps", trigger=event("streamed"))
+    async def steps(ctx: stepwise.Context) -> dict[str, Any]:
+        a = await ctx.step.run("a", lambda: ctx.event.data["n"] + 1)
+        b = await ctx.step.run("b", lambda: a * 2)
+        return {"a": a, "b": b}
+
+    @client.create_function(fn_id="gated", trigger=event("gated"))
+    async def gated(ctx: stepwise.Context) -> str:
+        def through_the_gate() -> str:  # in a worker thread: it may block
+            gate = Path(f"{os.environ['STEPWISE_TEST_LEDGER']}.{ctx.run_id}.gate")
+            while not gate.exists():
+                time.sleep(0.05)
+            return "through"
+
+        return await ctx.step.run("gate", through_the_gate)
+
+    return [steps, gated]
+
+
 # -- serving ------------------------------------------------------------------------------
 
 
@@ -219,34 +245,77 @@ def django_setup(urlconf: str) -> None:
     django.setup()
 
 
-def serve_matrix(functions: list[Function], client: stepwise.Stepwise) -> None:
+@dataclass(frozen=True)
+class Mount:
+    """One serve endpoint of the app: its path, and the handler arguments behind it."""
+
+    path: str
+    client: stepwise.Stepwise
+    functions: list[Function]
+    streaming: Any = None
+
+
+def by_path(mounts: list[Mount], make: Callable[[Mount], Any], path_of: Any) -> Any:
+    """One callable in front of the adapters with no routing of their own (ASGI, WSGI, Lambda)."""
+    apps = {m.path: make(m) for m in mounts}
+    return lambda *args: apps[path_of(*args)](*args)
+
+
+def serve_matrix(mounts: list[Mount]) -> None:
     if ADAPTER == "starlette":
+        from starlette.applications import Starlette
+
         from stepwise.adapters import starlette
 
-        run_asgi(starlette.app(client, functions))
+        routes = [
+            route
+            for m in mounts
+            for route in starlette.serve(
+                m.client, m.functions, serve_path=m.path, streaming=m.streaming
+            )
+        ]
+        run_asgi(Starlette(routes=routes))
     elif ADAPTER == "fastapi":
         from fastapi import FastAPI
 
         from stepwise.adapters import fastapi
 
         fastapi_app = FastAPI()
-        fastapi.serve(fastapi_app, client, functions)
+        for m in mounts:
+            fastapi.serve(
+                fastapi_app, m.client, m.functions, serve_path=m.path, streaming=m.streaming
+            )
         run_asgi(fastapi_app)
     elif ADAPTER == "asgi":
         from stepwise.adapters import asgi
 
-        run_asgi(asgi.app(client, functions))
+        def make_asgi(m: Mount) -> Any:
+            return asgi.app(m.client, m.functions, streaming=m.streaming)
+
+        def asgi_path(scope: Any, *_: Any) -> str:
+            return "/api/inngest" if scope["type"] == "lifespan" else scope["path"]
+
+        route = by_path(mounts, make_asgi, asgi_path)
+
+        async def asgi_app(scope: Any, receive: Any, send: Any) -> None:  # ASGI 3 to uvicorn
+            await route(scope, receive, send)
+
+        run_asgi(asgi_app)
     elif ADAPTER == "wsgi":
         from stepwise.adapters import wsgi
 
-        run_wsgi(wsgi.app(client, functions))
+        def make_wsgi(m: Mount) -> Any:
+            return wsgi.app(m.client, m.functions, streaming=m.streaming)
+
+        run_wsgi(by_path(mounts, make_wsgi, lambda environ, _: environ["PATH_INFO"]))
     elif ADAPTER == "flask":
         from flask import Flask
 
         from stepwise.adapters import flask
 
         flask_app = Flask(__name__)
-        flask.serve(flask_app, client, functions)
+        for m in mounts:
+            flask.serve(flask_app, m.client, m.functions, serve_path=m.path, streaming=m.streaming)
         flask_app.run(host=HOST, port=PORT, threaded=True)
     elif ADAPTER == "quart":
         from quart import Quart
@@ -254,20 +323,32 @@ def serve_matrix(functions: list[Function], client: stepwise.Stepwise) -> None:
         from stepwise.adapters import quart
 
         quart_app = Quart(__name__)
-        quart.serve(quart_app, client, functions)
+        for m in mounts:
+            quart.serve(quart_app, m.client, m.functions, serve_path=m.path, streaming=m.streaming)
         run_asgi(quart_app)
     elif ADAPTER == "litestar":
         from litestar import Litestar
 
         from stepwise.adapters import litestar
 
-        run_asgi(Litestar(route_handlers=[litestar.serve(client, functions)]))
+        handlers = [
+            litestar.serve(m.client, m.functions, serve_path=m.path, streaming=m.streaming)
+            for m in mounts
+        ]
+        run_asgi(Litestar(route_handlers=handlers))
     elif ADAPTER in ("django-wsgi", "django-asgi"):
         from stepwise.adapters import django
 
         urls = ModuleType("matrix_urls")
         urls.urlpatterns = [  # type: ignore[attr-defined]
-            django.serve(client, functions, async_mode=ADAPTER == "django-asgi")
+            django.serve(
+                m.client,
+                m.functions,
+                async_mode=ADAPTER == "django-asgi",
+                serve_path=m.path,
+                streaming=m.streaming,
+            )
+            for m in mounts
         ]
         sys.modules["matrix_urls"] = urls
         django_setup("matrix_urls")
@@ -278,7 +359,10 @@ def serve_matrix(functions: list[Function], client: stepwise.Stepwise) -> None:
         from stepwise.adapters import aiohttp
 
         aiohttp_app = web.Application(client_max_size=8 * 1024 * 1024)
-        aiohttp.serve(aiohttp_app, client, functions)
+        for m in mounts:
+            aiohttp.serve(
+                aiohttp_app, m.client, m.functions, serve_path=m.path, streaming=m.streaming
+            )
         web.run_app(aiohttp_app, host=HOST, port=PORT, print=None)
     elif ADAPTER == "tornado":
         import asyncio
@@ -289,7 +373,10 @@ def serve_matrix(functions: list[Function], client: stepwise.Stepwise) -> None:
 
         async def main() -> None:
             tornado_app = tornado.web.Application()
-            sw_tornado.serve(tornado_app, client, functions)
+            for m in mounts:
+                sw_tornado.serve(
+                    tornado_app, m.client, m.functions, serve_path=m.path, streaming=m.streaming
+                )
             tornado_app.listen(PORT, address=HOST)
             await asyncio.Event().wait()
 
@@ -297,7 +384,15 @@ def serve_matrix(functions: list[Function], client: stepwise.Stepwise) -> None:
     elif ADAPTER.startswith("lambda-"):
         from stepwise.adapters import aws_lambda
 
-        run_lambda(aws_lambda.serve(client, functions))
+        def make_lambda(m: Mount) -> Any:
+            # A buffered Lambda cannot stream: "allow" falls back to plain replies.
+            assert m.streaming in (None, "allow")
+            return aws_lambda.serve(m.client, m.functions)
+
+        def event_path(event: Any, _: Any) -> str:
+            return str(event.get("rawPath") or event["path"])
+
+        run_lambda(by_path(mounts, make_lambda, event_path))
     else:
         raise SystemExit(f"unknown adapter {ADAPTER!r}")
 
@@ -343,9 +438,16 @@ if __name__ == "__main__":
     if os.environ.get("STEPWISE_TEST_EXAMPLE"):
         serve_example(os.environ["STEPWISE_TEST_EXAMPLE"])
     else:
-        matrix_client = make_client()
+        plain, streamed = make_client(), make_client("-streamed")
         if ADAPTER in SYNC_ADAPTERS:
-            served = def_functions(matrix_client) + async_functions(matrix_client, only_steps=True)
+            served = def_functions(plain) + async_functions(plain, only_steps=True)
         else:
-            served = async_functions(matrix_client) + def_functions(matrix_client, only_steps=True)
-        serve_matrix(served, matrix_client)
+            served = async_functions(plain) + def_functions(plain, only_steps=True)
+        # Lambda cannot stream: its endpoint allows streaming and must answer plainly.
+        mode = "allow" if ADAPTER.startswith("lambda-") else "force"
+        serve_matrix(
+            [
+                Mount("/api/inngest", plain, served),
+                Mount("/api/streamed", streamed, streamed_functions(streamed), mode),
+            ]
+        )

@@ -7,10 +7,12 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 from sdk_support import call_body, dev_client
 
 import stepwise
 from stepwise.adapters import aws_lambda
+from stepwise.errors import ConfigError
 from stepwise.protocol import canonical_json, dumps, loads, sign, verify
 from stepwise.sdk.handler import ServeHandler, ServeResponse
 
@@ -120,3 +122,25 @@ def test_an_http_api_event_with_a_base64_body_is_verified_and_answered_signed() 
 
     event["headers"]["x-inngest-signature"] = sign(body, "signkey-test-00000000")
     assert handler(event, None)["statusCode"] == 401
+
+
+def test_lambda_refuses_forced_streaming_and_answers_plainly_when_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INNGEST_STREAMING", "force")
+    client = dev_client()
+    with pytest.raises(ConfigError, match="cannot"):
+        aws_lambda.serve(client, functions(client))
+    monkeypatch.setenv("INNGEST_STREAMING", "allow")
+    client = dev_client()
+    handler = aws_lambda.serve(client, functions(client))
+    event = {
+        "httpMethod": "POST",
+        "path": "/api/inngest",
+        "headers": {"Host": "example.test"},
+        "queryStringParameters": {"fnId": "demo-sync", "stepId": "step"},
+        "body": dumps(call_body()).decode(),
+    }
+    response = handler(event, None)
+    assert response["statusCode"] == 206
+    assert loads(response["body"])[0]["data"] == 1
