@@ -230,7 +230,6 @@ class ServeHandler:
             function=function,
             request=request,
             target_step=None if step_id == _DISCOVERY_STEP else step_id,
-            logger=self.client.logger,
         )
         return self._call_response(await execution.run(), key)
 
