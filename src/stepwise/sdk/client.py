@@ -219,9 +219,7 @@ class Stepwise:
             singleton=check_option(singleton, Singleton, what="singleton"),
         )
         own = check_middleware(middleware, what="function")
-        return FunctionDecorator(
-            self, fn_id, normalize_triggers(trigger), options, on_failure, own
-        )
+        return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options, on_failure, own)
 
     # -- HTTP plumbing -----------------------------------------------------------------
 

@@ -405,7 +405,9 @@ class Execution:
         if out.error is None:
             return call.op(Opcode.STEP_RUN, opts=out.opts, data=out.data, has_data=True)
         error = out.error
-        final = isinstance(error, NonRetriableError) or self.request.attempt + 1 >= self.max_attempts
+        final = (
+            isinstance(error, NonRetriableError) or self.request.attempt + 1 >= self.max_attempts
+        )
         if isinstance(error, RetryAfterError) and not final:
             self.retry_at = error.retry_at
         opcode = Opcode.STEP_FAILED if final else Opcode.STEP_ERROR

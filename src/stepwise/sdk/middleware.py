@@ -259,7 +259,9 @@ async def _settle(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-def check_middleware(middleware: Iterable[Middleware] | None, *, what: str) -> tuple[Middleware, ...]:
+def check_middleware(
+    middleware: Iterable[Middleware] | None, *, what: str
+) -> tuple[Middleware, ...]:
     items = tuple(middleware or ())
     for item in items:
         if not isinstance(item, Middleware):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mypy import api
 
-SNIPPET = '''
+SNIPPET = """
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -45,7 +45,7 @@ def g(ctx: stepwise.SyncContext[AppDeps]) -> str:
 @client.create_function(fn_id="h", trigger=stepwise.TriggerEvent(event="x"))
 async def h(ctx: stepwise.Context) -> Any:
     return ctx.deps.anything, ctx.event.data["x"]
-'''
+"""
 
 
 def test_mypy_checks_dependencies_and_event_data(tmp_path: Path) -> None:
