@@ -281,16 +281,20 @@ def register_all(
 class MiddlewareStack:
     """Calls one hook on every middleware, in the order the hook's direction asks."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_by_hook", "_items")
 
     def __init__(self, items: Sequence[Middleware]) -> None:
         self._items = tuple(items)
+        # Which middleware override each hook, found once: most override few hooks.
+        self._by_hook: dict[str, list[Middleware]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._items)
 
     def _with(self, hook: str, *, reverse: bool = False) -> list[Middleware]:
-        chosen = [m for m in self._items if _overrides(m, hook)]
+        chosen = self._by_hook.get(hook)
+        if chosen is None:
+            chosen = self._by_hook[hook] = [m for m in self._items if _overrides(m, hook)]
         return chosen[::-1] if reverse else chosen
 
     async def call(self, hook: str, *args: Any, reverse: bool = False) -> None:
