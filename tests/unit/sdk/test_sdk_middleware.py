@@ -104,6 +104,31 @@ def two_step_function(
     return flow
 
 
+def request_running(step: str) -> list[str]:
+    """The journal of one request that runs ``step``: client middleware outside fn's."""
+    return [
+        "client.transform_input",
+        "fn.transform_input",
+        "client.before_memoization",
+        "fn.before_memoization",
+        "fn.after_memoization",
+        "client.after_memoization",
+        "client.before_execution",
+        "fn.before_execution",
+        f"client.wrap_step:{step}>",
+        f"fn.wrap_step:{step}>",
+        f"body:{step}",
+        f"fn.wrap_step:{step}<",
+        f"client.wrap_step:{step}<",
+        "fn.after_execution",
+        "client.after_execution",
+        f"fn.transform_output:{step}",
+        f"client.transform_output:{step}",
+        "fn.before_response",
+        "client.before_response",
+    ]
+
+
 @pytest.mark.parametrize("sync", [False, True], ids=["async-def", "def"])
 async def test_hooks_run_once_per_request_in_registration_order_then_reverse(sync: bool) -> None:
     journal: list[str] = []
@@ -115,51 +140,11 @@ async def test_hooks_run_once_per_request_in_registration_order_then_reverse(syn
         # Request 1: no memos, step a runs at once.
         first = ops(await app.call(fn, call_body()))
         assert first[0]["data"] == "A"
-        assert journal == [
-            "client.transform_input",
-            "fn.transform_input",
-            "client.before_memoization",
-            "fn.before_memoization",
-            "fn.after_memoization",
-            "client.after_memoization",
-            "client.before_execution",
-            "fn.before_execution",
-            "client.wrap_step:a>",
-            "fn.wrap_step:a>",
-            "body:a",
-            "fn.wrap_step:a<",
-            "client.wrap_step:a<",
-            "fn.after_execution",
-            "client.after_execution",
-            "fn.transform_output:a",
-            "client.transform_output:a",
-            "fn.before_response",
-            "client.before_response",
-        ]
+        assert journal == request_running("a")
         journal.clear()
         # Request 2: a is memoized (no wrap_step for it), b runs.
         await app.call(fn, call_body(steps={h("a"): {"data": "A"}}))
-        assert journal == [
-            "client.transform_input",
-            "fn.transform_input",
-            "client.before_memoization",
-            "fn.before_memoization",
-            "fn.after_memoization",
-            "client.after_memoization",
-            "client.before_execution",
-            "fn.before_execution",
-            "client.wrap_step:b>",
-            "fn.wrap_step:b>",
-            "body:b",
-            "fn.wrap_step:b<",
-            "client.wrap_step:b<",
-            "fn.after_execution",
-            "client.after_execution",
-            "fn.transform_output:b",
-            "client.transform_output:b",
-            "fn.before_response",
-            "client.before_response",
-        ]
+        assert journal == request_running("b")
         journal.clear()
         # Request 3: both memoized, the function returns: finished.
         done = await app.call(fn, call_body(steps={h("a"): {"data": "A"}, h("b"): {"data": "B"}}))
