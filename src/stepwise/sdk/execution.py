@@ -278,12 +278,25 @@ class Execution:
             if len(self._consumed) == len(self._memos):
                 await self.end_memoization()
 
-    async def end_memoization(self) -> None:
-        """Run ``after_memoization`` and ``before_execution`` once, the first time user code
-        gets past its memoized steps; concurrent branches wait for the same hooks."""
+    def start_memoization_end(self) -> asyncio.Future[None]:
+        """Start ``after_memoization`` and ``before_execution``, once per call: the first
+        time user code gets past its memoized steps."""
         if self._memoization_end is None:
-            self._memoization_end = asyncio.ensure_future(self._memoization_hooks())
-        await asyncio.shield(self._memoization_end)
+            if self.middleware.has("after_memoization") or self.middleware.has("before_execution"):
+                self._memoization_end = asyncio.ensure_future(self._memoization_hooks())
+            else:  # nothing to call: no task, no event-loop turn
+                self.run_info.replaying = False
+                self._executing = True
+                self._memoization_end = asyncio.get_running_loop().create_future()
+                self._memoization_end.set_result(None)
+        return self._memoization_end
+
+    async def end_memoization(self) -> None:
+        """Wait until the memoization hooks have run, before code runs for the first time;
+        concurrent branches wait for the same hooks."""
+        future = self.start_memoization_end()
+        if not future.done():
+            await asyncio.shield(future)
         if self._hook_error is not None:
             self._interrupt()
 
@@ -308,9 +321,9 @@ class Execution:
         input: tuple[Any, ...] = (),
     ) -> NoReturn:
         """A new run-type step: run it now if it is the target, else plan it and wait."""
-        await self.end_memoization()
         step = _step_info(call, kind_of(Opcode.STEP_RUN, opts), input)
         if self.target_step is not None and call.hashed_id == self.target_step:
+            await self.end_memoization()
             self._target_running = True
             await self._run_step(call, step, body, opts)
             self._interrupt()
@@ -330,8 +343,10 @@ class Execution:
         """Register a new step's op and wait until the call has its answer.
 
         A targeted call may only answer for its target, so other new steps register nothing.
+        Registering runs no user code, so it need not wait for the memoization hooks; the
+        call's answer does (``_busy``).
         """
-        await self.end_memoization()
+        self.start_memoization_end()
         branch = branch_var.get()
         if self.target_step is None:
             if branch is not None and branch.in_race():

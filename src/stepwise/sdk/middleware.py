@@ -291,6 +291,10 @@ class MiddlewareStack:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    def has(self, hook: str) -> bool:
+        """Whether some middleware overrides ``hook``."""
+        return bool(self._with(hook))
+
     def _with(self, hook: str, *, reverse: bool = False) -> list[Middleware]:
         chosen = self._by_hook.get(hook)
         if chosen is None:
