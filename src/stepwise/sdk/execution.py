@@ -514,8 +514,11 @@ class Execution:
         self.loop_token = anyio.lowlevel.current_token()
         try:
             result = await self._run_handler()
-        except Exception as exc:  # a middleware hook failed
-            result = self._function_error(exc)
+        except Exception as exc:  # a middleware hook failed: the function's error
+            try:
+                result = await self._function_result(Output(error=exc))
+            except Exception:  # transform_output or finished failed on it too
+                result = self._function_error(exc)
         try:
             await self.middleware.call("before_response", self.run_info, reverse=True)
         except Exception as exc:
@@ -668,7 +671,7 @@ class Execution:
 
     async def _result(self, task: asyncio.Task[Any]) -> CallResult:
         if self._hook_error is not None:
-            return self._function_error(self._hook_error)
+            raise self._hook_error
         if not task.done() or task.cancelled():
             return await self._ops_result()
         exc = task.exception()

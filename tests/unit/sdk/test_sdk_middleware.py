@@ -429,8 +429,9 @@ async def test_a_failing_hook_fails_the_request_and_before_response_still_runs()
     assert response.status_code == 500
     assert loads(response.content)["message"] == "hook broke"
     assert calls == []
-    assert journal[-1] == "mw.before_response"
-    assert "mw.before_execution" not in journal
+    # The hook's error is the function's: transform_output sees it; not final, not finished.
+    assert journal[-2:] == ["mw.transform_output:error", "mw.before_response"]
+    assert "mw.before_execution" not in journal and "mw.finished" not in journal
 
 
 async def test_send_hooks_transform_events_outward_in_reverse_order() -> None:
