@@ -82,3 +82,27 @@ async def test_received_data_is_the_model_and_invalid_data_fails_without_retry()
     assert "data.customer: Field required" in message
     assert "data.items[0].sku: Input should be a valid string" in message
     assert calls == ["ran"]
+
+
+class Payment(BaseModel):
+    order: int
+    encrypted: dict[str, str]
+
+
+async def test_with_encryption_outermost_validation_sees_plaintext_both_ways() -> None:
+    from stepwise.ext.encryption import Cipher, EncryptionMiddleware, is_encrypted
+
+    sent: list[Any] = []
+    stack = [EncryptionMiddleware("k"), ValidationMiddleware({"pay/now": Payment})]
+    client = recording_client(sent, middleware=stack)
+    await client.send({"name": "pay/now", "data": {"order": 1, "encrypted": {"card": "4242"}}})
+    wire = sent[0][0]["data"]
+    assert wire["order"] == 1 and is_encrypted(wire["encrypted"])
+
+    @client.create_function(fn_id="f", trigger=stepwise.TriggerEvent(event="pay/now"))
+    async def f(ctx: stepwise.Context[Any, Payment]) -> str:
+        return ctx.event.data.encrypted["card"]
+
+    async with App(client, [f]) as app:
+        done = await app.call(f, call_body(event={"name": "pay/now", "data": wire}))
+    assert Cipher("k").decrypt(loads(done.content)) == "4242"
