@@ -4,6 +4,7 @@ from ._version import __version__
 from .errors import (
     ApiError,
     ConfigError,
+    InferenceError,
     NonRetriableError,
     RegistrationError,
     RetryAfterError,
@@ -60,6 +61,7 @@ __all__ = [
     "FetchResponse",
     "Function",
     "FunctionRun",
+    "InferenceError",
     "LoggerMiddleware",
     "Middleware",
     "NonRetriableError",

@@ -4,6 +4,7 @@
      ├── NonRetriableError        user code: fail now, no more attempts
      ├── RetryAfterError          user code: retry, but not before a given time
      ├── StepError                a step failed for good (raised into user code on replay)
+     │    └── InferenceError      a step.ai.infer call failed: the provider's status and body
      ├── SendEventError           the event API refused or never answered a send
      ├── RegistrationError        syncing an app with the server failed
      ├── ConfigError              a client or function is configured wrongly
@@ -62,6 +63,27 @@ class StepError(StepwiseError):
         self.message = message
         self.name = name
         self.stack = stack
+
+
+class InferenceError(StepError):
+    """A ``step.ai.infer`` call failed for good.
+
+    ``status`` and ``body`` are the provider's answer (the body as JSON when it was JSON);
+    both are None when no answer came (unreachable, timed out, refused by the server).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str = "AIGatewayError",
+        stack: str | None = None,
+        status: int | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message, name=name, stack=stack)
+        self.status = status
+        self.body = body
 
 
 class SendEventError(StepwiseError):

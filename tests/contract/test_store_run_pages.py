@@ -13,6 +13,8 @@ from stepwise.server.store.records import (
     OpenWork,
     PauseKind,
     PlannedStep,
+    RunFilter,
+    RunHold,
     RunStatus,
     RunUpdate,
 )
@@ -26,9 +28,12 @@ async def test_open_work_of_a_page_of_runs_in_one_read(world: World) -> None:
     waiting, wait_job = await world.running(at=T0 + 2)
     ended, end_job = await world.running(at=T0 + 3)
 
+    # The first answer of the app makes a run Running.
+    started = RunUpdate(status=RunStatus.RUNNING, started_at=T0 + 1)
     await world.store.commit(
         world.done(
             sleep_job,
+            run_update=started,
             planned=[
                 PlannedStep(
                     "nap",
@@ -46,7 +51,9 @@ async def test_open_work_of_a_page_of_runs_in_one_read(world: World) -> None:
         event_name="shop/paid",
         expires_at=T0 + HOUR,
     )
-    await world.store.commit(world.done(wait_job, planned=[PlannedStep("paid", pause=wait)]))
+    await world.store.commit(
+        world.done(wait_job, run_update=started, planned=[PlannedStep("paid", pause=wait)])
+    )
     await world.store.commit(
         world.done(
             end_job,
@@ -73,6 +80,18 @@ async def test_open_work_of_a_page_of_runs_in_one_read(world: World) -> None:
     assert "nope" not in work
     assert not work[sleeping.id].in_flight
     assert await world.store.open_work([], T0) == {}
+
+    # A listing narrows Running to the runs holding only a sleep, or only a wait; with
+    # statuses, a run matching either is listed.
+    async def listed(*holds: RunHold, statuses: tuple[RunStatus, ...] = ()) -> list[str]:
+        where = RunFilter(statuses=statuses, holds=holds)
+        return [r.id for r in await world.store.list_runs(where, limit=10, after=None)]
+
+    assert await listed(RunHold.SLEEPING) == [sleeping.id]
+    assert await listed(RunHold.WAITING) == [waiting.id]
+    assert await listed(RunHold.WAITING, RunHold.SLEEPING) == [waiting.id, sleeping.id]
+    both = await listed(RunHold.SLEEPING, statuses=(RunStatus.COMPLETED,))
+    assert both == [ended.id, sleeping.id]
 
 
 async def test_events_by_id_reads_first_copies_and_skips_unknown_ids(world: World) -> None:

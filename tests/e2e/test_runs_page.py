@@ -74,6 +74,22 @@ def test_every_status_shown_and_filtered_by_status_and_function(stack: Stack, pa
     page.click("#run-filters button[type=submit]")
     expect(table.locator("tbody tr")).to_have_count(3)
 
+    # Sleeping and Waiting narrow Running: each box finds only its run.
+    page.goto(base + "/runs")
+    page.check("#run-filters input[name=status][value=Sleeping]")
+    page.click("#run-filters button[type=submit]")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(row_of(page, "runs-nap").locator(".status")).to_have_text("Sleeping")
+    page.uncheck("#run-filters input[name=status][value=Sleeping]")
+    page.check("#run-filters input[name=status][value=Waiting]")
+    page.click("#run-filters button[type=submit]")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(row_of(page, "runs-await-payment").locator(".status")).to_have_text("Waiting")
+    shot(page, "runs-filtered-waiting")
+    page.check("#run-filters input[name=status][value=Running]")
+    page.click("#run-filters button[type=submit]")
+    expect(table.locator("tbody tr")).to_have_count(2)
+
     page.goto(base + "/runs")
     page.select_option("#run-filters select[name=function]", "runs-order")
     page.click("#run-filters button[type=submit]")

@@ -42,7 +42,15 @@ if TYPE_CHECKING:
     from .function import Function
 
 StepKind = Literal[
-    "run", "send_event", "sleep", "wait_for_event", "invoke", "fetch", "wait_for_signal", "other"
+    "run",
+    "send_event",
+    "sleep",
+    "wait_for_event",
+    "invoke",
+    "fetch",
+    "wait_for_signal",
+    "ai",
+    "other",
 ]
 
 _KIND_OF_OPCODE: dict[Opcode, StepKind] = {
@@ -51,13 +59,16 @@ _KIND_OF_OPCODE: dict[Opcode, StepKind] = {
     Opcode.INVOKE_FUNCTION: "invoke",
     Opcode.GATEWAY: "fetch",
     Opcode.WAIT_FOR_SIGNAL: "wait_for_signal",
+    Opcode.AI_GATEWAY: "ai",
 }
+_KIND_OF_RUN_TYPE: dict[Any, StepKind] = {"step.sendEvent": "send_event", "step.ai.wrap": "ai"}
 
 
 def kind_of(opcode: Opcode, opts: Mapping[str, Any] | None) -> StepKind:
-    """The step tool behind an op (a run-type op's ``opts.type`` tells ``send_event``)."""
+    """The step tool behind an op (a run-type op's ``opts.type`` tells ``send_event`` and
+    ``ai.wrap`` from ``run``)."""
     if opcode in (Opcode.STEP_RUN, Opcode.STEP_PLANNED, Opcode.STEP_ERROR, Opcode.STEP_FAILED):
-        return "send_event" if (opts or {}).get("type") == "step.sendEvent" else "run"
+        return _KIND_OF_RUN_TYPE.get((opts or {}).get("type"), "run")
     return _KIND_OF_OPCODE.get(opcode, "other")
 
 

@@ -1,4 +1,5 @@
-"""Step tools: ``ctx.step.run``, ``sleep``, ``wait_for_event``, ``invoke``, ``fetch``, ...
+"""Step tools: ``ctx.step.run``, ``sleep``, ``wait_for_event``, ``invoke``, ``fetch``,
+``ai.infer``, ``ai.wrap`` (in ``sdk/ai.py``), ...
 
 ``Step`` is the one implementation (the tools of ``async def`` handlers). ``SyncStep``,
 for ``def`` handlers running in a worker thread, calls the same coroutines on the event
@@ -23,6 +24,7 @@ import anyio.to_thread
 
 from ..errors import ConfigError
 from ..protocol import Opcode, dumps, parse_duration, parse_timestamp, to_iso
+from .ai import AI, SyncAI
 from .current import Branch, BranchStopped, Outcome, ParallelMode, branch_var
 from .event import Event, EventLike
 from .function import Function
@@ -94,10 +96,12 @@ def _check_mode(mode: str) -> None:
 class Step:
     """Step tools of an ``async def`` handler."""
 
-    __slots__ = ("_execution",)
+    __slots__ = ("_execution", "ai")
 
     def __init__(self, execution: Execution) -> None:
         self._execution = execution
+        self.ai = AI(self)
+        """``infer`` (the server calls a model) and ``wrap`` (a model call made here)."""
 
     @overload
     async def run(
@@ -292,10 +296,11 @@ class Step:
 class SyncStep:
     """Step tools of a ``def`` handler: each call runs ``Step``'s coroutine and waits for it."""
 
-    __slots__ = ("_step",)
+    __slots__ = ("_step", "ai")
 
     def __init__(self, step: Step) -> None:
         self._step = step
+        self.ai = SyncAI(self, step.ai)
 
     def _wait(self, coroutine_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         # The token, so that threads the handler starts itself may call step tools too.

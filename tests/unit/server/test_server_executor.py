@@ -191,6 +191,27 @@ def test_step_run_name_falls_back_to_userland_id_then_name() -> None:
     assert names == [("h1", "raw-id"), ("h2", "n2")]
 
 
+def test_a_step_s_input_is_kept_in_its_history_when_the_sdk_sends_it() -> None:
+    # The JS SDK sends step.run's arguments as opts.input (an array); the Python SDKs none.
+    ops = [
+        {
+            "op": "StepRun",
+            "id": "s1",
+            "name": "s1",
+            "opts": {"type": "step.run", "input": [{"to": "a@b.c"}, 3]},
+            "data": "sent",
+        },
+        {"op": "StepRun", "id": "s2", "name": "s2", "opts": {"input": []}, "data": 1},
+        {"op": "StepPlanned", "id": "p1", "name": "p1", "opts": {"input": ["x"]}},
+    ]
+    t = handle(ops)
+    assert [e.data for s in t.settled for e in s.history] == [
+        {"input": [{"to": "a@b.c"}, 3]},
+        None,
+    ]
+    assert [e.data for p in t.planned for e in p.history] == [{"input": ["x"]}]
+
+
 def test_legacy_step_op_memoizes_raw_data() -> None:
     ops = [{"op": "Step", "id": "s1", "name": "s1", "data": {"data": "already wrapped"}}]
     entry = HistoryEntry(HistoryKind.STEP_COMPLETED, NOW, "s1", "s1", 0)
@@ -450,7 +471,7 @@ def test_only_empty_none_ops_drive_discovery_again_a_bounded_number_of_times() -
     assert again.run_update is not None and again.run_update.status is RunStatus.FAILED
 
 
-@pytest.mark.parametrize("op", ["AIGateway", "aigateway", "DeferAdd"])
+@pytest.mark.parametrize("op", ["DeferAdd", "deferabort", "SyncRunComplete"])
 def test_unsupported_op_memoizes_not_supported_error(op: str) -> None:
     ops = [{"op": op, "id": "w1", "name": "x", "opts": {}}]
     t = handle(ops)
@@ -460,6 +481,77 @@ def test_unsupported_op_memoizes_not_supported_error(op: str) -> None:
     assert "not supported" in result.memo["error"]["message"]
     assert t.continue_with == call_after("w1")
     assert t.run_update is None and t.retry_at is None
+
+
+AI_OPTS = {
+    "type": "step.ai.infer",
+    "url": "https://api.example.com/v1/chat/completions?api_key=sk-in-the-url",
+    "headers": {"Authorization": "Bearer sk-secret-1234", "openai-organization": "org-1"},
+    "auth_key": "sk-secret-1234",
+    "format": "openai-chat",
+    "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+}
+
+
+@pytest.mark.parametrize("op", ["AIGateway", "aigateway", "AiGateway"])
+def test_ai_gateway_plans_a_job_and_keeps_the_request_without_its_secrets(op: str) -> None:
+    t = handle([{"op": op, "id": "a1", "displayName": "ask", "opts": AI_OPTS}])
+    assert t.settled == [] and t.continue_with is None and t.retry_at is None
+    [planned] = t.planned
+    [infer] = planned.jobs
+    assert (infer.kind, infer.step_id, infer.key) == (
+        JobKind.AI_GATEWAY,
+        "a1",
+        f"ai_gateway:{RUN_ID}:a1",
+    )
+    assert infer.payload is not None and infer.payload["opts"]["auth_key"] == "sk-secret-1234"
+    [entry] = planned.history
+    assert (entry.kind, entry.name) == (HistoryKind.STEP_PLANNED, "ask")
+    assert entry.data["type"] == "step.ai.infer"
+    kept = entry.data["request"]
+    assert "sk-secret" not in repr(kept) and "sk-in-the-url" not in repr(kept)
+    assert kept["headers"] == {"Authorization": "[redacted]", "openai-organization": "org-1"}
+    assert kept["url"] == "https://api.example.com/v1/chat/completions?api_key=[redacted]"
+    assert kept["body"] == AI_OPTS["body"] and kept["auth_key"] == "[redacted]"
+
+
+@pytest.mark.parametrize(
+    ("opts", "because"),
+    [
+        (None, "carries no options"),
+        ({**AI_OPTS, "url": 12}, "url"),
+        ({**AI_OPTS, "url": "file:///etc/passwd"}, "http(s) URL"),
+        ({k: v for k, v in AI_OPTS.items() if k != "body"}, "body"),
+        ({**AI_OPTS, "auth_key": ["sk-secret-1234"]}, "auth_key"),
+    ],
+    ids=["no-opts", "url-not-text", "not-http", "no-body", "key-not-text"],
+)
+def test_ai_gateway_with_unusable_options_fails_the_step_without_echoing_values(
+    opts: Any, because: str
+) -> None:
+    t = handle([{"op": "AIGateway", "id": "a1", "opts": opts}])
+    assert t.planned == []
+    [result] = t.settled
+    error = result.memo["error"]
+    assert error["name"] == "AIGatewayError" and because in error["message"]
+    assert "sk-secret" not in error["message"]
+    assert t.continue_with == call_after("a1")
+
+
+def test_ai_wrap_keeps_its_input_with_credentials_hidden() -> None:
+    opts = {
+        "type": "step.ai.wrap",
+        "input": [{"prompt": "hi", "api_key": "sk-arg", "max_tokens": 5}],
+    }
+    ops = [{"op": "StepRun", "id": "w1", "displayName": "call-model", "opts": opts, "data": "ok"}]
+    t = handle(ops)
+    [result] = t.settled
+    [entry] = result.history
+    assert entry.kind is HistoryKind.STEP_COMPLETED
+    assert entry.data == {
+        "type": "step.ai.wrap",
+        "input": [{"prompt": "hi", "api_key": "[redacted]", "max_tokens": 5}],
+    }
 
 
 def test_wait_for_event_writes_an_indexed_pause_and_its_timeout() -> None:
@@ -487,6 +579,35 @@ def test_wait_for_event_writes_an_indexed_pause_and_its_timeout() -> None:
     [timeout] = planned.jobs
     assert timeout.run_at == NOW + 3_600_000 and timeout.payload == {"pause": pause.key}
     assert [h.kind for h in planned.history] == [HistoryKind.WAIT_STARTED]
+    # What it waits for, for the run's page.
+    assert planned.history[0].data == {
+        "until": to_iso(datetime.fromtimestamp((NOW + 3_600_000) / 1000, UTC)),
+        "event": "app/approved",
+        "if": "async.data.user_id == event.data.user_id",
+    }
+
+
+def test_a_fetch_s_history_keeps_its_method_and_url_without_query_or_credentials() -> None:
+    ops = [
+        {
+            "op": "Gateway",
+            "id": "f1",
+            "name": "f1",
+            "opts": {
+                "url": "https://user:pw@api.example.com:8443/v1/items?token=secret#top",
+                "method": "post",
+                "headers": {"Authorization": "Bearer secret"},
+                "body": "secret",
+            },
+        },
+        {"op": "Gateway", "id": "f2", "name": "f2", "opts": {"url": "http://[::1"}},
+    ]
+    t = handle(ops)
+    assert [e.data for p in t.planned for e in p.history] == [
+        {"fetch": {"method": "POST", "url": "https://api.example.com:8443/v1/items"}},
+        {"fetch": {"method": "GET", "url": "(not a URL)"}},
+    ]
+    assert "secret" not in repr([p.history for p in t.planned])
 
 
 def test_a_targeted_call_that_does_not_settle_its_step_abandons_it() -> None:

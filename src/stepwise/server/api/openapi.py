@@ -14,7 +14,7 @@ from typing import Any
 
 from ... import __version__
 from ...protocol.events import MAX_EVENT_NAME_LENGTH, RESERVED_PREFIX
-from ..store.records import HistoryKind, RunStatus
+from ..store.records import HistoryKind, RunHold, RunStatus
 from .checkpoint import AsyncCheckpointBody
 from .events import MAX_EVENT_TS, MIN_EVENT_TS
 from .rest import MAX_LIMIT
@@ -136,8 +136,42 @@ SCHEMAS: dict[str, Schema] = {
                 "name": _nullable(_STRING),
                 "attempt": _nullable({"type": "integer"}),
                 "output": {**_ANY, "description": "A completed step's output."},
+                "input": {
+                    "type": "array",
+                    "description": "A step's arguments, when its SDK sends them (JS; a"
+                    " ``step.ai.wrap``'s from either SDK), arguments named like credentials"
+                    " ``[redacted]``.",
+                },
+                "fetch": {
+                    **_object({"method": _STRING, "url": _STRING}, optional=("url",)),
+                    "description": "A step.fetch's request: its URL without query or"
+                    " credentials (its headers and body are not kept).",
+                },
+                "type": {
+                    **_STRING,
+                    "description": "``step.ai.infer`` or ``step.ai.wrap`` for those steps.",
+                },
+                "request": {
+                    "type": "object",
+                    "description": "A ``step.ai.infer`` step's request (``StepPlanned``), "
+                    "with its key and credential headers and parameters ``[redacted]``.",
+                },
+                "until": {**_TIME, "description": "When a sleep ends or a wait times out."},
+                "event": {**_STRING, "description": "The event a wait is for."},
+                "if": {**_STRING, "description": "The condition a waited-for event meets."},
+                "signal": {**_STRING, "description": "The signal a wait is for."},
             },
-            optional=("output",),
+            optional=(
+                "output",
+                "input",
+                "fetch",
+                "type",
+                "request",
+                "until",
+                "event",
+                "if",
+                "signal",
+            ),
         ),
         "description": "One thing that happened in a run; kinds add fields of their own.",
         "additionalProperties": True,
@@ -331,10 +365,15 @@ def _list_runs_parameters() -> list[Schema]:
             "status",
             {
                 "type": "array",
-                "items": {"type": "string", "enum": [s.value for s in RunStatus]},
-                "maxItems": len(RunStatus),
+                "items": {
+                    "type": "string",
+                    "enum": [s.value for s in RunStatus] + [h.value for h in RunHold],
+                },
+                "maxItems": len(RunStatus) + len(RunHold),
             },
-            "Only runs in one of these statuses (repeat the parameter for several).",
+            "Only runs in one of these statuses (repeat the parameter for several)."
+            " ``Sleeping`` and ``Waiting`` narrow ``Running``: runs whose only open work is"
+            " a sleep, or a wait for an event, an invoked run or a signal.",
             style="form",
             explode=True,
         ),

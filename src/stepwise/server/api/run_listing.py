@@ -24,7 +24,7 @@ from ...errors import ApiError
 from ...protocol import is_ulid
 from ...protocol.ids import encode_ulid
 from .. import expr
-from ..store.records import RunFilter, RunRecord, RunStatus
+from ..store.records import RunFilter, RunHold, RunRecord, RunStatus
 from .auth import require_api_key
 from .rest import MAX_LIMIT, run_json, wrap
 from .run_search import MAX_EXPRESSION, search_runs
@@ -76,7 +76,10 @@ class RunsQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    status: list[RunStatus] = Field(default_factory=list, max_length=len(RunStatus))
+    # A run's status, or what a Running run holds (Sleeping, Waiting); repeated, any matches.
+    status: list[RunStatus | RunHold] = Field(
+        default_factory=list, max_length=len(RunStatus) + len(RunHold)
+    )
     function: list[Text] = Field(default_factory=list, max_length=MAX_FUNCTIONS)
     app: Text | None = None
     created_from: Time | None = Field(default=None, alias="from")
@@ -89,7 +92,8 @@ class RunsQuery(BaseModel):
 
     def run_filter(self) -> RunFilter:
         return RunFilter(
-            statuses=tuple(dict.fromkeys(self.status)),
+            statuses=tuple(dict.fromkeys(s for s in self.status if isinstance(s, RunStatus))),
+            holds=tuple(dict.fromkeys(s for s in self.status if isinstance(s, RunHold))),
             function_slugs=tuple(dict.fromkeys(self.function)),
             app_name=self.app,
             created_from=_ms(self.created_from),

@@ -16,7 +16,15 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import apps_page, cancellations_page, functions_page, login, pages, runs_page
+from . import (
+    apps_page,
+    cancellations_page,
+    functions_page,
+    login,
+    pages,
+    runs_page,
+    value_pages,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -27,6 +35,8 @@ def routes() -> list[BaseRoute]:
         Route("/runs", runs_page.runs, methods=["GET"]),
         Route("/events", pages.events, methods=["GET"]),
         Route("/runs/{run_id}", pages.run, methods=["GET"]),
+        Route("/runs/{run_id}/value", value_pages.run_value, methods=["GET"]),
+        Route("/events/{internal_id}/value", value_pages.event_value, methods=["GET"]),
         Route("/functions", functions_page.functions, methods=["GET"]),
         Route("/functions/{slug}", functions_page.function, methods=["GET"]),
         Route("/apps", apps_page.apps, methods=["GET"]),

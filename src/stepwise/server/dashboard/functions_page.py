@@ -21,7 +21,8 @@ from ..api.functions import stats_json
 from ..api.rest import iso
 from ..engine.registry import retries_of
 from ..store.records import FunctionRecord, RunFilter
-from .pages import _store, page, pretty, render, shown_status
+from .pages import _store, page, render, shown_status
+from .values import pretty
 
 RECENT_RUNS = 20
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from ..api.session import Session, current_session
 from ..api.state import ServerState
 from ..engine.event_fates import why_no_run
 from ..store.records import HistoryEntry, HistoryKind, RunRecord, RunStatus
+from .values import pretty, run_value_url, shown_memo
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -28,8 +28,6 @@ TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-# Shown folded past this many characters, with the whole value one click away in the API.
-JSON_PREVIEW_CHARS = 20_000
 EVENTS_SHOWN = 50
 
 
@@ -83,16 +81,6 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return HTMLResponse(html, status_code=status_code)
 
 
-def pretty(value: Any) -> dict[str, Any]:
-    """A JSON value for a ``<pre>``: indented, and cut past ``JSON_PREVIEW_CHARS``."""
-    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
-    return {
-        "text": text[:JSON_PREVIEW_CHARS],
-        "cut": len(text) > JSON_PREVIEW_CHARS,
-        "size": len(text),
-    }
-
-
 def shown_status(run: RunRecord, history: list[HistoryEntry] | None = None) -> str:
     """The status a person should see: Queued before a run starts; Sleeping or Waiting
     while its newest open step is a sleep or a wait (when its history is at hand)."""
@@ -118,10 +106,12 @@ class Bar:
     """One row of a run's timeline: an entry, where it starts and how long it lasts (%)."""
 
     entry: HistoryEntry
+    what: str  # the entry's kind as a person reads it ("Fetch", "Fetched 200", ...)
     at: str | None
     offset_ms: int
     left: float
     width: float
+    input: dict[str, Any] | None  # the step's arguments, when its SDK sent them
     output: dict[str, Any] | None
     details: dict[str, Any] | None
 
@@ -143,6 +133,14 @@ def timeline(
     start = run.created_at
     end = max([run.ended_at or now, *(e.at for e in history)])
     span = max(end - start, 1)
+    # Steps the server carries out itself: a step.fetch, a step.ai.infer.
+    made = {
+        e.step_id: "fetch" if "fetch" in e.data else "ai"
+        for e in history
+        if e.kind is HistoryKind.STEP_PLANNED
+        and isinstance(e.data, dict)
+        and ("fetch" in e.data or e.data.get("type") == "step.ai.infer")
+    }
     bars = []
     for index, entry in enumerate(history):
         closes = _CLOSES.get(entry.kind, ())
@@ -156,24 +154,50 @@ def timeline(
                 ),
                 run.ended_at or now,
             )
+        memo = memos.get(entry.step_id) if entry.step_id else None
         output = None
         if entry.kind is HistoryKind.STEP_COMPLETED and entry.step_id in memos:
-            memo = memos[entry.step_id]
-            output = pretty(
-                memo.get("data") if isinstance(memo, dict) and set(memo) == {"data"} else memo
-            )
+            output = pretty(shown_memo(memo), run_value_url(run.id, f"step:{entry.step_id}"))
+        data = entry.data if isinstance(entry.data, dict) else {}
+        given = data.get("input")
+        details = {k: v for k, v in data.items() if k != "input"} if data else entry.data
         bars.append(
             Bar(
                 entry=entry,
+                what=_what(entry, made.get(entry.step_id or ""), memo),
                 at=iso(entry.at),
                 offset_ms=entry.at - start,
                 left=100 * (entry.at - start) / span,
                 width=max(100 * (until - entry.at) / span, 0.5),
+                input=pretty(given, run_value_url(run.id, f"input:{index}"))
+                if given is not None
+                else None,
                 output=output,
-                details=pretty(entry.data) if entry.data else None,
+                details=pretty(details, run_value_url(run.id, f"entry:{index}"))
+                if details
+                else None,
             )
         )
     return bars
+
+
+def _what(entry: HistoryEntry, made: str | None, memo: Any) -> str:
+    """An entry's kind in words; the steps the server makes (a ``step.fetch``, a
+    ``step.ai.infer``) say so, with the HTTP status of their answer."""
+    if made is None:
+        return str(entry.kind.value)
+    noun = "Fetch" if made == "fetch" else "AI request"
+    if entry.kind is HistoryKind.STEP_PLANNED:
+        return noun
+    if entry.kind is HistoryKind.STEP_COMPLETED and made == "fetch" and isinstance(memo, dict):
+        answer = memo.get("data")
+        code = answer.get("status_code") if isinstance(answer, dict) else None
+        return f"Fetched {code}" if isinstance(code, int) else "Fetched"
+    return {
+        HistoryKind.STEP_COMPLETED: f"{noun} answered",
+        HistoryKind.STEP_ERRORED: f"{noun} errored",
+        HistoryKind.STEP_FAILED: f"{noun} failed",
+    }.get(entry.kind, str(entry.kind.value))
 
 
 @page
@@ -198,7 +222,7 @@ async def events(request: Request) -> Response:
             {
                 "event": event,
                 "received": iso(event.received_at),
-                "data": pretty(event.data),
+                "data": pretty(event.data, f"/events/{event.internal_id}/value?of=data"),
                 "runs": [{"run": r, "status": shown_status(r)} for r in runs],
                 "why": []
                 if runs
@@ -221,7 +245,8 @@ async def run(request: Request) -> Response:
     for internal_id in record.event_ids:
         event = await store.get_event(internal_id)
         if event is not None:
-            triggers.append({"event": event, "data": pretty(event.data)})
+            more = run_value_url(run_id, f"event:{internal_id}")
+            triggers.append({"event": event, "data": pretty(event.data, more)})
     function = next((f for f in await store.list_functions() if f.id == record.function_id), None)
     now = int(time.time() * 1000)
     status = shown_status(record, history)
@@ -238,8 +263,10 @@ async def run(request: Request) -> Response:
         started=iso(record.started_at),
         ended=iso(record.ended_at),
         duration_ms=(record.ended_at - record.created_at) if record.ended_at else None,
-        output=pretty(record.output) if record.status.terminal else None,
-        error=pretty(record.error) if record.error else None,
+        output=pretty(record.output, run_value_url(run_id, "output"))
+        if record.status.terminal
+        else None,
+        error=pretty(record.error, run_value_url(run_id, "error")) if record.error else None,
         triggers=triggers,
         function_config=pretty(function.config) if function is not None else None,
         bars=timeline(record, history, memos, now),

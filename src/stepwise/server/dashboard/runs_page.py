@@ -23,13 +23,21 @@ from ..api.rest import iso
 from ..api.run_listing import RunsQuery, decode_cursor, encode_cursor
 from ..api.run_search import SCAN_LIMIT, search_runs
 from ..api.state import ServerState
-from ..store.records import EventRecord, JobKind, OpenWork, PauseKind, RunRecord, RunStatus
+from ..store.records import (
+    EventRecord,
+    JobKind,
+    OpenWork,
+    PauseKind,
+    RunHold,
+    RunRecord,
+    RunStatus,
+)
 from .pages import page, render, shown_status
 
 PAGE_SIZE = 50
 # The form's fields; ``event`` takes an event's internal id or its name.
 FIELDS = ("function", "app", "from", "until", "event", "q")
-_BUSY = frozenset({JobKind.CALL, JobKind.GATEWAY})
+_BUSY = frozenset({JobKind.CALL, JobKind.GATEWAY, JobKind.AI_GATEWAY})
 _WAITS = frozenset({PauseKind.WAIT, PauseKind.INVOKE, PauseKind.SIGNAL})
 
 
@@ -113,7 +121,7 @@ async def runs(request: Request) -> Response:
     form = read_form(request)
     context: dict[str, Any] = {
         "form": form,
-        "statuses": [(s.value, shown_status_name(s)) for s in RunStatus],
+        "statuses": STATUS_CHOICES,
         "functions": sorted(f.slug for f in await store.list_functions()),
         "apps": sorted(a.name for a in await store.list_apps()),
         "rows": [],
@@ -160,5 +168,11 @@ async def runs(request: Request) -> Response:
     return render(request, "runs.html", **context)
 
 
-def shown_status_name(status: RunStatus) -> str:
-    return "Queued" if status is RunStatus.SCHEDULED else status.value
+# The status filter's boxes, in a run's order of life: (the API's value, the name shown).
+STATUS_CHOICES = [
+    (RunStatus.SCHEDULED.value, "Queued"),
+    (RunStatus.RUNNING.value, "Running"),
+    (RunHold.SLEEPING.value, "Sleeping"),
+    (RunHold.WAITING.value, "Waiting"),
+    *((s.value, s.value) for s in RunStatus if s.terminal),
+]

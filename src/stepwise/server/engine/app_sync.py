@@ -58,6 +58,24 @@ def _message(body: bytes) -> str:
     return body.decode("utf-8", "replace").strip()[:ANSWER_CHARS] or "(an empty body)"
 
 
+def _relayed_refusal(body: bytes) -> str | None:
+    """The registration error an app relays in a 2xx answer, if it does.
+
+    The official Python SDK answers the sync PUT with 200 whatever came of its
+    ``/fn/register``, and the server's refusal as the body: ``{error, code, status}``.
+    """
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("error"), str):
+        return None
+    reason = f"the app's registration failed: {payload['error'][:ANSWER_CHARS]}"
+    if payload.get("status") == 401:
+        reason += "; check that the app and the server use the same signing key"
+    return reason
+
+
 async def trusted_urls(engine: Engine, flag_urls: tuple[str, ...]) -> set[str]:
     """URLs the server reaches without the outbound guard: its operator's ``-u`` URLs and
     those of apps that registered with the signing key (the server calls their functions
@@ -102,7 +120,7 @@ async def sync_url(engine: Engine, url: str, *, guarded: bool, add: bool = False
             )
         else:
             outcome = SyncOutcome.FAILED
-            error = (
+            error = _relayed_refusal(response.body) or (
                 "the app answered but registered no app from this URL (an app whose serve "
                 "origin or path is set registers that URL instead: add that one)"
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ...protocol import GeneratorOp, Opcode, dumps
 from ..store.records import HistoryEntry, HistoryKind, Settled
-from .executor import MAX_STEP_OUTPUT, step_name
+from .executor import MAX_STEP_OUTPUT, step_input, step_name
 
 
 class CheckpointRejected(Exception):
@@ -52,6 +52,8 @@ def steps_to_save(ops: list[GeneratorOp], now: int, body_bytes: int) -> list[Set
         memo = {"data": op.data} if op.op is Opcode.STEP_RUN else op.data
         # Attempt 0: the SDK checkpoints only in a call's first attempt (a retried call
         # hands its one result back instead), and a checkpoint restarts the count.
-        entry = HistoryEntry(HistoryKind.STEP_COMPLETED, now, op.id, step_name(op), 0)
+        entry = HistoryEntry(
+            HistoryKind.STEP_COMPLETED, now, op.id, step_name(op), 0, step_input(op)
+        )
         settled.append(Settled(op.id, memo, (entry,)))
     return settled

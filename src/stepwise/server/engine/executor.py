@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ... import protocol
 from ...protocol import GeneratorOp, Opcode, OpParseError
@@ -36,8 +37,8 @@ from ..store.records import (
     Settled,
     Transition,
 )
-from . import lifecycle, pauses
-from .backoff import clamp_retry_after, retry_delay_ms
+from . import ai_gateway, lifecycle, pauses
+from .backoff import parse_retry_after, retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
 from .dispatch import queue_item_ref
@@ -62,7 +63,6 @@ _LAZY_OPS = {Opcode.DEFER_ADD, Opcode.DEFER_ABORT}
 
 # Ops this server does not carry out; a step using one fails with a clear error.
 _UNSUPPORTED_OPS = {
-    Opcode.AI_GATEWAY,
     Opcode.DEFER_ADD,
     Opcode.DEFER_ABORT,
     Opcode.SYNC_RUN_COMPLETE,
@@ -180,6 +180,8 @@ class Executor:
             return self._finish(_Outcome(job, state.run.id, now), state, failure=failure)
         if job.kind is JobKind.GATEWAY:
             return await self.jobs.gateway(job, state, spec.max_attempts, now)
+        if job.kind is JobKind.AI_GATEWAY:
+            return await self.jobs.ai_gateway(job, state, spec.max_attempts, now)
         if state.state_bytes > MAX_RUN_STATE:
             failure = Failure.of_server(
                 "StateTooLargeError",
@@ -276,7 +278,7 @@ class Executor:
             )
             return self._fail_attempt(out, state, spec, failure, no_retry=False, retry_after=None)
         no_retry = (reply.header(h.NO_RETRY) or "").strip().lower() == "true"
-        retry_after = _parse_retry_after(reply.header(h.RETRY_AFTER), now)
+        retry_after = parse_retry_after(reply.header(h.RETRY_AFTER), now)
 
         if reply.status == 200:
             return self._finish(out, state, output=(reply.body,))
@@ -369,9 +371,10 @@ class Executor:
                     )
                     continue
                 memo = {"data": op.data} if op.op is Opcode.STEP_RUN else op.data
-                out.settle(
-                    op.id, memo, out.entry(HistoryKind.STEP_COMPLETED, op.id, name, job.attempt)
+                entry = out.entry(
+                    HistoryKind.STEP_COMPLETED, op.id, name, job.attempt, step_input(op)
                 )
+                out.settle(op.id, memo, entry)
             elif op.op is Opcode.STEP_ERROR:
                 error = lifecycle.step_error(op.error)
                 if not no_retry and job.attempt + 1 < spec.max_attempts:
@@ -397,7 +400,8 @@ class Executor:
                     key=f"step:{run_id}:{op.id}",
                     payload={"race": True} if race else None,
                 )
-                planned(out.entry(HistoryKind.STEP_PLANNED, op.id, name), jobs=(call,))
+                entry = out.entry(HistoryKind.STEP_PLANNED, op.id, name, None, step_input(op))
+                planned(entry, jobs=(call,))
             elif op.op is Opcode.SLEEP:
                 wake = _sleep_until(op, now)
                 if wake is None:
@@ -447,15 +451,24 @@ class Executor:
                 if invoke_error is not None:
                     fail_step(invoke_error)
             elif op.op is Opcode.GATEWAY:
-                fetch = NewJob(
-                    run_id=run_id,
-                    kind=JobKind.GATEWAY,
-                    run_at=now,
-                    step_id=op.id,
-                    key=f"gateway:{run_id}:{op.id}",
-                    payload={"opts": op.opts or {}, "name": name},
+                fetch = _request_job(JobKind.GATEWAY, run_id, op.id, now, op.opts or {}, name)
+                shown: dict[str, Any] = {"fetch": _fetch_shown(op.opts or {})}
+                entry = out.entry(HistoryKind.STEP_PLANNED, op.id, name, None, shown)
+                planned(entry, jobs=(fetch,))
+            elif op.op is Opcode.AI_GATEWAY:
+                try:
+                    options = ai_gateway.parse_options(op.opts)
+                except ai_gateway.InvalidOptions as exc:
+                    fail_step({"name": ai_gateway.ERROR_NAME, "message": str(exc)})
+                    continue
+                # The only copy of the key the server keeps: the job row, deleted when
+                # its outcome commits. The history gets the request redacted.
+                infer = _request_job(
+                    JobKind.AI_GATEWAY, run_id, op.id, now, options.model_dump(), name
                 )
-                planned(out.entry(HistoryKind.STEP_PLANNED, op.id, name), jobs=(fetch,))
+                request = {"type": options.type, "request": ai_gateway.redacted(options)}
+                entry = out.entry(HistoryKind.STEP_PLANNED, op.id, name, None, request)
+                planned(entry, jobs=(infer,))
             elif op.op is Opcode.RUN_COMPLETE:
                 complete = (op.data,)
             elif op.op is Opcode.DISCOVERY_REQUEST:
@@ -628,6 +641,20 @@ class Executor:
         )
 
 
+def _request_job(
+    kind: JobKind, run_id: str, step_id: str, now: int, opts: dict[str, Any], name: str | None
+) -> NewJob:
+    """A job, due now, in which the server makes a step's request (a fetch, a model call)."""
+    return NewJob(
+        run_id=run_id,
+        kind=kind,
+        run_at=now,
+        step_id=step_id,
+        key=f"{kind.value}:{run_id}:{step_id}",
+        payload={"opts": opts, "name": name},
+    )
+
+
 def _pause_parts(wait: pauses.PlannedPause) -> dict[str, Any]:
     jobs = (wait.timeout_job,) if wait.timeout_job is not None else ()
     return {"pause": wait.pause, "jobs": jobs}
@@ -641,8 +668,33 @@ def _pause_history(
     name: str | None,
 ) -> tuple[HistoryEntry]:
     until = wait.pause.expires_at
-    data = {"until": _iso_ms(until)} if until is not None else None
-    return (out.entry(kind, op.id, name, None, data),)
+    data: dict[str, Any] = {"until": _iso_ms(until)} if until is not None else {}
+    # What it waits for, as the run's page shows it: the event (and its condition) or signal.
+    if wait.pause.signal:
+        data["signal"] = wait.pause.signal
+    elif wait.pause.event_name:
+        data["event"] = wait.pause.event_name
+        condition = (op.opts or {}).get("if")
+        if isinstance(condition, str) and condition:
+            data["if"] = condition
+    return (out.entry(kind, op.id, name, None, data or None),)
+
+
+def _fetch_shown(opts: dict[str, Any]) -> dict[str, Any]:
+    """A ``step.fetch`` request as its history keeps it: method and URL, without the URL's
+    query or credentials, which may hold secrets; its headers and body are not kept."""
+    method = opts.get("method")
+    shown: dict[str, Any] = {"method": method.upper() if isinstance(method, str) else "GET"}
+    url = opts.get("url")
+    if isinstance(url, str):
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # the request fails on it; the page still says what it was
+            shown["url"] = "(not a URL)"
+        else:
+            netloc = parts.netloc.rpartition("@")[2]
+            shown["url"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return shown
 
 
 def step_name(op: GeneratorOp) -> str | None:
@@ -652,6 +704,19 @@ def step_name(op: GeneratorOp) -> str | None:
     if op.userland and isinstance(op.userland.get("id"), str):
         return str(op.userland["id"])
     return op.name
+
+
+def step_input(op: GeneratorOp) -> dict[str, Any] | None:
+    """What a step's history keeps of its arguments, when its SDK sends them (``opts.input``:
+    the JS SDK's ``step.run`` arguments, either SDK's ``step.ai.wrap``), the values of
+    arguments named like credentials hidden; most steps have none."""
+    opts = op.opts or {}
+    given = opts.get("input")
+    if opts.get("type") == "step.ai.wrap":
+        return {"type": "step.ai.wrap", "input": ai_gateway.redact_input(given)}
+    if isinstance(given, list) and given:
+        return {"input": ai_gateway.redact_input(given)}
+    return None
 
 
 def _iso_ms(ms: int) -> str:
@@ -670,20 +735,6 @@ def _sleep_until(op: GeneratorOp, now: int) -> int | None:
         return None
     until = min(until, current + MAX_SLEEP)
     return int(until.timestamp() * 1000)
-
-
-def _parse_retry_after(value: str | None, now: int) -> int | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        at = now + int(float(value) * 1000)
-    except ValueError:
-        try:
-            at = int(protocol.parse_timestamp(value).timestamp() * 1000)
-        except protocol.DurationError:
-            return None
-    return clamp_retry_after(now, at)
 
 
 def _ops_or_empty(body: Any) -> list[GeneratorOp]:

@@ -1,5 +1,5 @@
 """The server's own jobs: wake-ups, cron ticks, pause matching and timeouts, run timeouts,
-``step.fetch`` requests and bulk cancellations. Each turns into one ``Transition``.
+``step.fetch`` and ``step.ai.infer`` requests and bulk cancellations. Each turns into one ``Transition``.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ from ..store.records import (
     Settled,
     Transition,
 )
-from . import cancellations, lifecycle, pauses
+from . import ai_gateway, cancellations, lifecycle, pauses
 from .backoff import retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
@@ -39,6 +40,10 @@ from .registry import Registry
 from .scheduler import Scheduler
 
 log = logging.getLogger("stepwise.jobs")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _done(job: Job, **fields: Any) -> Transition:
@@ -256,4 +261,56 @@ class SystemJobs:
             job,
             settled=[Settled(job.step_id, memo, (entry,))],
             continue_with=next_call(run_id, now, job.step_id),
+        )
+
+    # ---- step.ai.infer ------------------------------------------------------------------
+    async def ai_gateway(
+        self, job: Job, state: RunState, max_attempts: int, now: int
+    ) -> Transition:
+        """Make a ``step.ai.infer`` request to the model's provider (``engine/ai_gateway.py``).
+
+        A 2xx JSON answer is the step's result. A 408, 429 or 5xx answer, or none at all,
+        is retried while the step has attempts left, at the provider's ``Retry-After`` if
+        it sent one; any other answer fails the step with the provider's status and body.
+        The result, the history and the run's next call commit together, as for any step.
+        """
+        payload = job.payload or {}
+        name = payload.get("name")
+        try:
+            options = ai_gateway.parse_options(payload.get("opts"))
+        except ai_gateway.InvalidOptions as exc:
+            answer = ai_gateway.Answer(
+                {"error": {"name": ai_gateway.ERROR_NAME, "message": str(exc)}}
+            )
+        else:
+            request = ai_gateway.build_request(options)
+            try:
+                response = await self.driver.outbound.request(
+                    "POST", request.url, headers=request.headers, body=request.body
+                )
+            except OutboundError as exc:
+                answer = ai_gateway.answer_of_failure(exc, options)
+            else:
+                answer = ai_gateway.without_secrets(
+                    ai_gateway.answer_of(response, _now_ms()), options
+                )
+        if answer.retryable and job.attempt + 1 < max_attempts:
+            # Counted from the answer, not from the start of a request that may be slow.
+            backoff = _now_ms() + retry_delay_ms(job.attempt, self.retry_interval_s)
+            at = answer.retry_after_ms if answer.retry_after_ms is not None else backoff
+            data = {**answer.memo, "retry_at": at}
+            entry = HistoryEntry(
+                HistoryKind.STEP_ERRORED, now, job.step_id, name, job.attempt, data
+            )
+            return _done(job, retry_at=at, history=[entry])
+        if answer.failed:
+            entry = HistoryEntry(
+                HistoryKind.STEP_FAILED, now, job.step_id, name, job.attempt, answer.memo
+            )
+        else:
+            entry = HistoryEntry(HistoryKind.STEP_COMPLETED, now, job.step_id, name, job.attempt)
+        return _done(
+            job,
+            settled=[Settled(job.step_id, answer.memo, (entry,))],
+            continue_with=next_call(state.run.id, now, job.step_id),
         )

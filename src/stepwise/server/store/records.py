@@ -22,6 +22,13 @@ class RunStatus(enum.StrEnum):
         return self not in (RunStatus.SCHEDULED, RunStatus.RUNNING)
 
 
+class RunHold(enum.StrEnum):
+    """What a Running run is doing while nothing of it runs: a listing can ask for these."""
+
+    SLEEPING = "Sleeping"  # a sleep's wake-up is queued, and no call to its app
+    WAITING = "Waiting"  # it holds a wait, invoke or signal pause, and nothing is queued
+
+
 class JobKind(enum.StrEnum):
     CALL = "call"  # call the SDK: discovery ("step") or one targeted step
     WAKE = "wake"  # a sleep ended: memoize null, then discovery
@@ -30,6 +37,7 @@ class JobKind(enum.StrEnum):
     PAUSE_TIMEOUT = "pause_timeout"  # a wait, invoke or signal pause expires
     RUN_TIMEOUT = "run_timeout"  # timeouts.start / timeouts.finish of a run
     GATEWAY = "gateway"  # step.fetch: the server makes the HTTP request
+    AI_GATEWAY = "ai_gateway"  # step.ai.infer: the server makes the provider's request
     CANCEL_BULK = "cancel_bulk"  # a bulk cancellation works through its runs
     DEBOUNCE = "debounce"  # a debounced key went quiet: start its run
     BATCH = "batch"  # a batch timed out: start its run
@@ -502,6 +510,8 @@ class RunFilter:
     """Which runs a listing returns; every field set narrows it (an empty tuple: any)."""
 
     statuses: tuple[RunStatus, ...] = ()
+    # Running runs that hold only a sleep (or a wait); with ``statuses``, either matches.
+    holds: tuple[RunHold, ...] = ()
     function_slugs: tuple[str, ...] = ()
     app_name: str | None = None
     created_from: int | None = None  # inclusive

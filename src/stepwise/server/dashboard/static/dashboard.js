@@ -149,3 +149,69 @@ document.addEventListener("click", async (e) => {
   });
   window.addEventListener("pagehide", () => feed.close());
 })();
+
+// Keyboard: "g" then a letter goes to a page, "/" to the page's first field, "j"/"k" move
+// through the rows of the page's table and Enter or "o" opens the selected one, "?" lists
+// all of these. Keys typed into a field are the field's.
+(() => {
+  const pages = {r: "/runs", e: "/events", f: "/functions", a: "/apps", c: "/cancellations"};
+  const dialog = document.getElementById("shortcuts");
+  let pendingG = false;
+  let selected = -1;
+  const rows = () =>
+    [...document.querySelectorAll("main table.list tbody tr, main table.timeline tbody tr")].filter(
+      (row) => row.querySelector("a, button"),
+    );
+  const select = (index) => {
+    const all = rows();
+    if (!all.length) return;
+    selected = Math.max(0, Math.min(index, all.length - 1));
+    all.forEach((row, i) => row.classList.toggle("selected", i === selected));
+    all[selected].scrollIntoView({block: "nearest"});
+  };
+  const typing = (el) =>
+    el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+  document.getElementById("show-shortcuts").addEventListener("click", () => dialog.showModal());
+  // A live refresh re-renders the table: the selection stays on the same position.
+  document.body.addEventListener("htmx:afterSwap", () => {
+    if (selected >= 0) select(selected);
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && typing(document.activeElement)) {
+      document.activeElement.blur();
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target) || dialog.open) return;
+    if (pendingG) {
+      pendingG = false;
+      if (pages[e.key]) {
+        e.preventDefault();
+        location.assign(pages[e.key]);
+      }
+      return;
+    }
+    if (e.key === "g") {
+      pendingG = true;
+      setTimeout(() => (pendingG = false), 1500);
+    } else if (e.key === "?") {
+      dialog.showModal();
+    } else if (e.key === "/") {
+      // The search field where a page has one, else its first text field.
+      const field = ["main input[name=q]", "main input:is([type=text], :not([type])), main textarea"]
+        .map((selector) => document.querySelector(selector))
+        .find(Boolean);
+      if (!field) return;
+      e.preventDefault();
+      field.focus();
+    } else if (e.key === "j") {
+      select(selected + 1);
+    } else if (e.key === "k") {
+      select(selected < 0 ? 0 : selected - 1);
+    } else if ((e.key === "Enter" || e.key === "o") && selected >= 0) {
+      const target = rows()[selected]?.querySelector("a[href]");
+      if (!target || (e.key === "Enter" && e.target.closest("a, button"))) return;
+      e.preventDefault();
+      location.assign(target.href);
+    }
+  });
+})();

@@ -141,7 +141,7 @@ def lease(conn: Conn, now: int, limit: int, lease_ms: int, *, row_locks: str = "
         job = job_from_row(row)
         status = row["status"]
         limits = [(k, c) for k, c in load(row["concurrency"]) or []]
-        steps_run = job.kind in (JobKind.CALL, JobKind.GATEWAY)
+        steps_run = job.kind in (JobKind.CALL, JobKind.GATEWAY, JobKind.AI_GATEWAY)
         if steps_run and limits:
             in_use = slots.step_counts([key for key, _ in limits])
             if not concurrency.admits(limits, in_use):

@@ -8,9 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..records import RunFilter, RunRecord
+from ..records import RunFilter, RunHold, RunRecord
 from .conn import Conn
 from .rows import RUN_COLUMNS, marks, run_from_row
+
+# A Running run holds a sleep while its wake-up is queued and no call to its app is; it
+# holds a wait while it has a wait, invoke or signal pause and none of those jobs. The same
+# reading as the dashboard's status of a listed run (``listed_status``), in SQL.
+_BUSY = "EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = runs.id AND j.kind IN ('call', 'gateway'))"
+_HOLDS = {
+    RunHold.SLEEPING: (
+        "(status = 'Running' AND NOT " + _BUSY + " AND EXISTS (SELECT 1 FROM jobs j"
+        " WHERE j.run_id = runs.id AND j.kind = 'wake'))"
+    ),
+    RunHold.WAITING: (
+        "(status = 'Running' AND NOT " + _BUSY + " AND NOT EXISTS (SELECT 1 FROM jobs j"
+        " WHERE j.run_id = runs.id AND j.kind = 'wake') AND EXISTS (SELECT 1 FROM pauses p"
+        " WHERE p.run_id = runs.id AND p.kind IN ('wait', 'invoke', 'signal')))"
+    ),
+}
 
 
 def list_runs(
@@ -21,9 +37,11 @@ def list_runs(
     if after is not None:
         clauses.append("(created_at, id) < (?, ?)")
         params.extend(after)
-    if where.statuses:
-        clauses.append(f"status IN ({marks(len(where.statuses))})")
+    if where.statuses or where.holds:
+        either = [f"status IN ({marks(len(where.statuses))})"] if where.statuses else []
         params.extend(s.value for s in where.statuses)
+        either += [_HOLDS[hold] for hold in dict.fromkeys(where.holds)]
+        clauses.append("(" + " OR ".join(either) + ")")
     if where.function_slugs:
         clauses.append(f"function_slug IN ({marks(len(where.function_slugs))})")
         params.extend(where.function_slugs)
