@@ -74,15 +74,7 @@ def send(server: ServerProcess, key: str, name: str, data: dict[str, Any]) -> st
 
 def every_stored_value(server: ServerProcess) -> str:
     """Every row of every table of the server's database, as one text."""
-    if server.backend == "sqlite":
-        tables = [r[0] for r in server.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    else:
-        tables = [
-            r[0]
-            for r in server.query(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-            )
-        ]
+    tables = server.tables()
     assert "runs" in tables and "events" in tables, tables
     parts: list[str] = []
     for table in tables:
