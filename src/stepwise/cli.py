@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 import httpx
@@ -47,6 +48,31 @@ def _networks(
                 f"{value!r} is not an IP network (like 10.0.0.0/8 or fd00::/8)"
             ) from None
     return tuple(networks)
+
+
+def app_url(value: str) -> str:
+    """An app's serve URL from what was typed: ``localhost:3000`` is
+    ``http://localhost:3000/api/inngest``; a scheme or a path given is kept (``/`` for an
+    app served at the root). Raises ``ValueError`` for what is no http(s) URL."""
+    text = value.strip()
+    if "://" not in text:
+        text = f"http://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an app URL (like localhost:3000 or http://host/path)")
+    _ = parts.port  # raises ValueError for a port that is no number or out of range
+    if not parts.path:
+        parts = parts._replace(path=protocol.DEFAULT_SERVE_PATH)
+    return urlunsplit(parts)
+
+
+def _app_urls(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    try:
+        return tuple(app_url(value) for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _outbound(fn: click.decorators.FC) -> click.decorators.FC:
@@ -90,7 +116,13 @@ def _common(fn: click.decorators.FC) -> click.decorators.FC:
             "-p", "--port", default=protocol.DEFAULT_DEV_PORT, show_default=True, type=int
         ),
         click.option(
-            "-u", "--sdk-url", "sdk_urls", multiple=True, help="URL of an app to sync (repeatable)."
+            "-u",
+            "--sdk-url",
+            "sdk_urls",
+            multiple=True,
+            callback=_app_urls,
+            help="URL of an app to sync (repeatable); a bare host:port means "
+            "http://host:port/api/inngest.",
         ),
         click.option(
             "--poll-interval",
@@ -204,7 +236,7 @@ _production_sqlite_path = click.option(
 
 
 def _run(config: ServerConfig, log_level: str) -> None:
-    from .server.server import Server
+    from .server.server import CannotListen, Server
     from .server.store.errors import DatabaseUnavailable
     from .server.store.records import StoreInUse
 
@@ -216,7 +248,7 @@ def _run(config: ServerConfig, log_level: str) -> None:
         _run_loop(Server(config).serve())
     except KeyboardInterrupt:
         pass
-    except (StoreInUse, DatabaseUnavailable) as exc:
+    except (StoreInUse, DatabaseUnavailable, CannotListen) as exc:
         click.echo(f"stepwise: cannot start: {exc}", err=True)
         sys.exit(1)
 
@@ -256,6 +288,7 @@ def dev(
         common,
         sqlite_synchronous="NORMAL",
         dev=True,
+        port_fallback=True,
         discovery=not no_discovery,
         max_event_bytes=max_event_bytes,
         postgres_uri=postgres_uri or None,
@@ -285,6 +318,13 @@ def dev(
     is_flag=True,
     help="Accepted as on dev (so a dev command line runs as is); start never scans ports.",
 )
+@click.option(
+    "--accept-unsigned-stream-bodies",
+    is_flag=True,
+    help="Act on streamed replies that are signed only at their start, not over the body "
+    "they stream (the official Python SDK's INNGEST_STREAMING replies). Nothing then proves "
+    "that body came from the app: leave off unless the network to the apps is trusted.",
+)
 @_production_sqlite_path
 @_postgres
 @_max_event_size(MAX_EVENT_BYTES)
@@ -292,6 +332,7 @@ def dev(
 def start(
     signing_key: str,
     event_keys: tuple[str, ...],
+    accept_unsigned_stream_bodies: bool,
     max_event_bytes: int,
     no_discovery: bool,
     postgres_uri: str | None,
@@ -306,6 +347,7 @@ def start(
         discovery=False,
         signing_key=signing_key,
         event_keys=event_keys,
+        accept_unsigned_stream_bodies=accept_unsigned_stream_bodies,
         max_event_bytes=max_event_bytes,
         postgres_uri=postgres_uri or None,
         postgres_writers=postgres_writers,

@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..protocol import DEFAULT_SERVE_PATH
 from ..sdk.client import Stepwise
 from ..sdk.function import Function
-from ..sdk.handler import ServeHandler
+from ..sdk.handler import ServeHandler, Streaming
 
 METHODS = ["GET", "PUT", "POST"]
 
@@ -34,6 +34,8 @@ def endpoint(handler: ServeHandler) -> Callable[[Request], Awaitable[Response]]:
             body,
             query=dict(request.query_params),
         )
+        if result.stream is not None:
+            return StreamingResponse(result.stream, result.status, headers=result.headers)
         return Response(content=result.body, status_code=result.status, headers=result.headers)
 
     return serve_endpoint
@@ -46,9 +48,17 @@ def serve(
     serve_path: str = DEFAULT_SERVE_PATH,
     serve_origin: str | None = None,
     framework: str = "starlette",
+    streaming: Streaming | bool | None = None,
 ) -> list[Route]:
     """Routes serving ``functions``: ``Starlette(routes=[*serve(client, fns), ...])``."""
-    handler = ServeHandler(client, functions, framework=framework, serve_origin=serve_origin)
+    handler = ServeHandler(
+        client,
+        functions,
+        framework=framework,
+        serve_origin=serve_origin,
+        streaming=streaming,
+        can_stream=True,
+    )
     return [Route(serve_path, endpoint(handler), methods=METHODS)]
 
 
@@ -58,8 +68,15 @@ def app(
     *,
     serve_path: str = DEFAULT_SERVE_PATH,
     serve_origin: str | None = None,
+    streaming: Streaming | bool | None = None,
 ) -> Starlette:
     """A standalone ASGI app that serves ``functions`` at ``serve_path``."""
     return Starlette(
-        routes=serve(client, functions, serve_path=serve_path, serve_origin=serve_origin)
+        routes=serve(
+            client,
+            functions,
+            serve_path=serve_path,
+            serve_origin=serve_origin,
+            streaming=streaming,
+        )
     )

@@ -20,5 +20,8 @@ EVENT_ID_SEED = "x-inngest-event-id-seed"
 AUTHORIZATION = "authorization"
 USER_AGENT = "user-agent"
 
+SYNC_KIND_IN_BAND = "in_band"
+SYNC_KIND_OUT_OF_BAND = "out_of_band"
+
 SERVER_KIND_DEV = "dev"
 SERVER_KIND_CLOUD = "cloud"

@@ -30,6 +30,10 @@ class ClientConfig:
     env: str | None
     serve_origin: str | None
     serve_path: str | None
+    # INNGEST_STREAMING as given ("allow", "force", "true", ...): the serve handler reads it.
+    streaming: str | None = None
+    # INNGEST_ALLOW_IN_BAND_SYNC=false makes the app always register out of band.
+    allow_in_band_sync: bool = True
 
     @property
     def mode(self) -> str:
@@ -103,4 +107,6 @@ def resolve_config(
         env=env or var("INNGEST_ENV"),
         serve_origin=var("INNGEST_SERVE_ORIGIN"),
         serve_path=var("INNGEST_SERVE_PATH"),
+        streaming=var("INNGEST_STREAMING"),
+        allow_in_band_sync=(var("INNGEST_ALLOW_IN_BAND_SYNC") or "").lower() not in _FALSE,
     )

@@ -29,6 +29,8 @@ class ServerConfig:
     # the interpreter; more keep writing while one waits on a far database or a lock.
     postgres_writers: int = 1
     dev: bool = False
+    # When the port is taken, listen on the next free one (``stepwise dev``) instead of failing.
+    port_fallback: bool = False
     sdk_urls: tuple[str, ...] = ()
     discovery: bool = False
     poll: bool = True
@@ -43,6 +45,9 @@ class ServerConfig:
     retention_ms: int | None = 30 * 24 * 3600 * 1000
     retention_sweep_s: float = 60.0
     signing_key: str | None = None
+    # Act on streamed replies signed only at their start (the official Python SDK's), whose
+    # streamed body nothing vouches for. Off: production acts only on fully signed replies.
+    accept_unsigned_stream_bodies: bool = False
     event_keys: tuple[str, ...] = field(default_factory=tuple)
     max_event_bytes: int = MAX_EVENT_BYTES
     max_events_per_request: int = 5000

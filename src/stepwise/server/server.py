@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import socket
 from collections.abc import Callable
 from types import FrameType
 
@@ -40,6 +42,9 @@ DISCOVERY_PORTS = (
     *range(8910, 8916),
     8787,
 )
+# How many ports after a taken one ``stepwise dev`` tries before it gives up.
+PORT_ATTEMPTS = 20
+
 DISCOVERY_PATHS = (
     "/api/inngest",
     "/x/inngest",
@@ -66,6 +71,7 @@ class Server:
             lease_s=config.lease_s,
             retention_ms=config.retention_ms,
             retention_sweep_s=config.retention_sweep_s,
+            accept_unsigned_stream_bodies=config.accept_unsigned_stream_bodies,
             outbound=OutboundClient(
                 DestinationPolicy(
                     public_only=not config.dev,
@@ -79,8 +85,27 @@ class Server:
         )
         self.app = build_app(ServerState(config=config, engine=self.engine))
         self._known_urls: set[str] = set(config.sdk_urls)
+        self.port = config.port  # the one listened on, once ``serve`` has bound it
 
     async def serve(self) -> None:
+        # Bound before anything starts, and handed to uvicorn: no other process can take
+        # the port between the check and the listening.
+        listener = bind_listener(
+            self.config.host,
+            self.config.port,
+            attempts=PORT_ATTEMPTS if self.config.port_fallback else 1,
+        )
+        self.port = listener.getsockname()[1]
+        if self.port != self.config.port:
+            host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+            log.warning(
+                "port %d is in use: listening on port %d instead; point apps at it "
+                "(INNGEST_DEV=http://%s:%d)",
+                self.config.port,
+                self.port,
+                host,
+                self.port,
+            )
         await self.engine.start()
         uv = _Uvicorn(
             self.engine.live.close,
@@ -95,7 +120,7 @@ class Server:
         )
         syncer = asyncio.create_task(self._sync_apps(uv))
         try:
-            await uv.serve()
+            await uv.serve(sockets=[listener])
         finally:
             syncer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,7 +134,7 @@ class Server:
             "stepwise %s server listening on http://%s:%d",
             self.config.server_kind,
             self.config.host,
-            self.config.port,
+            self.port,
         )
         async with httpx.AsyncClient(timeout=2.0) as probe:
             while True:
@@ -136,7 +161,7 @@ class Server:
         if os.environ.get("PORT", "").isdigit():
             ports.append(int(os.environ["PORT"]))
         for port in ports:
-            if port == self.config.port:
+            if port == self.port:
                 continue
             for path in DISCOVERY_PATHS:
                 url = f"http://127.0.0.1:{port}{path}"
@@ -149,6 +174,36 @@ class Server:
                     self._known_urls.add(url)
                     await self._ping(url)
                     return
+
+
+class CannotListen(OSError):
+    """The server cannot listen where it was told to (taken, or not allowed)."""
+
+
+def bind_listener(host: str, port: int, *, attempts: int) -> socket.socket:
+    """A socket listening on ``port``, or on the next free one of ``attempts`` ports.
+
+    Bound as uvicorn binds (``SO_REUSEADDR``, so a port left in TIME_WAIT by a server
+    that just stopped is free; one another process listens on is not).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for candidate in range(port, min(port + attempts, 65536)):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise CannotListen(
+                    exc.errno, f"cannot listen on {host}:{candidate}: {exc}"
+                ) from exc
+            continue
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+    tried = f"port {port}" if attempts == 1 else f"ports {port} to {port + attempts - 1}"
+    raise CannotListen(errno.EADDRINUSE, f"{tried} on {host} already in use")
 
 
 class _Uvicorn(uvicorn.Server):

@@ -99,6 +99,8 @@ ONLY_ON_START = {
     # any event key and signs nothing, as the reference dev server does.
     "--signing-key": "production requires request signing",
     "--event-key": "production requires event keys",
+    # Only a server that checks reply signatures can be told to take less as proof.
+    "--accept-unsigned-stream-bodies": "the dev server checks no reply signatures",
 }
 ONLY_ON_DEV: dict[str, str] = {}
 
@@ -163,4 +165,44 @@ def test_retention_refuses_what_is_not_a_duration(configs: list[ServerConfig], v
     result = CliRunner().invoke(cli.main, ["dev", "--retention", value])
     assert result.exit_code == 2, result.output
     assert "--retention" in result.output
+    assert configs == []
+
+
+# ---- where the dev server listens, and which apps it is told about ---------------------------
+
+
+def test_dev_moves_to_a_free_port_and_start_does_not(configs: list[ServerConfig]) -> None:
+    invoke("dev")
+    invoke("start", "--signing-key", SIGNING_KEY, "--event-key", "k")
+    assert [c.port_fallback for c in configs] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("typed", "url"),
+    [
+        ("localhost:3000", "http://localhost:3000/api/inngest"),
+        ("127.0.0.1:8000/x/inngest", "http://127.0.0.1:8000/x/inngest"),
+        ("http://localhost:3000", "http://localhost:3000/api/inngest"),
+        ("https://app.example.com", "https://app.example.com/api/inngest"),
+        ("http://localhost:3000/", "http://localhost:3000/"),
+        ("[::1]:3000", "http://[::1]:3000/api/inngest"),
+        (
+            "http://localhost:3000/api/inngest?x=1",
+            "http://localhost:3000/api/inngest?x=1",
+        ),
+    ],
+)
+def test_an_app_url_may_be_a_bare_host_and_port(
+    configs: list[ServerConfig], typed: str, url: str
+) -> None:
+    assert cli.app_url(typed) == url
+    invoke("dev", "-u", typed)
+    assert configs[0].sdk_urls == (url,)
+
+
+@pytest.mark.parametrize("typed", ["ftp://host:21", "http://", ":3000", "localhost:99999"])
+def test_what_is_no_app_url_is_refused(configs: list[ServerConfig], typed: str) -> None:
+    result = CliRunner().invoke(cli.main, ["dev", "-u", typed])
+    assert result.exit_code == 2, result.output
+    assert "--sdk-url" in result.output
     assert configs == []

@@ -1,9 +1,10 @@
 """Syncing an app from its URL: the PUT that asks it to register, and what came of it.
 
-The server asks an app to sync by sending a PUT to its serve URL; the app answers after
-it has posted its functions to ``/fn/register``. Every attempt is kept per URL (the app's
-own ``/fn/register`` calls are kept there too), so the dashboard and the API can say when
-an app last synced and why it did not.
+The server asks an app to sync by sending a PUT to its serve URL. Out of band, the app
+answers after it has posted its functions to ``/fn/register``; in band (asked for by a
+server with a signing key), the app answers with its config, signed, and the server
+stores that. Every attempt is kept per URL (the app's own ``/fn/register`` calls are kept
+there too), so the dashboard and the API can say when an app last synced and why it did not.
 
 Which URLs the server syncs: those given with ``-u``, those of the apps that registered,
 and those added through ``POST /v1/apps`` (kept in the store, so every node and every
@@ -16,13 +17,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ...errors import ApiError
+from ...protocol import SignatureError, verify
 from ...protocol import headers as h
 from ..store.records import AppSyncRecord
 from .engine import Engine
-from .outbound import OutboundError
+from .outbound import OutboundError, OutboundResponse
+from .sync_config import check_url, sync_app
 
 # Kept of an app's answer in an error message: enough to read, not a page of HTML.
 ANSWER_CHARS = 300
@@ -76,6 +82,59 @@ def _relayed_refusal(body: bytes) -> str | None:
     return reason
 
 
+class InBandAnswer(BaseModel):
+    """An app's in-band answer to the sync PUT: the fields the server uses (the SDKs send
+    more, such as ``inspection``, ``env`` and ``platform``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    app_id: str = Field(min_length=1)
+    url: str
+    functions: list[Any] = Field(default_factory=list)
+    framework: str | None = None
+    sdk: str | None = None  # the JS SDK's "js:v4.24.0"; the Python SDK sends the parts
+    sdk_language: str | None = None
+    sdk_version: str | None = None
+
+
+async def _sync_in_band(engine: Engine, response: OutboundResponse) -> tuple[str | None, str]:
+    """Store the config an app answered with; (why not, or None; the app's name)."""
+    key = engine.driver.signing_key
+    if key:
+        try:
+            verify(
+                response.body, dict(response.headers).get(h.SIGNATURE), [key], canonicalize=False
+            )
+        except SignatureError as exc:
+            return (
+                f"the app's in-band sync answer is not signed with the server's key ({exc}); "
+                "in production the server takes an app's config only when it is",
+                "",
+            )
+    try:
+        answer = InBandAnswer.model_validate_json(response.body)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "the body"
+        return f"the app's in-band sync answer is malformed: {where}: {problem['msg']}", ""
+    sdk = answer.sdk or (
+        f"{answer.sdk_language}:v{answer.sdk_version}"
+        if answer.sdk_language and answer.sdk_version
+        else ""
+    )
+    fields = {
+        "appname": answer.app_id,
+        "functions": answer.functions,
+        "sdk": sdk,
+        "framework": answer.framework or "",
+    }
+    try:
+        await sync_app(engine, fields, check_url(answer.url, "url"))
+    except ApiError as exc:
+        return exc.message, answer.app_id
+    return None, answer.app_id
+
+
 async def trusted_urls(engine: Engine, flag_urls: tuple[str, ...]) -> set[str]:
     """URLs the server reaches without the outbound guard: its operator's ``-u`` URLs and
     those of apps that registered with the signing key (the server calls their functions
@@ -92,6 +151,7 @@ async def sync_url(engine: Engine, url: str, *, guarded: bool, add: bool = False
     """Ask the app at ``url`` to sync now and keep how it went; ``add`` keeps the URL in the
     set the server syncs. A URL the guard refuses is not kept: nothing was sent to it."""
     error: str | None = None
+    app_name: str | None = None
     outcome = SyncOutcome.OK
     try:
         response = await engine.driver.ping(url, guarded=guarded)
@@ -101,7 +161,12 @@ async def sync_url(engine: Engine, url: str, *, guarded: bool, add: bool = False
         error = f"{'refused' if refused else 'unreachable'}: {exc}"
     else:
         answer_headers = dict(response.headers)
-        if response.status == 401:
+        in_band = answer_headers.get(h.SYNC_KIND) == h.SYNC_KIND_IN_BAND
+        if response.status == 200 and in_band:
+            error, app_name = await _sync_in_band(engine, response)
+            if error is not None:
+                outcome = SyncOutcome.FAILED
+        elif response.status == 401:
             outcome = SyncOutcome.FAILED
             error = (
                 f"a bad signature: the sync failed with HTTP 401 ({_message(response.body)}); "
@@ -130,6 +195,7 @@ async def sync_url(engine: Engine, url: str, *, guarded: bool, add: bool = False
         ok=outcome is SyncOutcome.OK,
         error=error,
         added_at=int(time.time() * 1000) if add else None,
+        app_name=app_name or None,
     )
     if outcome is not SyncOutcome.REFUSED:
         await engine.store.record_app_sync(record)

@@ -103,8 +103,12 @@ class Driver:
         max_connections: int,
         outbound: OutboundClient | None = None,
         metrics: Metrics | None = None,
+        accept_unsigned_stream_bodies: bool = False,
     ) -> None:
         self.signing_key = signing_key
+        # The official Python SDK signs a streamed reply only at its start (see
+        # ``reply_signature_problem``); an operator may choose to act on such replies.
+        self.accept_unsigned_stream_bodies = accept_unsigned_stream_bodies
         self.metrics = metrics
         self.server_kind = server_kind
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
@@ -177,10 +181,17 @@ class Driver:
             self.metrics.observe_call(function_slug, time.perf_counter() - sent)
         reply = SdkReply(status, reply_headers, _parse_json(raw), raw)
         streamed = reply.status == 201
+        opening_signature = reply.header(h.SIGNATURE) if streamed else None
         if streamed:
             reply = _unwrap_stream(reply)
         if self.signing_key and reply.transport_error is None:
-            problem = reply_signature_problem(reply, self.signing_key, streamed=streamed)
+            problem = reply_signature_problem(
+                reply,
+                self.signing_key,
+                streamed=streamed,
+                opening_signature=opening_signature,
+                accept_unsigned_stream_body=self.accept_unsigned_stream_bodies,
+            )
             if problem is not None:
                 return dataclasses.replace(reply, signature_error=problem)
         return reply
@@ -214,6 +225,12 @@ class Driver:
     async def ping(self, url: str, *, guarded: bool = False) -> OutboundResponse:
         """Ask an app to sync itself (the PUT the dev server sends).
 
+        A server with a signing key asks for an in-band sync (``X-Inngest-Sync-Kind:
+        in_band``), as Inngest Cloud does: an app that can answers with its config, signed,
+        and one that cannot registers out of band as it would anyway. A server without
+        a key asks for nothing, as Inngest's dev server: an app in production mode would
+        refuse an unsigned in-band request.
+
         ``guarded`` sends it through the outbound client, which refuses the addresses the
         server must not reach for a URL someone other than its operator chose. Raises
         ``OutboundError`` when there is no answer (or the destination is refused).
@@ -222,6 +239,7 @@ class Driver:
         headers = {"content-type": "application/json", h.SERVER_KIND: self.server_kind}
         if self.signing_key:
             headers[h.SIGNATURE] = protocol.sign(body, self.signing_key)
+            headers[h.SYNC_KIND] = h.SYNC_KIND_IN_BAND
         if guarded:
             return await self.outbound.request("PUT", url, headers=headers, body=body)
         try:
@@ -237,35 +255,73 @@ class Driver:
             raise OutboundError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
 
 
-def reply_signature_problem(reply: SdkReply, signing_key: str, *, streamed: bool) -> str | None:
+# What the official Python SDK signs when it streams: the opening 201 response's body,
+# which it takes to be ``null``; the final chunk it streams after carries no signature.
+_UNSIGNED_STREAM_OPENING = b"null"
+
+
+def reply_signature_problem(
+    reply: SdkReply,
+    signing_key: str,
+    *,
+    streamed: bool,
+    opening_signature: str | None = None,
+    accept_unsigned_stream_body: bool = False,
+) -> str | None:
     """Why ``reply`` is not proven to come from an app holding ``signing_key``; None if it is.
 
     Both official SDKs sign a reply to a signed request over the raw bytes of its body
     (no canonical JSON), with a fresh timestamp; we allow the same clock skew they allow
     us. A streamed reply's final chunk carries its own headers, and the signature there
-    covers the final body: that is the body acted on, so that is what must be signed.
+    covers the final body: that is the body acted on, so that is what must be signed (the
+    JS SDK and ours do this).
+
+    The official Python SDK (0.5.x) instead signs the opening ``201`` over ``null`` and
+    leaves the final chunk unsigned. That proves an app holding the key answered within
+    the allowed skew, but not what it streamed: whoever can relay that answer can put any
+    body behind it. Such a reply is refused unless ``accept_unsigned_stream_body`` (the
+    operator's ``--accept-unsigned-stream-bodies``) says to take the opening as enough.
     """
     try:
         protocol.verify(reply.raw, reply.header(h.SIGNATURE), [signing_key], canonicalize=False)
     except protocol.SignatureError as exc:
-        kind = "streamed reply (final status" if streamed else "reply (HTTP"
-        what = f"{kind} {reply.status})"
-        if reply.header(h.SIGNATURE) is None:
-            problem = f"the app's {what} is not signed (no X-Inngest-Signature header)"
+        reason = exc
+    else:
+        return None
+    kind = "streamed reply (final status" if streamed else "reply (HTTP"
+    what = f"{kind} {reply.status})"
+    if streamed and reply.header(h.SIGNATURE) is None and opening_signature is not None:
+        try:
+            protocol.verify(
+                _UNSIGNED_STREAM_OPENING, opening_signature, [signing_key], canonicalize=False
+            )
+        except protocol.SignatureError:
+            pass
         else:
-            problem = f"the app's {what} has a bad signature: {exc}"
-        if reply.status == 401:
-            problem += (
-                "; a 401 usually means the app could not verify the server's request: "
-                "check that both use the same signing key"
+            if accept_unsigned_stream_body:
+                return None
+            return (
+                f"the app's {what} is signed only at its start, over null, and not over the "
+                "body it streamed (the official Python SDK streams this way), so nothing proves "
+                "that body is the app's: turn the app's streaming off (INNGEST_STREAMING), or "
+                "start the server with --accept-unsigned-stream-bodies to act on such replies. "
+                "In production the server acts only on signed replies"
             )
-        elif streamed:
-            problem += (
-                "; a streamed reply must be signed over its final body in the final chunk's "
-                "headers (the official Python SDK does not do this: turn its streaming off)"
-            )
-        return f"{problem}. In production the server acts only on signed replies"
-    return None
+    if reply.header(h.SIGNATURE) is None:
+        where = " in its final chunk's headers" if streamed else ""
+        problem = f"the app's {what} is not signed (no X-Inngest-Signature header{where})"
+    else:
+        problem = f"the app's {what} has a bad signature: {reason}"
+    if reply.status == 401:
+        problem += (
+            "; a 401 usually means the app could not verify the server's request: "
+            "check that both use the same signing key"
+        )
+    elif streamed:
+        problem += (
+            "; a streamed reply must be signed over its final body in the final chunk's headers"
+        )
+    return f"{problem}. In production the server acts only on signed replies"
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -285,7 +341,11 @@ def _unwrap_stream(reply: SdkReply) -> SdkReply:
             0, reply.headers, None, reply.raw, transport_error="malformed streamed response"
         )
     merged: CIMultiDict[str] = CIMultiDict(reply.headers)
-    for k, v in (final.get("headers") or {}).items():
+    # The opening's signature covers the opening, never the final body: only the final
+    # chunk's own signature may vouch for that.
+    merged.popall(h.SIGNATURE, None)
+    final_headers = final.get("headers")
+    for k, v in (final_headers if isinstance(final_headers, dict) else {}).items():
         merged[str(k)] = str(v)
     inner = final.get("body")
     raw = inner.encode() if isinstance(inner, str) else protocol.dumps(inner)

@@ -67,6 +67,7 @@ class Engine:
         registry_poll_s: float = 0.5,
         retention_ms: int | None = None,
         retention_sweep_s: float = 60.0,
+        accept_unsigned_stream_bodies: bool = False,
     ) -> None:
         self.store = store
         self.registry = Registry()
@@ -87,6 +88,7 @@ class Engine:
             max_connections=concurrency,
             outbound=outbound,
             metrics=self.metrics,
+            accept_unsigned_stream_bodies=accept_unsigned_stream_bodies,
         )
         self.executor = Executor(
             registry=self.registry,
