@@ -5,34 +5,42 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, cast
+
+from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from ..errors import ConfigError
 
+DataT = TypeVar("DataT", default=dict[str, Any])
+
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One event. ``ts`` is milliseconds since the epoch; the SDK fills it when sending."""
+class Event(Generic[DataT]):
+    """One event. ``ts`` is milliseconds since the epoch; the SDK fills it when sending.
+
+    ``data`` is a dict, or a pydantic model once ``stepwise.ext.validation`` validated it.
+    """
 
     name: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: DataT = field(default_factory=lambda: cast(DataT, {}))
     id: str | None = None
     ts: int | None = None
     user: dict[str, Any] | None = None
     v: str | None = None
 
-    @classmethod
-    def from_wire(cls, raw: object) -> Event:
+    @staticmethod
+    def from_wire(raw: object) -> Event:
         """Build from an event object as a server delivers it; tolerant of odd types."""
         if not isinstance(raw, Mapping):
-            return cls(name="", data={})
+            return Event(name="", data={})
         name = raw.get("name")
         data = raw.get("data")
         event_id = raw.get("id")
         ts = raw.get("ts")
         user = raw.get("user")
         v = raw.get("v")
-        return cls(
+        return Event(
             name=name if isinstance(name, str) else "",
             data=dict(data) if isinstance(data, Mapping) else {},
             id=event_id if isinstance(event_id, str) and event_id else None,
@@ -42,7 +50,10 @@ class Event:
         )
 
     def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "data": self.data}
+        data: Any = self.data
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
+        out: dict[str, Any] = {"name": self.name, "data": data}
         if self.id:
             out["id"] = self.id
         if self.ts is not None:

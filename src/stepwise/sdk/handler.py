@@ -349,7 +349,6 @@ class ServeHandler:
             function=function,
             request=request,
             target_step=target_step,
-            logger=self.client.logger,
         )
         return self._call_response(await execution.run(), key)
 
