@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Entry points for a fresh machine: `make demo`, `make test` and `make bench`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,6 +14,10 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
 	touch $@
 
 $(STAMP): pyproject.toml | $(BIN)/python
@@ -47,8 +51,12 @@ PYTEST_WORKERS ?= 4
 test: $(STAMP) $(JS_STAMP) lint typecheck
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
-bench: $(VENV)/.installed
-	$(BIN)/python bench/three_step.py
+# The short peers run (bench/README.md has the full one). It installs each peer into a
+# virtualenv of its own under bench/.peers-venv/ and needs PostgreSQL and Redis on 127.0.0.1.
+BENCH_EVENTS ?= 200
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/peers/run.py --events $(BENCH_EVENTS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS_PEER)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS_PEER)/node_modules bench/.peers-venv

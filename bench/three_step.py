@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _stack import bench_stack, wait_for
+from _stack import bench_stack, percentile, wait_for
+from peers.venvs import peer_python
 
 HERE = Path(__file__).resolve().parent
 APPS = {
@@ -31,14 +32,10 @@ APPS = {
 }
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def run_scenario(sdk: str, events: int, batch: int, workers: int, workdir: Path) -> dict[str, Any]:
-    with bench_stack(workdir, sdk, APPS[sdk], workers=workers) as stack:
+    # The official SDK runs in a virtualenv of its own (bench/peers/venvs.py).
+    python = str(peer_python("inngest")) if sdk == "inngest-py-sdk" else sys.executable
+    with bench_stack(workdir, sdk, APPS[sdk], workers=workers, app_python=python) as stack:
         started = time.perf_counter()
         for offset in range(0, events, batch):
             body = [

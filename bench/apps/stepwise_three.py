@@ -1,8 +1,10 @@
-"""The benchmark's 3-step function, served by the Stepwise SDK."""
+"""The benchmark's functions, served by the Stepwise SDK: B1's three steps, and B2's run of
+``event.data.steps`` steps, each returning when its body ran (epoch ms)."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import uvicorn
 
@@ -20,7 +22,15 @@ async def three_steps(ctx: stepwise.Context) -> int:
     return await ctx.step.run("c", lambda: b + 1)
 
 
-app = stepwise_app(client, [three_steps])
+@client.create_function(fn_id="many-steps", trigger=stepwise.TriggerEvent(event="bench/steps"))
+async def many_steps(ctx: stepwise.Context) -> list[float]:
+    return [
+        await ctx.step.run(f"s{k}", lambda: time.time() * 1000)
+        for k in range(ctx.event.data["steps"])
+    ]
+
+
+app = stepwise_app(client, [three_steps, many_steps])
 
 if __name__ == "__main__":
     uvicorn.run(

@@ -213,15 +213,7 @@ def test_no_api_key_is_stored_or_shown(stack: Stack, providers: Providers) -> No
     assert all(r["status"] == "Completed" for r in runs)
     assert {a.provider for a in providers.arrivals} == set(PROVIDERS)
 
-    if server.backend == "sqlite":
-        tables = [r[0] for r in server.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    else:
-        tables = [
-            r[0]
-            for r in server.query(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-            )
-        ]
+    tables = server.tables()
     assert "history" in tables and "steps" in tables and "jobs" in tables
     for table in tables:
         dump = repr(server.query(f"SELECT * FROM {table}"))

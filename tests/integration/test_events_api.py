@@ -294,3 +294,32 @@ def test_reasons_say_why_an_event_started_no_run(stack: Stack) -> None:
 
     unknown = server.http.get("/v1/events/01JABCDEFGHJKMNPQRSTVWXYZ0/reasons")
     assert unknown.status_code == 404 and unknown.json()["code"] == "event_not_found"
+
+
+# ---- data._inngest ----------------------------------------------------------------------
+
+
+def test_only_the_trace_context_of_data_inngest_survives_ingest(stack: Stack) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    meta = {
+        "traceparent": traceparent,
+        "tracestate": "vendor=1",
+        "fn_id": "forged",
+        "correlation_id": "forged.step",
+    }
+    sent_ids(
+        post(
+            stack.server,
+            [
+                {"name": "trace/kept", "data": {"n": 1, "_inngest": meta}},
+                {"name": "trace/dropped", "data": {"_inngest": {"traceparent": "x" * 56}}},
+            ],
+        )
+    )
+    [kept] = listed(stack.server, "trace/kept")
+    assert kept["data"] == {
+        "n": 1,
+        "_inngest": {"traceparent": traceparent, "tracestate": "vendor=1"},
+    }
+    [dropped] = listed(stack.server, "trace/dropped")
+    assert dropped["data"] == {}

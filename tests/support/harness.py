@@ -154,6 +154,14 @@ class ServerProcess(DevServer):
                 conn.close()
         return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
 
+    def tables(self) -> list[str]:
+        """The names of the tables in the server's database, on either backend."""
+        if self.postgres_uri is None:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        else:
+            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        return [str(row[0]) for row in self.query(sql)]
+
     def second_store(self) -> SqlStore:
         """Another, non-exclusive store on the server's database, not yet opened: what
         another node would use (``await store.open()`` ... ``await store.close()``)."""

@@ -13,6 +13,22 @@ RESERVED_PREFIX = "inngest/"
 
 MAX_EVENT_NAME_LENGTH = 512
 
+# ``data._inngest`` is the server's to fill; of what a sender puts there only the W3C trace
+# context survives ingest, so a run can continue the sender's trace (OpenTelemetry).
+TRACE_FIELDS = {"traceparent": 55, "tracestate": 512}
+"""The trace fields kept in ``data._inngest``, with the longest value kept (W3C limits)."""
+
+
+def trace_fields(meta: object) -> dict[str, str]:
+    """The trace context in a sent event's ``data._inngest``; anything else is dropped."""
+    if not isinstance(meta, dict):
+        return {}
+    return {
+        key: value
+        for key, limit in TRACE_FIELDS.items()
+        if isinstance((value := meta.get(key)), str) and 0 < len(value) <= limit
+    }
+
 
 def event_to_wire(
     *,

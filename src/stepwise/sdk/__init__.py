@@ -9,6 +9,19 @@ from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, 
 from .function import Function, FunctionOptions
 from .gateway import FetchResponse, fetch
 from .handler import ServeHandler, ServeResponse
+from .logger import LoggerMiddleware
+from .middleware import (
+    Dependencies,
+    Deps,
+    FunctionRun,
+    Middleware,
+    Output,
+    RunInput,
+    SendInput,
+    SendOutput,
+    StepInfo,
+    StepMemo,
+)
 from .options import CancelOn, Timeouts
 from .step import Step, SyncStep
 from .triggers import TriggerCron, TriggerEvent
@@ -21,19 +34,30 @@ __all__ = [
     "Debounce",
     "Defer",
     "DeferHandle",
+    "Dependencies",
+    "Deps",
     "Event",
     "FetchResponse",
     "Function",
     "FunctionOptions",
+    "FunctionRun",
+    "LoggerMiddleware",
+    "Middleware",
+    "Output",
     "Parent",
     "Priority",
     "RateLimit",
     "RetryPolicy",
+    "RunInput",
+    "SendInput",
+    "SendOutput",
     "ServeHandler",
     "ServeResponse",
     "Singleton",
     "Step",
+    "StepInfo",
     "StepInterrupt",
+    "StepMemo",
     "Stepwise",
     "SyncContext",
     "SyncStep",

@@ -108,7 +108,7 @@ class AI:
         call: StepCall = execution.begin(step_id)
         if call.memoized:
             _raise_failure(call.memo)
-            return model.parse_response(execution.replay(call))
+            return model.parse_response(await execution.replayed(call, "ai"))
         opts = model.gateway_options(body)
         # Like the JS SDK, an AIGateway op carries no ``name``.
         await execution.plan(call, call.op(Opcode.AI_GATEWAY, name=None, opts=opts))
@@ -127,10 +127,12 @@ class AI:
         """
         execution = self._execution
         call = execution.begin(step_id)
+        inputs = (*args, kwargs) if kwargs else tuple(args)
         if call.memoized:
-            return execution.replay(call)
+            return await execution.replayed(call, "ai", inputs)
         opts = {"type": "step.ai.wrap", "input": _wrap_input(args, kwargs)}
-        await execution.run_or_plan(call, functools.partial(_call_for_json, fn, args, kwargs), opts)
+        body = functools.partial(_call_for_json, fn, args, kwargs)
+        await execution.run_or_plan(call, body, opts, input=inputs)
 
 
 class SyncAI:

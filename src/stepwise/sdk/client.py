@@ -7,7 +7,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -34,7 +34,16 @@ from .flow import (
 )
 from .function import AsyncHandler, Function, FunctionOptions, SyncHandler
 from .identity import SDK_HEADER_VALUE
+from .logger import LoggerMiddleware
 from .metadata import update as metadata_update
+from .middleware import (
+    Middleware,
+    MiddlewareStack,
+    SendInput,
+    SendOutput,
+    check_middleware,
+    register_all,
+)
 from .options import CancelOn, Timeouts, normalize_cancel_on
 from .triggers import Trigger, normalize_triggers
 
@@ -67,6 +76,7 @@ class FunctionDecorator:
         triggers: tuple[Trigger, ...],
         options: FunctionOptions,
         on_failure: AsyncHandler | SyncHandler | None = None,
+        middleware: tuple[Middleware, ...] = (),
         deferred: bool = False,
     ) -> None:
         self._client = client
@@ -74,24 +84,28 @@ class FunctionDecorator:
         self._triggers = triggers
         self._options = options
         self._on_failure = on_failure
+        self._middleware = middleware
         self._deferred = deferred
 
     @overload
-    def __call__(self, handler: Callable[[Context], Awaitable[Any]]) -> Function: ...
+    def __call__(self, handler: Callable[[Context[Any, Any]], Awaitable[Any]]) -> Function: ...
 
     @overload
-    def __call__(self, handler: Callable[[SyncContext], Any]) -> Function: ...
+    def __call__(self, handler: Callable[[SyncContext[Any, Any]], Any]) -> Function: ...
 
     def __call__(self, handler: Callable[[Any], Any]) -> Function:
-        return Function(
+        function = Function(
             app_id=self._client.app_id,
             fn_id=self._fn_id,
             triggers=self._triggers,
             options=self._options,
             handler=handler,
             on_failure=self._on_failure,
+            middleware=self._middleware,
             deferred=self._deferred,
         )
+        register_all(self._middleware, self._client, function)
+        return function
 
 
 class Stepwise:
@@ -99,6 +113,9 @@ class Stepwise:
 
     Mode: ``is_production=None`` reads ``INNGEST_DEV`` ("1"/"true"/a URL => dev,
     "0"/"false" => production); without it, production only if a signing key is set.
+
+    ``middleware`` runs around every function of the app and every event it sends, after
+    the built-in ``LoggerMiddleware`` (see ``stepwise.Middleware``).
 
     ``session_propagation`` (default ``INNGEST_SESSION_PROPAGATION``, else on): a run's
     sessions (``ctx.sessions``) go with the events it sends, the functions it invokes and
@@ -118,6 +135,7 @@ class Stepwise:
         env: str | None = None,
         logger: logging.Logger | None = None,
         transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,
+        middleware: Iterable[Middleware] | None = None,
         session_propagation: bool | None = None,
     ) -> None:
         if not app_id:
@@ -134,11 +152,15 @@ class Stepwise:
             session_propagation=session_propagation,
         )
         self.logger = logger or logging.getLogger("stepwise")
+        own = check_middleware(middleware, what="client")
+        self.middleware: tuple[Middleware, ...] = (LoggerMiddleware(self.logger), *own)
+        """Every function's middleware, outermost first: the built-in logger, then ``middleware``."""
         # ``transport`` exists so tests (and embedders) can route HTTP without sockets;
         # an ``httpx.MockTransport`` serves both the async and the sync paths.
         self._transport = transport
         self._ssl_context: ssl.SSLContext | None = None
         self.send_retry = RetryPolicy()
+        register_all(self.middleware, self, None)
 
     @property
     def app_id(self) -> str:
@@ -170,6 +192,7 @@ class Stepwise:
         batch_events: Batch | None = None,
         priority: Priority | None = None,
         singleton: Singleton | None = None,
+        middleware: Iterable[Middleware] | None = None,
     ) -> FunctionDecorator:
         """Decorate a handler to make it a durable function with ID ``<app_id>-<fn_id>``.
 
@@ -185,6 +208,8 @@ class Stepwise:
         evaluated key per 24 h), ``debounce``, ``batch_events``, ``priority`` and
         ``singleton``. Batching cannot be combined with ``cancel_on``, ``debounce``,
         ``singleton`` or ``priority``, nor ``idempotency`` with ``rate_limit``.
+
+        ``middleware``: this function's own, run inside (after) the client's.
         """
         check_option(timeouts, Timeouts, what="timeouts")
         if on_failure is not None and not callable(on_failure):
@@ -205,7 +230,8 @@ class Stepwise:
             priority=check_option(priority, Priority, what="priority"),
             singleton=check_option(singleton, Singleton, what="singleton"),
         )
-        return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options, on_failure)
+        own = check_middleware(middleware, what="function")
+        return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options, on_failure, own)
 
     def create_defer(
         self,
@@ -361,7 +387,30 @@ class Stepwise:
     # -- events ------------------------------------------------------------------------
 
     async def send(self, events: EventLike | Sequence[EventLike]) -> list[str]:
-        """Send one event or many; returns the IDs the server assigned, in order."""
+        """Send one event or many; returns the IDs the server assigned, in order.
+
+        The middleware's ``transform_send_input`` sees the events first (last registered
+        first), and ``transform_send_output`` the IDs.
+        """
+        stack = MiddlewareStack(self.middleware)
+        send = SendInput(self, events_for_sending(events, propagate=self._inherited_sessions()))
+        await stack.call("transform_send_input", send, reverse=True)
+        ids = await self._post_events(send.events)
+        result = SendOutput(self, send.events, ids)
+        await stack.call("transform_send_output", result)
+        return result.ids
+
+    def send_sync(self, events: EventLike | Sequence[EventLike]) -> list[str]:
+        """``send`` for code without an event loop (and ``def`` handlers)."""
+        stack = MiddlewareStack(self.middleware)
+        send = SendInput(self, events_for_sending(events, propagate=self._inherited_sessions()))
+        stack.call_sync("transform_send_input", send, reverse=True)
+        ids = self._post_events_sync(send.events)
+        result = SendOutput(self, send.events, ids)
+        stack.call_sync("transform_send_output", result)
+        return result.ids
+
+    async def _post_events(self, events: list[dict[str, Any]]) -> list[str]:
         url, body, request_headers = self._prepare_send(events)
         policy = self.send_retry
         async with self.async_http() as http:
@@ -378,8 +427,7 @@ class Stepwise:
                     await asyncio.sleep(policy.delay(attempt))
         raise SendEventError(outcome)
 
-    def send_sync(self, events: EventLike | Sequence[EventLike]) -> list[str]:
-        """``send`` for code without an event loop (and ``def`` handlers)."""
+    def _post_events_sync(self, events: list[dict[str, Any]]) -> list[str]:
         url, body, request_headers = self._prepare_send(events)
         policy = self.send_retry
         with self.sync_http() as http:
@@ -394,20 +442,21 @@ class Stepwise:
                     time.sleep(policy.delay(attempt))
         raise SendEventError(outcome)
 
-    def _prepare_send(
-        self, events: EventLike | Sequence[EventLike]
-    ) -> tuple[str, bytes, dict[str, str]]:
+    def _prepare_send(self, events: list[dict[str, Any]]) -> tuple[str, bytes, dict[str, str]]:
         key = self.config.event_key
         if not key:
             raise ConfigError("no event key: pass event_key or set INNGEST_EVENT_KEY")
         url = f"{self.config.event_api_base_url}/e/{key}"
         # One seed for every attempt, so the server derives the same event IDs on a retry.
         request_headers = {**self.base_headers(), headers.EVENT_ID_SEED: make_seed()}
-        # Sent from inside a run of this client: the events inherit the run's sessions.
+        if not events:
+            raise ConfigError("no events to send")
+        return url, dumps(events), request_headers
+
+    def _inherited_sessions(self) -> dict[str, str] | None:
+        """Sent from inside a run of this client: the sessions the events inherit."""
         running = execution_var.get()
-        inherited = running.sessions if running is not None and running.client is self else None
-        body = events_for_sending(events, propagate=inherited)
-        return url, dumps(body), request_headers
+        return running.sessions if running is not None and running.client is self else None
 
 
 def _message_of(response: httpx.Response) -> str:

@@ -5,19 +5,27 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, cast
+
+from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from ..errors import ConfigError
 from ..protocol import dumps
 from ..protocol.sessions import PROPAGATED, sessions_of
 
+DataT = TypeVar("DataT", default=dict[str, Any])
+
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One event. ``ts`` is milliseconds since the epoch; the SDK fills it when sending."""
+class Event(Generic[DataT]):
+    """One event. ``ts`` is milliseconds since the epoch; the SDK fills it when sending.
+
+    ``data`` is a dict, or a pydantic model once ``stepwise.ext.validation`` validated it.
+    """
 
     name: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: DataT = field(default_factory=lambda: cast(DataT, {}))
     id: str | None = None
     ts: int | None = None
     user: dict[str, Any] | None = None
@@ -32,11 +40,11 @@ class Event:
         """This event's sessions, as a function receives them."""
         return sessions_of(self.meta)
 
-    @classmethod
-    def from_wire(cls, raw: object) -> Event:
+    @staticmethod
+    def from_wire(raw: object) -> Event:
         """Build from an event object as a server delivers it; tolerant of odd types."""
         if not isinstance(raw, Mapping):
-            return cls(name="", data={})
+            return Event(name="", data={})
         name = raw.get("name")
         data = raw.get("data")
         event_id = raw.get("id")
@@ -44,7 +52,7 @@ class Event:
         user = raw.get("user")
         v = raw.get("v")
         meta = raw.get("meta")
-        return cls(
+        return Event(
             name=name if isinstance(name, str) else "",
             data=dict(data) if isinstance(data, Mapping) else {},
             id=event_id if isinstance(event_id, str) and event_id else None,
@@ -55,7 +63,10 @@ class Event:
         )
 
     def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "data": self.data}
+        data: Any = self.data
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
+        out: dict[str, Any] = {"name": self.name, "data": data}
         if self.id:
             out["id"] = self.id
         if self.ts is not None:

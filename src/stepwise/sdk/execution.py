@@ -13,13 +13,18 @@ Once the handler has settled, ``Execution.run`` decides:
 A targeted call (``stepId=<hash>``) runs its target where user code reaches it and
 answers with that alone; other new steps just wait. Either way the waiting steps are
 then released with ``StepInterrupt`` (threads) or cancellation (tasks).
+
+Middleware hooks (``middleware.py``) frame the call: ``transform_input`` before the
+handler starts, ``after_memoization``/``before_execution`` when the last memo has been
+handed back or the first new step is reached, ``wrap_step`` around each step body, and
+``after_execution``, ``transform_output``, ``finished``, ``before_response`` once the
+call has its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +36,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ..errors import NonRetriableError, RetryAfterError, StepError
-from ..protocol import RUN_COMPLETE_ID, GeneratorOp, Opcode, StepIdCounter, dumps
+from ..protocol import RUN_COMPLETE_ID, GeneratorOp, Opcode, StepIdCounter, dumps, loads
 from ..protocol.sessions import shared_sessions
 from .call import CallRequest
 from .context import Context, SyncContext
@@ -46,9 +51,18 @@ from .current import (
     step_metadata_var,
 )
 from .defer import Defer, Parent, parent_of
-from .event import Event
-from .logger import ReplayAwareLogger
 from .metadata import StepMetadata
+from .middleware import (
+    Deps,
+    FunctionRun,
+    MiddlewareStack,
+    Output,
+    RunInput,
+    StepInfo,
+    StepKind,
+    StepMemo,
+    kind_of,
+)
 from .step import Step, SyncStep
 
 if TYPE_CHECKING:
@@ -101,10 +115,24 @@ class StepCall:
 
 
 @dataclass(frozen=True, slots=True)
+class _Ran:
+    """A step body run during this call, and how it ended; its op is built at the answer."""
+
+    call: StepCall
+    step: StepInfo
+    opts: dict[str, Any] | None
+    value: Any = None
+    error: Exception | None = None
+    metadata: list[dict[str, Any]] | None = None
+    """Metadata the body set (``ctx.metadata``): it goes out on the step's op."""
+
+
+@dataclass(frozen=True, slots=True)
 class _NewStep:
     """A new step found during this call, waiting for the decision of what to answer."""
 
     op: GeneratorOp
+    step: StepInfo
     execute: Callable[[], Coroutine[Any, Any, None]] | None
     """Runs a run-type step's body and records its outcome; ``None`` for other ops."""
     context: contextvars.Context
@@ -154,17 +182,31 @@ class Execution:
         function: Function,
         request: CallRequest,
         target_step: str | None,
-        logger: logging.Logger,
     ) -> None:
         self.client = client
         self.function = function
         self.request = request
         self.target_step = target_step
         self.max_attempts = request.max_attempts or function.max_attempts
-        self.ops: list[GeneratorOp] = []
-        """Outcomes of steps run during this call (the targeted or immediately run step)."""
+        self.ran: list[_Ran] = []
+        """Steps run during this call (the targeted or immediately run step)."""
         self.retry_at: datetime | None = None
-        self.logger = ReplayAwareLogger(logger, self.is_replaying)
+        self.middleware = MiddlewareStack([*client.middleware, *function.middleware])
+        events = request.typed_events()
+        self.run_info = FunctionRun(
+            client=client,
+            function=function,
+            run_id=request.run_id,
+            attempt=request.attempt,
+            max_attempts=self.max_attempts,
+            event=events[0],
+            events=events,
+        )
+        self._wraps_memoized = self.middleware.wraps_memoized()
+        self._memoization_end: asyncio.Future[None] | None = None
+        self._hooks_running = False
+        self._executing = False
+        self._hook_error: Exception | None = None
         self.step_tools = Step(self)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_token: anyio.lowlevel.EventLoopToken | None = None
@@ -199,7 +241,7 @@ class Execution:
         with the same id, an abort of a defer that can no longer be aborted)."""
         if op.op is Opcode.DEFER_ADD:
             if op.id in self._lazy_ids:
-                self.logger.warning(
+                self.client.logger.warning(
                     "defer %r skipped: a defer with this id exists in the run", user_id
                 )
                 return False
@@ -221,11 +263,22 @@ class Execution:
         lazy, self._lazy = self._lazy, []
         return lazy
 
-    # -- what step tools call -------------------------------------------------------
+    def _with_lazy(self, result: CallResult) -> CallResult:
+        """The function's own answer, with the defers it made: they ride on its end, as
+        ``RunComplete`` (the return value) or the run's own error op."""
+        if not self._lazy or result.status not in (200, 500):
+            return result
+        if result.status == 200:
+            end = GeneratorOp(
+                op=Opcode.RUN_COMPLETE, id=RUN_COMPLETE_ID, data=loads(result.body), has_data=True
+            )
+        else:
+            opcode = Opcode.STEP_FAILED if result.no_retry else Opcode.STEP_ERROR
+            end = GeneratorOp(op=opcode, id=RUN_COMPLETE_ID, error=loads(result.body))
+        body = dumps([op.to_wire() for op in [*self._drain_lazy(), end]])
+        return CallResult(206, body, no_retry=result.no_retry, retry_at=result.retry_at)
 
-    def is_replaying(self) -> bool:
-        """True while some memo has not been handed back yet (code already ran before)."""
-        return len(self._consumed) < len(self._memos)
+    # -- what step tools call -------------------------------------------------------
 
     def begin(self, user_id: str) -> StepCall:
         if self._interrupted:
@@ -269,35 +322,100 @@ class Execution:
                 return memo.get("data")
         return memo
 
+    async def replayed(self, call: StepCall, kind: StepKind, input: tuple[Any, ...] = ()) -> Any:
+        """A memoized step's result (``StepError`` for a failed one), through the
+        ``wrap_step`` of middleware that wrap memoized steps too."""
+        try:
+            if not self._wraps_memoized:
+                return self.replay(call)
+            step = _step_info(call, kind, input, memoized=True)
+
+            async def memo() -> Any:
+                return self.replay(call)
+
+            return await self.middleware.wrap_step(self.run_info, step, memo, memoized=True)
+        finally:
+            if len(self._consumed) == len(self._memos):
+                await self.end_memoization()
+
+    def start_memoization_end(self) -> asyncio.Future[None]:
+        """Start ``after_memoization`` and ``before_execution``, once per call: the first
+        time user code gets past its memoized steps."""
+        if self._memoization_end is None:
+            if self.middleware.has("after_memoization") or self.middleware.has("before_execution"):
+                self._memoization_end = asyncio.ensure_future(self._memoization_hooks())
+            else:  # nothing to call: no task, no event-loop turn
+                self.run_info.replaying = False
+                self._executing = True
+                self._memoization_end = asyncio.get_running_loop().create_future()
+                self._memoization_end.set_result(None)
+        return self._memoization_end
+
+    async def end_memoization(self) -> None:
+        """Wait until the memoization hooks have run, before code runs for the first time;
+        concurrent branches wait for the same hooks."""
+        future = self.start_memoization_end()
+        if not future.done():
+            await asyncio.shield(future)
+        if self._hook_error is not None:
+            self._interrupt()
+
+    async def _memoization_hooks(self) -> None:
+        self._hooks_running = True
+        self.run_info.replaying = False
+        try:
+            await self.middleware.call("after_memoization", self.run_info, reverse=True)
+            self._executing = True
+            await self.middleware.call("before_execution", self.run_info)
+        except Exception as exc:
+            self._hook_error = exc
+        finally:
+            self._hooks_running = False
+            self._progress.set()
+
     async def run_or_plan(
         self,
         call: StepCall,
         body: Callable[[], Awaitable[Any]],
         opts: dict[str, Any] | None = None,
+        input: tuple[Any, ...] = (),
     ) -> NoReturn:
         """A new run-type step: run it now if it is the target, else plan it and wait."""
+        step = _step_info(call, kind_of(Opcode.STEP_RUN, opts), input)
         if self.target_step is not None and call.hashed_id == self.target_step:
+            await self.end_memoization()
             self._target_running = True
-            await self._run_step(call, body, opts)
+            await self._run_step(call, step, body, opts)
             self._interrupt()
         planned = call.op(Opcode.STEP_PLANNED, opts=opts)
-        await self.plan(call, planned, execute=partial(self._run_step, call, body, opts))
+        execute = partial(self._run_step, call, step, body, opts)
+        await self.plan(call, planned, execute=execute, step=step)
 
     async def plan(
         self,
         call: StepCall,
         op: GeneratorOp,
         execute: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        *,
+        step: StepInfo | None = None,
+        input: tuple[Any, ...] = (),
     ) -> NoReturn:
         """Register a new step's op and wait until the call has its answer.
 
         A targeted call may only answer for its target, so other new steps register nothing.
+        Registering runs no user code, so it need not wait for the memoization hooks; the
+        call's answer does (``_busy``).
         """
+        self.start_memoization_end()
         branch = branch_var.get()
         if self.target_step is None:
             if branch is not None and branch.in_race():
                 op = replace(op, opts={**(op.opts or {}), "parallelMode": "race"})
-            self._new_steps[call.hashed_id] = _NewStep(op, execute, contextvars.copy_context())
+            if step is None:
+                step = _step_info(call, kind_of(op.op, op.opts), input)
+            self._new_steps[call.hashed_id] = _NewStep(
+                op, step, execute, contextvars.copy_context()
+            )
             if branch is not None:
                 for owner in branch.lineage():
                     owner.pending.append(call.hashed_id)
@@ -324,6 +442,7 @@ class Execution:
     async def _run_step(
         self,
         call: StepCall,
+        step: StepInfo,
         body: Callable[[], Awaitable[Any]],
         opts: dict[str, Any] | None,
     ) -> None:
@@ -331,45 +450,61 @@ class Execution:
         metadata: list[dict[str, Any]] = []
         metadata_token = step_metadata_var.set(metadata)
         try:
-            output = await body()
+            output = await self.middleware.wrap_step(self.run_info, step, body)
         except Exception as exc:
-            self._record_failure(call, exc, opts, metadata)
+            self._record(_Ran(call, step, opts, error=exc, metadata=metadata))
             return
         finally:
             in_step_var.reset(token)
             step_metadata_var.reset(metadata_token)
-        try:
-            dumps(output)
-        except TypeError as exc:
-            unserializable = OutputUnserializableError(
-                f"step {call.user_id!r} returned a non-JSON value: {exc}"
-            )
-            self._record_failure(call, unserializable, opts, metadata)
-            return
-        self._record(
-            call.op(
-                Opcode.STEP_RUN, opts=opts, data=output, has_data=True, metadata=metadata or None
-            )
-        )
+        self._record(_Ran(call, step, opts, value=output, metadata=metadata))
 
-    def _record_failure(
-        self,
-        call: StepCall,
-        exc: Exception,
-        opts: dict[str, Any] | None,
-        metadata: list[dict[str, Any]] | None = None,
-    ) -> None:
-        final = isinstance(exc, NonRetriableError) or self.request.attempt + 1 >= self.max_attempts
-        if isinstance(exc, RetryAfterError) and not final:
-            self.retry_at = exc.retry_at
-        opcode = Opcode.STEP_FAILED if final else Opcode.STEP_ERROR
-        self._record(
-            call.op(opcode, opts=opts, error=error_to_wire(exc), metadata=metadata or None)
-        )
-
-    def _record(self, op: GeneratorOp) -> None:
-        self.ops.append(op)
+    def _record(self, ran: _Ran) -> None:
+        self.ran.append(ran)
         self._progress.set()
+
+    async def _step_op(self, ran: _Ran) -> GeneratorOp:
+        """The op reporting a step run in this call, once ``transform_output`` has seen it."""
+        out = Output(
+            data=ran.value, error=ran.error, step=ran.step, opcode=Opcode.STEP_RUN, opts=ran.opts
+        )
+        try:
+            await self.middleware.call("transform_output", self.run_info, out, reverse=True)
+        except Exception as exc:
+            out.error = exc
+        call = ran.call
+        if out.error is None:
+            try:
+                dumps(out.data)
+            except TypeError as exc:
+                out.error = OutputUnserializableError(
+                    f"step {call.user_id!r} returned a non-JSON value: {exc}"
+                )
+        metadata = ran.metadata or None
+        if out.error is None:
+            return call.op(
+                Opcode.STEP_RUN, opts=out.opts, data=out.data, has_data=True, metadata=metadata
+            )
+        error = out.error
+        final = (
+            isinstance(error, NonRetriableError) or self.request.attempt + 1 >= self.max_attempts
+        )
+        if isinstance(error, RetryAfterError) and not final:
+            self.retry_at = error.retry_at
+        opcode = Opcode.STEP_FAILED if final else Opcode.STEP_ERROR
+        return call.op(opcode, opts=out.opts, error=error_to_wire(error), metadata=metadata)
+
+    async def _reported_op(self, new_step: _NewStep) -> GeneratorOp:
+        """A new step's op (planned, sleep, invoke...), once ``transform_output`` has seen it."""
+        op = new_step.op
+        out = Output(
+            step=new_step.step,
+            opcode=op.op,
+            opts=dict(op.opts) if op.opts is not None else None,
+            has_data=False,
+        )
+        await self.middleware.call("transform_output", self.run_info, out, reverse=True)
+        return op if out.opts == op.opts else replace(op, opts=out.opts)
 
     def _interrupt(self) -> NoReturn:
         self._interrupted = True
@@ -443,26 +578,88 @@ class Execution:
     async def run(self) -> CallResult:
         self.loop = asyncio.get_running_loop()
         self.loop_token = anyio.lowlevel.current_token()
-        task = self._start_handler()
+        try:
+            result = await self._run_handler()
+        except Exception as exc:  # a middleware hook failed: the function's error
+            try:
+                result = await self._function_result(Output(error=exc))
+            except Exception:  # transform_output or finished failed on it too
+                result = self._function_error(exc)
+        try:
+            await self.middleware.call("before_response", self.run_info, reverse=True)
+        except Exception as exc:
+            result = self._function_error(exc)
+        return result
+
+    async def _run_handler(self) -> CallResult:
+        run_input = self._input()
+        await self.middleware.call("transform_input", self.run_info, run_input)
+        self._take_input(run_input)
+        await self.middleware.call("before_memoization", self.run_info)
+        if not self._memos:
+            await self._end_memoization_outside()
+        task = self._start_handler(run_input)
         try:
             await self._drive(task)
-            return self._result(task)
+            if self._hook_error is None:
+                # The handler may end without reaching its memos (code changed, a race).
+                await self._end_memoization_outside()
+            if self._executing:
+                await self.middleware.call("after_execution", self.run_info, reverse=True)
+            return await self._result(task)
         finally:
             await self._release(task)
 
-    def _start_handler(self) -> asyncio.Task[Any]:
-        events = self.request.typed_events()
+    async def _end_memoization_outside(self) -> None:
+        """``end_memoization`` outside user code: a failed hook fails the call."""
+        try:
+            await self.end_memoization()
+        except StepInterrupt:
+            pass
+        if self._hook_error is not None:
+            raise self._hook_error
+
+    def _input(self) -> RunInput:
+        steps: dict[str, StepMemo] = {}
+        for hashed_id, memo in self._memos.items():
+            if isinstance(memo, dict) and memo and set(memo) <= {"data", "error"}:
+                error = memo.get("error")
+                steps[hashed_id] = StepMemo(
+                    data=memo.get("data"), error=error if isinstance(error, dict) else None
+                )
+                if error is not None and not isinstance(error, dict):
+                    steps[hashed_id].error = {"name": "Error", "message": str(error)}
+            else:
+                steps[hashed_id] = StepMemo(data=memo)
+        info = self.run_info
+        return RunInput(
+            event=info.event, events=info.events, steps=steps, logger=self.client.logger
+        )
+
+    def _take_input(self, run_input: RunInput) -> None:
+        self.run_info.event = run_input.event
+        self.run_info.events = run_input.events
+        self._memos = {
+            hashed_id: {"error": memo.error} if memo.error is not None else {"data": memo.data}
+            for hashed_id, memo in run_input.steps.items()
+        }
+
+    def _start_handler(self, run_input: RunInput) -> asyncio.Task[Any]:
+        event, events = run_input.event, run_input.events
         parents: list[Parent] = []
         if self.function.deferred:
+            # The server's keys out of the event's data; who deferred the run, beside it.
+            event = parent_of(event)[0]
             seen = [parent_of(e) for e in events]
             events, parents = [e for e, _ in seen], [p for _, p in seen]
         fields: dict[str, Any] = {
-            "event": events[0] if events else Event(name=""),
+            "event": event,
             "events": events,
             "run_id": self.request.run_id,
             "attempt": self.request.attempt,
             "max_attempts": self.max_attempts,
-            "logger": self.logger,
+            "logger": run_input.logger,
+            "deps": Deps(run_input.deps),
             "defer": Defer(self),
             "metadata": StepMetadata(),
             "sessions": dict(self.sessions),
@@ -485,17 +682,17 @@ class Execution:
     def _busy(self) -> bool:
         """Work that will end by itself is under way: the target step, or the handler's thread."""
         thread_running = not self.function.is_async and not self._handler_thread_blocked
-        return self._target_running or thread_running
+        return self._target_running or thread_running or self._hooks_running
 
     async def _drive(self, task: asyncio.Task[Any]) -> None:
         while True:
             await self._next_progress(task)
-            if task.done() or self.ops:
+            if task.done() or self.ran:
                 return
             if self._busy():
                 continue
             await self._settle(task)
-            if task.done() or self.ops:
+            if task.done() or self.ran:
                 return
             if self._busy():
                 continue
@@ -516,7 +713,7 @@ class Execution:
         quiet, seen = 0, self._blocked_count
         while quiet < SETTLE_TURNS:
             await asyncio.sleep(0)
-            if task.done() or self.ops or self._busy():
+            if task.done() or self.ran or self._busy():
                 return
             if self._blocked_count != seen:
                 quiet, seen = 0, self._blocked_count
@@ -549,37 +746,46 @@ class Execution:
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it as lost
 
-    def _result(self, task: asyncio.Task[Any]) -> CallResult:
+    async def _result(self, task: asyncio.Task[Any]) -> CallResult:
+        if self._hook_error is not None:
+            raise self._hook_error
         if not task.done() or task.cancelled():
-            return self._ops_result()
+            return await self._ops_result()
         exc = task.exception()
         if exc is None:
-            if self.ops or self._new_steps or self.target_step is not None:
-                return self._ops_result()
-            try:
-                body = dumps(task.result())
-            except TypeError as error:
-                return self._function_error(
-                    OutputUnserializableError(f"the function returned a non-JSON value: {error}")
-                )
-            if self._lazy:
-                # Defers go out with the run's end: the return value rides on RunComplete.
-                complete = GeneratorOp(
-                    op=Opcode.RUN_COMPLETE, id=RUN_COMPLETE_ID, data=task.result(), has_data=True
-                )
-                ops = [*self._drain_lazy(), complete]
-                return CallResult(status=206, body=dumps([op.to_wire() for op in ops]))
-            return CallResult(status=200, body=body)
+            if self.ran or self._new_steps or self.target_step is not None:
+                return await self._ops_result()
+            return await self._function_result(Output(data=task.result()))
         if isinstance(exc, Exception):
-            if self.ops or self._new_steps:
-                return self._ops_result()
-            return self._function_error(exc)
+            if self.ran or self._new_steps:
+                return await self._ops_result()
+            return await self._function_result(Output(error=exc))
         if isinstance(exc, StepInterrupt | BranchStopped):
-            return self._ops_result()
+            return await self._ops_result()
         raise exc
 
-    def _ops_result(self) -> CallResult:
-        ops = self.ops or [new_step.op for new_step in self._new_steps.values()]
+    async def _function_result(self, out: Output) -> CallResult:
+        """The function's own outcome, through ``transform_output`` and ``finished``."""
+        await self.middleware.call("transform_output", self.run_info, out, reverse=True)
+        result: CallResult | None = None
+        if out.error is None:
+            try:
+                result = CallResult(status=200, body=dumps(out.data))
+            except TypeError as error:
+                out.error = OutputUnserializableError(
+                    f"the function returned a non-JSON value: {error}"
+                )
+        if result is None:
+            result = self._function_error(out.error or RuntimeError("no result"))
+        if result.status == 200 or result.no_retry or self.request.attempt + 1 >= self.max_attempts:
+            await self.middleware.call("finished", self.run_info, out, reverse=True)
+        return self._with_lazy(result)
+
+    async def _ops_result(self) -> CallResult:
+        if self.ran:
+            ops = [await self._step_op(ran) for ran in self.ran]
+        else:
+            ops = [await self._reported_op(new_step) for new_step in self._new_steps.values()]
         if not ops and self.target_step is not None and not self._target_memoized:
             error = {
                 "name": "StepNotFoundError",
@@ -591,7 +797,7 @@ class Execution:
         body = dumps([op.to_wire() for op in [*ops, *self._drain_lazy()]])
         return CallResult(status=206, body=body, retry_at=self.retry_at)
 
-    def _function_error(self, exc: Exception) -> CallResult:
+    def _function_error(self, exc: BaseException) -> CallResult:
         error = error_to_wire(exc)
         no_retry = isinstance(exc, NonRetriableError | StepError)
         retry_at: datetime | None = None
@@ -606,18 +812,21 @@ class Execution:
             retry_at = exc.retry_at
         else:
             error["code"] = "function_errored"
-        if self._lazy:
-            # Defers go out with the function's error, which rides on the run's own op.
-            opcode = Opcode.STEP_FAILED if no_retry else Opcode.STEP_ERROR
-            failed = GeneratorOp(op=opcode, id=RUN_COMPLETE_ID, error=error)
-            ops = [*self._drain_lazy(), failed]
-            return CallResult(
-                status=206,
-                body=dumps([op.to_wire() for op in ops]),
-                no_retry=no_retry,
-                retry_at=retry_at,
-            )
         return CallResult(status=500, body=dumps(error), no_retry=no_retry, retry_at=retry_at)
+
+
+def _step_info(
+    call: StepCall, kind: StepKind, input: tuple[Any, ...], *, memoized: bool = False
+) -> StepInfo:
+    return StepInfo(
+        id=call.user_id,
+        hashed_id=call.hashed_id,
+        index=call.index,
+        name=call.user_id,
+        kind=kind,
+        input=input,
+        memoized=memoized,
+    )
 
 
 async def _await_call(fn: Callable[[], Awaitable[Any]]) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -16,9 +16,10 @@ from .triggers import Trigger, TriggerEvent
 
 if TYPE_CHECKING:
     from .context import Context, SyncContext
+    from .middleware import Middleware
 
-AsyncHandler = Callable[["Context"], Awaitable[Any]]
-SyncHandler = Callable[["SyncContext"], Any]
+AsyncHandler = Callable[["Context[Any, Any]"], Awaitable[Any]]
+SyncHandler = Callable[["SyncContext[Any, Any]"], Any]
 
 # Flow-control options travel in the function config under these keys; the builder emits
 # each one that is set (objects with a ``to_wire`` method, or tuples of them, are converted
@@ -85,6 +86,7 @@ class Function:
         options: FunctionOptions,
         handler: AsyncHandler | SyncHandler,
         on_failure: AsyncHandler | SyncHandler | None = None,
+        middleware: Sequence[Middleware] = (),
         deferred: bool = False,
     ) -> None:
         if not fn_id:
@@ -96,6 +98,8 @@ class Function:
         self.triggers = triggers
         self.options = options
         self.handler = handler
+        self.middleware: tuple[Middleware, ...] = tuple(middleware)
+        """This function's own middleware, run after the client's."""
         self.deferred = deferred
         """Made by ``create_defer``: runs only when another run defers it (``ctx.defer``)."""
         self.on_failure: Function | None = None
@@ -178,6 +182,7 @@ def failure_function(function: Function, handler: AsyncHandler | SyncHandler) ->
         triggers=(trigger,),
         options=FunctionOptions(name=f"{function.name} (failure)", retries=0),
         handler=handler,
+        middleware=function.middleware,
     )
 
 

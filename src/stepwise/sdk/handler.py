@@ -1,7 +1,8 @@
 """The serve endpoint, independent of any web framework.
 
-Adapters turn their request into ``handle(method, url, headers, body)`` and the
-returned ``ServeResponse`` into theirs. GET introspects, PUT syncs, POST executes.
+Adapters turn their request into ``handle(method, url, headers, body)`` (or, on sync
+frameworks, ``handle_sync``) and the returned ``ServeResponse`` into theirs. GET
+introspects, PUT syncs, POST executes.
 
 A ``ServeResponse`` whose ``stream`` is set is a streamed reply (``streaming=``): the
 adapter sends its status and headers at once, then each chunk of ``stream`` as it comes
@@ -12,7 +13,7 @@ headers and body). Adapters that can do this pass ``can_stream=True``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -41,6 +42,7 @@ from .client import Stepwise
 from .execution import CallResult, Execution
 from .function import Function
 from .identity import LANGUAGE, REGISTER_SDK_VALUE, SDK_AUTHOR, SDK_HEADER_VALUE, VERSION
+from .loop_thread import LoopThread
 from .registration import CAPABILITIES, SyncOutcome, register
 
 _DISCOVERY_STEP = "step"
@@ -120,6 +122,7 @@ class ServeHandler:
         self.framework = framework
         self._serve_origin = serve_origin or config.serve_origin
         self._serve_path = serve_path or config.serve_path
+        self._loop_thread = LoopThread(f"stepwise-{framework}")
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -141,6 +144,26 @@ class ServeHandler:
         if method == "POST":
             return await self._call(params, lowered, body)
         return self._json(405, {"code": "method_not_allowed", "message": f"{method} not allowed"})
+
+    def handle_sync(
+        self,
+        method: str,
+        url: str,
+        request_headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, str] | None = None,
+    ) -> ServeResponse:
+        """``handle`` for sync frameworks (WSGI, Lambda): blocks the calling thread.
+
+        The work runs on an event loop thread of this handler's own, shared by concurrent
+        requests, so ``def`` and ``async def`` functions both work behind a sync framework.
+        """
+        return self._loop_thread.run(self.handle(method, url, request_headers, body, query))
+
+    def sync_stream(self, stream: AsyncIterator[bytes]) -> Iterator[bytes]:
+        """A streamed reply of ``handle_sync`` as a plain iterator, for a sync framework's
+        streaming response: each chunk is awaited on the handler's event loop thread."""
+        return self._loop_thread.iterate(stream)
 
     async def sync(self, serve_url: str, *, deploy_id: str | None = None) -> bool:
         """Register the functions at ``serve_url`` now; returns whether the server changed."""
@@ -326,7 +349,6 @@ class ServeHandler:
             function=function,
             request=request,
             target_step=target_step,
-            logger=self.client.logger,
         )
         return self._call_response(await execution.run(), key)
 

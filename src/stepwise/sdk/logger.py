@@ -1,8 +1,9 @@
-"""A logger for function code that stays quiet while memoized steps are replayed.
+"""The built-in logger middleware: ``ctx.logger``, silent while memoized steps replay.
 
 Every request re-runs the function from the top, so a plain logger would repeat each
-line once per later step. This one lets records through only once execution has gone
-past the last memoized step, i.e. while running code for the first time.
+line once per later step. ``LoggerMiddleware`` (always first in every client's stack)
+hands the handler a logger that lets records through only from ``before_execution`` on,
+that is once the code runs for the first time in the run.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any
+
+from .middleware import FunctionRun, Middleware, RunInput
 
 
 class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
@@ -28,3 +31,15 @@ class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         return msg, kwargs
+
+
+class LoggerMiddleware(Middleware):
+    """Gives each run ``ctx.logger``: the client's logger, quiet during replay."""
+
+    name = "stepwise/logger"
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def transform_input(self, run: FunctionRun, input: RunInput) -> None:
+        input.logger = ReplayAwareLogger(self.logger, lambda: run.replaying)

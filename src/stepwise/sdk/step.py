@@ -123,9 +123,11 @@ class Step:
         """
         execution = self._execution
         call = execution.begin(step_id)
+        inputs = (*args, kwargs) if kwargs else tuple(args)
         if call.memoized:
-            return execution.replay(call)
-        await execution.run_or_plan(call, functools.partial(_call_user_fn, fn, args, kwargs))
+            return await execution.replayed(call, "run", inputs)
+        body = functools.partial(_call_user_fn, fn, args, kwargs)
+        await execution.run_or_plan(call, body, input=inputs)
 
     async def sleep(self, step_id: str, duration: Duration) -> None:
         """Pause the run for ``duration`` ("1h30m", seconds, or a timedelta)."""
@@ -139,7 +141,7 @@ class Step:
         execution = self._execution
         call = execution.begin(step_id)
         if call.memoized:
-            execution.replay(call)
+            await execution.replayed(call, "sleep")
             return
         # Like the official Python SDK: the absolute wake-up time, not a duration.
         await execution.plan(call, call.op(Opcode.SLEEP, name=to_iso(until)))
@@ -149,14 +151,14 @@ class Step:
         execution = self._execution
         call = execution.begin(step_id)
         if call.memoized:
-            return _ids_of(execution.replay(call))
+            return _ids_of(await execution.replayed(call, "send_event", (events,)))
 
         async def send() -> dict[str, list[str]]:
             # The events inherit the run's sessions (their own ``meta.sessions`` win).
             stamped = events_for_sending(events, propagate=execution.sessions, replace=True)
             return {"ids": await execution.client.send(stamped)}
 
-        await execution.run_or_plan(call, send, _SEND_EVENT_OPTS)
+        await execution.run_or_plan(call, send, _SEND_EVENT_OPTS, input=(events,))
 
     async def wait_for_event(
         self,
@@ -181,7 +183,7 @@ class Step:
         execution = self._execution
         call = execution.begin(step_id)
         if call.memoized:
-            memo = execution.replay(call)
+            memo = await execution.replayed(call, "wait_for_event")
             return Event.from_wire(memo) if isinstance(memo, dict) else None
         await execution.plan(call, call.op(Opcode.WAIT_FOR_EVENT, name=event, opts=opts))
 
@@ -219,9 +221,10 @@ class Step:
             opts["timeout"] = duration_to_wire(timeout, what="invoke timeout")
         call = execution.begin(step_id)
         if call.memoized:
-            return execution.replay(call)
+            return await execution.replayed(call, "invoke", (function_id, payload))
         # Like the JS SDK, InvokeFunction and Gateway ops carry no ``name``.
-        await execution.plan(call, call.op(Opcode.INVOKE_FUNCTION, name=None, opts=opts))
+        op = call.op(Opcode.INVOKE_FUNCTION, name=None, opts=opts)
+        await execution.plan(call, op, input=(function_id, payload))
 
     async def fetch(
         self,
@@ -240,7 +243,7 @@ class Step:
         execution = self._execution
         call = execution.begin(step_id)
         if call.memoized:
-            return FetchResponse.from_memo(execution.replay(call))
+            return FetchResponse.from_memo(await execution.replayed(call, "fetch"))
         await execution.plan(call, call.op(Opcode.GATEWAY, name=None, opts=opts))
 
     async def wait_for_signal(
@@ -268,7 +271,7 @@ class Step:
         execution = self._execution
         call = execution.begin(step_id)
         if call.memoized:
-            memo = execution.replay(call)
+            memo = await execution.replayed(call, "wait_for_signal")
             return dict(memo) if isinstance(memo, dict) else None
         await execution.plan(call, call.op(Opcode.WAIT_FOR_SIGNAL, name=signal, opts=opts))
 

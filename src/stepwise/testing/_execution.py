@@ -118,7 +118,6 @@ class TestExecution(Execution):
             function=function,
             request=request,
             target_step=target_step,
-            logger=client.logger,
         )
         self.hooks = hooks
         self.tool_calls: dict[str, ToolCall] = {}
@@ -139,12 +138,14 @@ class TestExecution(Execution):
         call: StepCall,
         body: StepBody,
         opts: dict[str, Any] | None = None,
+        input: tuple[Any, ...] = (),
     ) -> NoReturn:
         tool = self.tool_calls.get(call.hashed_id)
         hooked = self.hooks.step_body(call, body, tool, self.request.attempt)
-        await super().run_or_plan(call, hooked, opts)
+        await super().run_or_plan(call, hooked, opts, input)
 
-    def _function_error(self, exc: Exception) -> CallResult:
+    def _function_error(self, exc: BaseException) -> CallResult:
         # The wire form is all a server would see; a test wants the exception itself.
-        self.function_error = exc
+        if isinstance(exc, Exception):
+            self.function_error = exc
         return super()._function_error(exc)

@@ -54,7 +54,10 @@ def _validate(raw: object, index: int, now: int, max_bytes: int) -> dict[str, An
         data = {}
     if not isinstance(data, dict):
         raise EventError(400, "invalid_event_data", f"{where}: 'data' must be an object")
+    trace = ev.trace_fields(data.get("_inngest"))
     data = {k: v for k, v in data.items() if k != "_inngest"}
+    if trace:
+        data["_inngest"] = trace
     user = raw.get("user")
     if user is None:
         user = {}

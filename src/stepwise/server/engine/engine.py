@@ -214,7 +214,8 @@ class Engine:
         self.live.publish("events")
         if created:
             self.live.publish("runs")
-            self.worker.notify()
+        # Even an event that starts no run may have queued match jobs for waiting runs.
+        self.worker.notify()
         return created
 
     async def sync_app(

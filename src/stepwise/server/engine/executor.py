@@ -586,6 +586,7 @@ class Executor:
         correlation_id = f"{run_id}.{op.id}"
         data = dict(payload.get("data") or {}) if isinstance(payload.get("data"), dict) else {}
         data["_inngest"] = {
+            **ev.trace_fields(data.get("_inngest")),
             "fn_id": function_id,
             "correlation_id": correlation_id,
             "source_fn_id": state.run.function_slug,
