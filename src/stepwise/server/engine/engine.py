@@ -73,6 +73,7 @@ class Engine:
         self.registry = Registry()
         self._registry_version: int | None = None
         self._registry_changed = asyncio.Event()
+        self._registry_lock = asyncio.Lock()
         self._registry_poll_s = registry_poll_s
         self._registry_watch: asyncio.Task[None] | None = None
         self._retention_ms = retention_ms
@@ -138,9 +139,12 @@ class Engine:
 
     async def reload_registry(self) -> None:
         """Load the function set from the store, and remember which version it was."""
-        # The version first: a sync landing in between only makes the next poll reload again.
-        self._registry_version = await self.store.registry_version()
-        self.registry.replace_all(await self.store.list_functions())
+        # One reload at a time: the registry watch's reload, overtaken by a sync's, would
+        # otherwise put back the function set it read before that sync committed.
+        async with self._registry_lock:
+            # The version first: a sync landing in between only makes the next poll reload.
+            self._registry_version = await self.store.registry_version()
+            self.registry.replace_all(await self.store.list_functions())
         self.live.publish("apps")
 
     def _changed_elsewhere(self, topic: str) -> None:
