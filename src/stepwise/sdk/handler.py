@@ -38,6 +38,7 @@ from ..protocol import (
     verify,
 )
 from .call import CallRequest, MalformedCallError
+from .checkpoint import checkpointer_for
 from .client import Stepwise
 from .execution import CallResult, Execution
 from .function import Function
@@ -329,14 +330,19 @@ class ServeHandler:
 
         step_id = params.get("stepId") or request_headers.get(headers.STEP_ID) or _DISCOVERY_STEP
         work = self._execute(
-            function, request, None if step_id == _DISCOVERY_STEP else step_id, key
+            function, request, None if step_id == _DISCOVERY_STEP else step_id, key, request_headers
         )
         if self.streams:
             return self._streamed(work, key)
         return await work
 
     async def _execute(
-        self, function: Function, request: CallRequest, target_step: str | None, key: str | None
+        self,
+        function: Function,
+        request: CallRequest,
+        target_step: str | None,
+        key: str | None,
+        request_headers: Mapping[str, str],
     ) -> ServeResponse:
         if request.use_api:
             try:
@@ -344,11 +350,19 @@ class ServeHandler:
             except (_RunStateError, httpx.HTTPError, ValueError) as exc:
                 error = {"code": "api_fetch_failed", "name": "ApiFetchError", "message": str(exc)}
                 return self._json(500, error, key, no_retry=False)
+        checkpoints = checkpointer_for(
+            self.client,
+            function,
+            request,
+            target_step=target_step,
+            request_headers=request_headers,
+        )
         execution = Execution(
             client=self.client,
             function=function,
             request=request,
             target_step=target_step,
+            checkpoints=checkpoints,
         )
         return self._call_response(await execution.run(), key)
 

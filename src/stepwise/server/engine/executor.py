@@ -64,7 +64,7 @@ MAX_REDRIVES = 10
 _LAZY_OPS = defers.DEFER_OPS
 
 # SDKs that never checkpoint: a call of theirs adds no defer behind the executor's back.
-_NO_CHECKPOINTS = ("stepwise-py:", "inngest-py:")
+_NO_CHECKPOINTS = ("inngest-py:",)
 
 # Ops this server does not carry out; a step using one fails with a clear error.
 _UNSUPPORTED_OPS = {Opcode.SYNC_RUN_COMPLETE}
