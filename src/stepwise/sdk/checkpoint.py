@@ -163,6 +163,9 @@ class Checkpointer:
         self._timer: asyncio.TimerHandle | None = None
         self._timed_flush: asyncio.Task[None] | None = None
         self._lazy: Callable[[], list[GeneratorOp]] = list
+        # One client for the call's checkpoints, so they share a connection; closed with
+        # the call (``close``), as nothing outlives the event loop that serves it.
+        self._http: httpx.AsyncClient | None = None
 
     def runtime_exceeded(self) -> bool:
         return 0 < self._max_runtime <= time.monotonic() - self._started
@@ -211,6 +214,12 @@ class Checkpointer:
         if self._timed_flush is not None:
             await asyncio.wait([self._timed_flush])
 
+    async def close(self) -> None:
+        await self.settle()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
     async def _post(self, steps: list[GeneratorOp]) -> Flushed:
         dispatch = self.dispatch
         body: dict[str, Any] = {
@@ -229,8 +238,10 @@ class Checkpointer:
                 await asyncio.sleep(POST_BASE_DELAY_S * 2 ** (attempt - 1) + random.random() / 10)
             body["ts"] = int(time.time() * 1000)
             try:
+                if self._http is None:
+                    self._http = self.client.async_http()
                 response = await self.client.api_request(
-                    "POST", path, content=dumps(body), http=self.client.pooled_http()
+                    "POST", path, content=dumps(body), http=self._http
                 )
             except httpx.HTTPError as exc:
                 self.client.logger.debug("checkpoint of run %s failed: %s", dispatch.run_id, exc)

@@ -7,7 +7,6 @@ import logging
 import random
 import ssl
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -168,11 +167,6 @@ class Stepwise:
         self._ssl_context: ssl.SSLContext | None = None
         self.send_retry = RetryPolicy()
         self.checkpointing: Checkpointing | None = check_checkpointing(checkpointing, what="client")
-        # One pooled client per event loop (an httpx client's connections belong to the
-        # loop that opened them): checkpoints reuse their connection to the server.
-        self._pooled: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
         register_all(self.middleware, self, None)
 
     @property
@@ -352,14 +346,6 @@ class Stepwise:
         if transport is not None:
             return httpx.Client(transport=transport, timeout=_TIMEOUT)
         return httpx.Client(verify=self._verify(), timeout=_TIMEOUT)
-
-    def pooled_http(self) -> httpx.AsyncClient:
-        """This event loop's long-lived client, for calls on a hot path (checkpoints)."""
-        loop = asyncio.get_running_loop()
-        http = self._pooled.get(loop)
-        if http is None or http.is_closed:
-            http = self._pooled[loop] = self.async_http()
-        return http
 
     async def api_request(
         self,

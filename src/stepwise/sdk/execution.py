@@ -681,6 +681,13 @@ class Execution:
     # -- running the handler ---------------------------------------------------------
 
     async def run(self) -> CallResult:
+        try:
+            return await self._answer_call()
+        finally:
+            if self.checkpoints is not None:
+                await self.checkpoints.close()
+
+    async def _answer_call(self) -> CallResult:
         self.loop = asyncio.get_running_loop()
         self.loop_token = anyio.lowlevel.current_token()
         try:
