@@ -337,7 +337,13 @@ class Executor:
             # Only empty "None" ops: the reply neither advances nor ends the run.
             return self._redrive(out, state)
         known = {m.step_id for m in state.steps}
-        new_steps = sum(1 for op in real_ops if op.id not in known and op.op not in _LAZY_OPS)
+        # RunComplete ends the run: it is no step (a run of exactly MAX_STEPS steps that
+        # ends with it, as a checkpointing SDK's does, is within the limit).
+        new_steps = sum(
+            1
+            for op in real_ops
+            if op.id not in known and op.op not in _LAZY_OPS and op.op is not Opcode.RUN_COMPLETE
+        )
         if len(state.steps) + new_steps > MAX_STEPS:
             failure = Failure.of_server(
                 "StepLimitExceededError", f"the run has more than {MAX_STEPS} steps"
