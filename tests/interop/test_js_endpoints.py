@@ -98,7 +98,10 @@ def test_an_endpoint_that_completes_in_its_request_answers_as_its_handler_did(
     kinds = [h["kind"] for h in stack.server.history(run_id)]
     assert kinds == ["RunStarted", "StepCompleted", "StepCompleted", "RunCompleted"]
     actions = stack.server.http.get(f"/v0/runs/{run_id}/actions").json()
-    assert actions == {hash_step_id("a"): {"data": "hello"}, hash_step_id("b"): {"data": "hello world"}}
+    assert actions == {
+        hash_step_id("a"): {"data": "hello"},
+        hash_step_id("b"): {"data": "hello world"},
+    }
 
     plain = httpx.get(url(stack, "/plain"), timeout=30)
     assert (plain.status_code, plain.json()) == (200, {"n": 1})
