@@ -199,7 +199,7 @@ class Driver:
         if endpoint.content_type:
             headers["content-type"] = endpoint.content_type
         if self.signing_key:
-            headers[h.SIGNATURE] = protocol.sign(signed_form(payload), self.signing_key)
+            headers[h.SIGNATURE] = protocol.sign(protocol.reentry_body(payload), self.signing_key)
         if force_step_plan:
             headers[h.FORCE_STEP_PLAN] = "true"
         if step_id != "step":
@@ -366,20 +366,6 @@ def reply_signature_problem(
             "; a streamed reply must be signed over its final body in the final chunk's headers"
         )
     return f"{problem}. In production the server acts only on signed replies"
-
-
-def signed_form(body: bytes) -> bytes:
-    """What an SDK checks a re-entry's signature over: the JS SDK parses a JSON body and
-    signs it canonical (a JSON string as itself); any other body as sent."""
-    if not body.strip():
-        return b""
-    try:
-        parsed = protocol.loads(body)
-    except ValueError:
-        return body
-    if isinstance(parsed, str):
-        return parsed.encode()
-    return protocol.canonical_json(parsed)
 
 
 def _parse_json(raw: bytes) -> Any:
