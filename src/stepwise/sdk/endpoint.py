@@ -254,7 +254,9 @@ class DurableEndpoint:
             if not isinstance(data, dict) or not all(
                 isinstance(data.get(k), str) for k in ("fn_id", "app_id", "token")
             ):
-                raise EndpointError(f"the server's answer to the run's start is not usable: {answer!r}")
+                raise EndpointError(
+                    f"the server's answer to the run's start is not usable: {answer!r}"
+                )
             run.fn_id, run.app_id, run.token = data["fn_id"], data["app_id"], data["token"]
             run.started = True
         else:

@@ -328,9 +328,7 @@ class ServeHandler:
             return self._json(400, error, key, no_retry=True)
 
         step_id = params.get("stepId") or request_headers.get(headers.STEP_ID) or _DISCOVERY_STEP
-        work = self.execute(
-            function, request, None if step_id == _DISCOVERY_STEP else step_id, key
-        )
+        work = self.execute(function, request, None if step_id == _DISCOVERY_STEP else step_id, key)
         if self.streams:
             return self._streamed(work, key)
         return await work
