@@ -8,6 +8,8 @@ The official JS SDK's durable endpoints are in ``tests/interop/test_js_endpoints
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from stepwise.protocol import RUN_COMPLETE_ID, hash_step_id, new_ulid
-from support.harness import TERMINAL, ServerProcess, Stack, wait_until
+from support.harness import REPO, TERMINAL, AppProcess, ServerProcess, Stack, wait_until
 
 FUNCTIONS = 1  # the deferred function; the endpoints themselves never sync
 SIGNING_KEY = "signkey-prod-" + "5e" * 32
@@ -143,6 +145,41 @@ def test_a_route_defers_a_run_and_aborts_another(stack: Stack) -> None:
 def test_a_plain_starlette_route_is_durable_too(stack: Stack) -> None:
     response = httpx.get(url(stack, "/starlette?v=9"), timeout=30)
     assert (response.status_code, response.text) == (200, "starlette 9")
+
+
+def test_the_documented_example_runs_as_written(stack: Stack, tmp_path: Path) -> None:
+    """docs/durable-endpoints.md's example, with only its port changed, on the server."""
+    doc = (REPO / "docs" / "durable-endpoints.md").read_text()
+    [code] = re.findall(r"<!-- example: durable-endpoint -->\n```python\n(.*?)```", doc, re.DOTALL)
+    app = AppProcess(
+        tmp_path,
+        "endpoint_app",
+        server_url=stack.server.url,
+        extra_env={"INNGEST_DEV": stack.server.url},
+    )
+    assert code.count("8000") == 1
+    source = tmp_path / "durable_endpoint_example.py"
+    source.write_text(code.replace("8000", str(app.port)))
+    app.args = [sys.executable, str(source)]
+    app.start()
+    try:
+        base = f"http://127.0.0.1:{app.port}"
+        wait_until(lambda: _answers(f"{base}/docs"), timeout=20, what="the example app")
+        response = httpx.post(f"{base}/orders/pen", follow_redirects=True, timeout=60)
+        assert (response.status_code, response.json()) == (
+            200,
+            {"receipt": "charged 3 for one pen"},
+        ), app.log()
+        assert len(response.history) == 1 and response.history[0].status_code == 302
+    finally:
+        app.stop()
+
+
+def _answers(address: str) -> bool:
+    try:
+        return httpx.get(address, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 # ---- the API as an SDK calls it, and what it refuses -------------------------------------
