@@ -16,9 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stepwise.protocol import RUN_COMPLETE_ID, hash_step_id, new_ulid
-from support.harness import REPO, TERMINAL, AppProcess, ServerProcess, Stack, wait_until
+from support.harness import REPO, AppProcess, ServerProcess, Stack, wait_until
 
 FUNCTIONS = 1  # the deferred function; the endpoints themselves never sync
 SIGNING_KEY = "signkey-prod-" + "5e" * 32
@@ -33,17 +35,6 @@ def stack(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
 
 def url(stack: Stack, path: str) -> str:
     return f"http://127.0.0.1:{stack.app.port}{path}"
-
-
-def ended(server: ServerProcess, run_id: str) -> dict[str, Any]:
-    run: dict[str, Any] = wait_until(
-        lambda: (
-            (r := server.http.get(f"/v1/runs/{run_id}").json()["data"])["status"] in TERMINAL and r
-        ),
-        timeout=30,
-        what=f"the end of run {run_id}",
-    )
-    return run
 
 
 def ledger(stack: Stack, kind: str, path: str) -> list[dict[str, Any]]:
@@ -65,7 +56,7 @@ def test_a_route_that_completes_in_its_request_answers_as_its_handler_did(
     # The handler ran again from the top after each step, in the request; never re-entered.
     assert not any(e["reentry"] for e in entered)
     assert [e["step"] for e in ledger(stack, "step", "/sync")] == ["a", "b"]
-    run = ended(stack.server, run_id)
+    run = stack.server.wait_for_run_end(run_id)
     assert run["status"] == "Completed"
     assert run["output"]["status"] == 202
     assert json.loads(run["output"]["body"]) == {"msg": "hello world"}
@@ -89,7 +80,7 @@ def test_a_route_that_sleeps_goes_async_and_its_client_gets_the_response(stack: 
     assert entered[0]["reentry"] is False
     assert any(e["reentry"] and e["query"] == "q=7" for e in entered)
     assert [e["step"] for e in ledger(stack, "step", "/async")] == ["a", "b"]
-    run = ended(stack.server, run_id)
+    run = stack.server.wait_for_run_end(run_id)
     assert run["function_slug"] == f"127.0.0.1:{stack.app.port}-async-endpoint"
 
 
@@ -123,7 +114,7 @@ def test_a_handler_that_gives_up_fails_its_run_and_its_request(stack: Stack) -> 
     assert response.status_code == 500
     assert response.json() == {"name": "NonRetriableError", "message": "the handler gave up"}
     run_id = ledger(stack, "step", "/broken")[0]["run_id"]
-    run = ended(stack.server, run_id)
+    run = stack.server.wait_for_run_end(run_id)
     assert run["status"] == "Failed"
     assert run["output"]["message"] == "the handler gave up"
 
@@ -288,6 +279,69 @@ def test_a_bad_start_is_refused_whole(
     assert counts(stack.server) == before
 
 
+# Fuzzed starts: near-valid bodies. Their ops are only ones that keep the run in its
+# request (nothing then re-enters a handler that is not there, in the background).
+_text = st.text(max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+_op = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from([hash_step_id("a"), RUN_COMPLETE_ID, "", "x"]),
+        "op": st.sampled_from(["StepRun", "RunComplete", "DeferAdd", "Nope", 5, None]),
+        "data": _json,
+    },
+    optional={"name": _text, "opts": st.dictionaries(_text, _json, max_size=2) | _json},
+)
+_data = st.fixed_dictionaries(
+    {},
+    optional={
+        "domain": st.sampled_from(["http://127.0.0.1:9", "https://h", "ftp://x", "", "h"]) | _json,
+        "path": st.sampled_from(["/a", "/", "a", "/a b"]) | _json,
+        "method": st.sampled_from(["GET", "post", "G T", ""]) | _json,
+        "query_params": _text | _json,
+        "body": _text | _json,
+        "content_type": _text,
+        "fn": _text,
+    },
+)
+_starts = st.fixed_dictionaries(
+    {"run_id": st.sampled_from(["ULID", "nope", ""]) | _json},
+    optional={
+        "event": st.fixed_dictionaries(
+            {"data": _data | _json},
+            optional={"name": st.sampled_from(["inngest/http.request", "x/y"]) | _json},
+        )
+        | _json,
+        "steps": st.lists(_op, max_size=3) | _json,
+        "retries": st.integers(-3, 25) | _json,
+        "request_version": st.sampled_from([2, 1, -1, 0, 7]) | _json,
+        "ts": _json,
+    },
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=_starts)
+def test_fuzzed_starts_are_answered_and_a_refused_one_writes_nothing(
+    stack: Stack, body: dict[str, Any]
+) -> None:
+    if body.get("run_id") == "ULID":
+        body = {**body, "run_id": new_ulid()}
+    before = counts(stack.server)
+    answer = stack.server.http.post("/v1/checkpoint", json=body)
+    assert answer.status_code < 500, answer.text
+    if answer.status_code >= 400:
+        assert isinstance(answer.json()["code"], str)
+        assert counts(stack.server) == before
+
+
 def test_a_start_repeated_gets_the_same_answer_and_a_taken_run_id_a_409(stack: Stack) -> None:
     body = start_body("http://127.0.0.1:9", "/repeat", step_run("a", 1))
     first = stack.server.http.post("/v1/checkpoint", json=body)
@@ -334,7 +388,7 @@ def test_later_checkpoints_check_their_run(stack: Stack) -> None:
     result = {"status": 200, "headers": {}, "body": "1"}
     done = {"id": RUN_COMPLETE_ID, "op": "RunComplete", "data": result}
     assert http.post(steps, json={"steps": [done]}).json()["saved"] is True
-    assert ended(stack.server, run_id)["status"] == "Completed"
+    assert stack.server.wait_for_run_end(run_id)["status"] == "Completed"
     late = http.post(steps, json={"steps": [step_run("c", 3)]})
     assert late.json() == {"run_id": run_id, "saved": False}
     assert hash_step_id("c") not in http.get(f"/v0/runs/{run_id}/actions").json()
@@ -460,7 +514,7 @@ def test_a_server_killed_around_an_endpoint_checkpoint_loses_nothing_and_doubles
         # The SDK, which had no answer, sends the same checkpoint again: saved once.
         again = server.http.post(f"/v1/checkpoint/{run_id}/steps", json=steps)
         assert again.json()["saved"] is True
-        run = ended(server, run_id)
+        run = server.wait_for_run_end(run_id)
         assert run["status"] == "Completed", stack.logs()
         assert json.loads(run["output"]["body"]) == {"msg": "hello world", "q": "1"}
         kinds = [h["kind"] for h in server.history(run_id)]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from stepwise.protocol import hash_step_id
-from support.harness import REPO, TERMINAL, Stack, wait_until
+from support.harness import REPO, Stack, wait_until
 
 JS_DIR = REPO / "tests" / "interop" / "js"
 APP = "endpoints.mjs"
@@ -64,17 +64,6 @@ def run_of(stack: Stack, run_id: str) -> dict[str, Any]:
     return run
 
 
-def ended(stack: Stack, run_id: str) -> dict[str, Any]:
-    """The run once it ended: a handler that returned a Response (or streamed) answers its
-    client first and checkpoints the run's end in the background."""
-    run: dict[str, Any] = wait_until(
-        lambda: (r := run_of(stack, run_id))["status"] in TERMINAL and r,
-        timeout=30,
-        what=f"the end of run {run_id}",
-    )
-    return run
-
-
 def entries(stack: Stack, path: str, kind: str = "enter") -> list[dict[str, Any]]:
     return stack.app.ledger_of(kind, path=path)
 
@@ -90,8 +79,9 @@ def test_an_endpoint_that_completes_in_its_request_answers_as_its_handler_did(
     run_id = entered["run_id"]
     assert not entered["reentry"]
     assert [e["step"] for e in entries(stack, "/sync", "step")] == ["a", "b"]
-    # The run, its steps and its end were checkpointed as they happened.
-    run = ended(stack, run_id)
+    # The run, its steps and its end were checkpointed as they happened (the end in the
+    # background: a handler that returns a Response answers its client first).
+    run = stack.server.wait_for_run_end(run_id)
     assert run["status"] == "Completed"
     assert run["output"]["status"] == 200
     assert json.loads(run["output"]["body"]) is None  # a Response passed through is not re-read
@@ -179,7 +169,7 @@ def test_a_streaming_endpoint_that_goes_async_relays_every_frame_in_order(
             },
         ),
     ], stack.logs()
-    assert ended(stack, run_id)["status"] == "Completed"
+    assert stack.server.wait_for_run_end(run_id)["status"] == "Completed"
 
     # A subscriber who comes after the run ended still gets every byte, the same bytes.
     with httpx.stream("GET", redirect["url"], timeout=30) as first:
@@ -208,7 +198,7 @@ def test_a_streaming_endpoint_that_completes_in_its_request_streams_its_response
     assert response["response"]["headers"]["x-my-header"] == "sync"
     assert json.loads(response["response"]["body"]) == {"a": "a"}
     run_id = seen[0][1]["runId"]
-    run = ended(stack, run_id)
+    run = stack.server.wait_for_run_end(run_id)
     assert run["status"] == "Completed"
     assert json.loads(run["output"]["body"]) == '{"a":"a"}'
 
@@ -236,7 +226,7 @@ def test_a_step_that_keeps_failing_is_retried_by_the_server_within_the_endpoint_
     assert final["status"] == "failed"
     assert (final["response"]["statusCode"], final["response"]["body"]) == (500, '"always fails"')
     assert len(entries(stack, "/retry", "step")) == 4
-    assert ended(stack, run_id)["status"] == "Failed"
+    assert stack.server.wait_for_run_end(run_id)["status"] == "Failed"
     kinds = [h["kind"] for h in stack.server.history(run_id)]
     assert kinds.count("StepErrored") == 3 and kinds.count("StepFailed") == 1
 

@@ -324,12 +324,13 @@ def _route(
 ) -> Callable[..., Awaitable[Response]]:
     """A route function with the handler's parameters but ``ctx``, and the request: what
     Starlette calls with the request and FastAPI with the parameters it resolved."""
-    signature = inspect.signature(handler, eval_str=True)
+    signature = _signature(handler)
     request_name = next(
         (
             name
             for name, p in signature.parameters.items()
-            if p.annotation is Request or (name == "request" and p.annotation is p.empty)
+            if p.annotation in (Request, "Request")
+            or (name == "request" and p.annotation is p.empty)
         ),
         None,
     )
@@ -359,11 +360,24 @@ def _route(
     return route
 
 
+def _signature(handler: Callable[..., Any]) -> inspect.Signature:
+    """The handler's signature, its annotations evaluated where they can be (FastAPI reads
+    them from the route, which lives in another module than the handler)."""
+    try:
+        return inspect.signature(handler, eval_str=True)
+    except (NameError, SyntaxError, TypeError):
+        return inspect.signature(handler)
+
+
 def _context_parameter(handler: Callable[..., Any]) -> str:
     """The handler's parameter that gets the run's context: typed ``Context`` or named ctx."""
-    signature = inspect.signature(handler, eval_str=True)
+    signature = _signature(handler)
     for name, p in signature.parameters.items():
         annotation = getattr(p.annotation, "__origin__", p.annotation)
+        if isinstance(annotation, str):
+            annotation = annotation.split("[", 1)[0].rsplit(".", 1)[-1]
+            if annotation in ("Context", "SyncContext"):
+                return name
         if annotation in (Context, SyncContext):
             return name
     if "ctx" in signature.parameters:
