@@ -394,6 +394,17 @@ def test_later_checkpoints_check_their_run(stack: Stack) -> None:
     assert hash_step_id("c") not in http.get(f"/v0/runs/{run_id}/actions").json()
 
 
+def test_an_endpoints_run_is_started_only_by_its_handler(stack: Stack) -> None:
+    """Neither a rerun nor an invoke can start one: the server has no request to re-enter."""
+    http = stack.server.http
+    body = start_body("http://127.0.0.1:9", "/only", step_run("a", 1))
+    data = http.post("/v1/checkpoint", json=body).json()["data"]
+    rerun = http.post(f"/v1/runs/{data['run_id']}/rerun")
+    assert (rerun.status_code, rerun.json()["code"]) == (409, "endpoint_run")
+    invoke = http.post("/v1/functions/127.0.0.1:9-get-only/invoke", json={})
+    assert (invoke.status_code, invoke.json()["code"]) == (409, "endpoint_function")
+
+
 def test_the_stream_routes_check_their_channel_and_token(stack: Stack) -> None:
     http = stack.server.http
     assert http.post("/v1/realtime/publish/tee", content=b"x").json()["code"] == "invalid_channel"

@@ -1254,7 +1254,7 @@ def _function_paths() -> dict[str, Schema]:
                         ),
                         "Stored, but no run started now.",
                     ),
-                    **_errors(400, 401, 404, 413, 503),
+                    **_errors(400, 401, 404, 409, 413, 503),
                 },
             }
         },

@@ -183,6 +183,12 @@ class Executor:
             endpoint = await self.store.get_endpoint(state.run.id)
             if endpoint is not None:
                 spec = endpoints.endpoint_spec(endpoint, spec, state.run)
+            elif spec is not None:
+                # A durable endpoint's function runs only from a request to its handler.
+                failure = Failure.of_server(
+                    "NotSupportedError", f"{spec.slug} is a durable endpoint: it has no run here"
+                )
+                return self._finish(_Outcome(job, state.run.id, now), state, failure=failure)
         if spec is None:
             failure = Failure.of_server(
                 "Error", f"could not find function with ID: {state.run.function_slug}"
@@ -616,6 +622,12 @@ class Executor:
         target = self.registry.get(function_id)
         if target is None:
             return {"name": "Error", "message": f"could not find function with ID: {function_id}"}
+        if endpoints.is_endpoint(target):
+            return {
+                "name": "Error",
+                "message": f"{function_id} is a durable endpoint: invoke it"
+                " with a request to its handler",
+            }
         now, run_id = out.now, state.run.id
         try:
             expires = pauses.expiry(opts.get("timeout"), now, default=pauses.MAX_WAIT)
