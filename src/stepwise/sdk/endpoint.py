@@ -51,7 +51,7 @@ from ..protocol import (
 )
 from .call import CallRequest
 from .context import Context, SyncContext
-from .execution import CallResult, Execution, error_to_wire
+from .execution import CallResult, Execution, OutputUnserializableError, error_to_wire
 from .function import Function, FunctionOptions
 from .handler import ServeHandler
 
@@ -431,15 +431,18 @@ def _ops_of(result: CallResult) -> list[GeneratorOp]:
 
 def api_result(value: Any) -> dict[str, Any]:
     """What the handler returned, as the run's output: ``{status, headers, body, version}``
-    (a ``Response`` as it is; any other value as JSON)."""
+    (a ``Response`` as it is; any other value as JSON). What cannot be kept that way fails
+    the run at once (``OutputUnserializableError``): a retry would return it again."""
     if isinstance(value, Response):
         body = getattr(value, "body", None)
         if not isinstance(body, bytes | memoryview):
-            raise TypeError("a durable endpoint cannot return a streaming response")
+            raise OutputUnserializableError("a durable endpoint cannot return a streaming response")
         try:
             text = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
-            raise TypeError("a durable endpoint's response body must be UTF-8 text") from None
+            raise OutputUnserializableError(
+                "a durable endpoint's response body must be UTF-8 text"
+            ) from None
         kept = {
             k.decode("latin-1"): v.decode("latin-1")
             for k, v in value.raw_headers
@@ -449,10 +452,14 @@ def api_result(value: Any) -> dict[str, Any]:
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         value = dump(mode="json")
+    try:
+        body = dumps(value).decode()
+    except TypeError as exc:
+        raise OutputUnserializableError(f"the handler returned a non-JSON value: {exc}") from None
     return {
         "status": 200,
         "headers": {"content-type": "application/json"},
-        "body": dumps(value).decode(),
+        "body": body,
         "version": 2,
     }
 

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 import stepwise
-from stepwise.errors import ConfigError
+from stepwise.errors import ConfigError, NonRetriableError
 from stepwise.protocol import RUN_COMPLETE_ID, dumps, loads
 from stepwise.sdk.endpoint import api_result, response_of
 
@@ -188,7 +188,10 @@ def test_what_a_handler_returns_becomes_the_runs_output() -> None:
         n: int
 
     assert loads(api_result(Model(n=2))["body"]) == {"n": 2}
-    with pytest.raises(TypeError, match="streaming"):
+    # What cannot be kept fails the run at once: a retry would return it again.
+    with pytest.raises(NonRetriableError, match="streaming"):
         api_result(StreamingResponse(iter([b"x"])))
-    with pytest.raises(TypeError, match="UTF-8"):
+    with pytest.raises(NonRetriableError, match="UTF-8"):
         api_result(Response(b"\xff\xfe"))
+    with pytest.raises(NonRetriableError, match="non-JSON"):
+        api_result({"a": object()})
