@@ -364,8 +364,25 @@ def test_later_checkpoints_check_their_run(stack: Stack) -> None:
     run_id = body["run_id"]
     assert http.post("/v1/checkpoint", json=body).status_code == 200
     steps = f"/v1/checkpoint/{run_id}/steps"
-    answer = http.post(steps, json={"run_id": run_id, "steps": [step_run("b", 2)]})
+    scored = {
+        **step_run("b", 2),
+        "metadata": [
+            {"kind": "userland.default", "scope": "step", "op": "merge", "values": {"ok": 1}},
+            {"kind": "inngest.score", "scope": "run", "op": "merge", "values": {"q": {"value": 1}}},
+        ],
+    }
+    answer = http.post(steps, json={"run_id": run_id, "steps": [scored]})
     assert answer.json() == {"run_id": run_id, "saved": True}
+    # Metadata on a step's op is kept with its result, as for any run.
+    shown = [
+        (h["step_id"], h["metadata"]["scope"], h["metadata"]["kind"], h["metadata"]["values"])
+        for h in stack.server.history(run_id)
+        if h["kind"] == "Metadata"
+    ]
+    assert shown == [
+        (hash_step_id("b"), "step", "userland.default", {"ok": 1}),
+        (hash_step_id("b"), "run", "inngest.score", {"q": {"value": 1}}),
+    ]
     assert http.get(f"/v0/runs/{run_id}/actions").json() == {
         hash_step_id("a"): {"data": 1},
         hash_step_id("b"): {"data": 2},
