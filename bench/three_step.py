@@ -107,6 +107,8 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "storage": "sqlite (synchronous=NORMAL)",
+        "stepwise_checkpointing": os.environ.get("STEPWISE_BENCH_CHECKPOINTING", "1") != "0",
+        "load_average": os.getloadavg()[0],
     }
     path.write_text(
         json.dumps(

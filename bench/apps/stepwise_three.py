@@ -12,7 +12,11 @@ import stepwise
 from stepwise.adapters.starlette import app as stepwise_app
 
 # Dev mode when INNGEST_DEV is set (bench/_stack.py), production with INNGEST_SIGNING_KEY.
-client = stepwise.Stepwise(app_id="bench")
+# Checkpointing (on by default: a run's sequential steps in one call) is turned off with
+# STEPWISE_BENCH_CHECKPOINTING=0, to measure a call per step.
+client = stepwise.Stepwise(
+    app_id="bench", checkpointing=os.environ.get("STEPWISE_BENCH_CHECKPOINTING", "1") != "0"
+)
 
 
 @client.create_function(fn_id="three-steps", trigger=stepwise.TriggerEvent(event="bench/three"))

@@ -254,6 +254,7 @@ def main() -> int:
         "python": platform.python_version(),
         "load_average": [load_at_start, round(os.getloadavg()[0], 1)],
         "args": {"batch": args.batch, "workers": args.workers},
+        "stepwise_checkpointing": os.environ.get("STEPWISE_BENCH_CHECKPOINTING", "1") != "0",
     }
     print("\n" + markdown_table(rows) + "\n")
     for path in write_report(rows, meta, args.out):

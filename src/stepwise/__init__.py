@@ -15,6 +15,7 @@ from .errors import (
 from .sdk import (
     Batch,
     CancelOn,
+    CheckpointConfig,
     Concurrency,
     Context,
     Debounce,
@@ -53,6 +54,7 @@ __all__ = [
     "ApiError",
     "Batch",
     "CancelOn",
+    "CheckpointConfig",
     "Concurrency",
     "ConfigError",
     "Context",

@@ -26,7 +26,7 @@ RUN_HOOKS = (
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Stack]:
     tmp: Path = tmp_path_factory.mktemp(f"hooks-{backend}")
-    with Stack(tmp, "middleware_app", server_args=["--retry-interval", "1"], functions=4) as s:
+    with Stack(tmp, "middleware_app", server_args=["--retry-interval", "1"], functions=5) as s:
         yield s
 
 
@@ -146,3 +146,38 @@ def test_a_failing_function_is_finished_once_after_its_last_attempt(stack: Stack
     assert errors == [(0, "RuntimeError"), (1, "RuntimeError")]
     finished = [line for r in requests for line in r if line["hook"] == "finished"]
     assert [(f["attempt"], f["error"]) for f in finished] == [(1, "RuntimeError")]
+
+
+def test_a_checkpointing_function_sees_each_hook_once_per_request_and_step(stack: Stack) -> None:
+    run = stack.server.wait_for_run(stack.server.send("hooks/checkpointed"), timeout=60)
+    assert run["status"] == "Completed", stack.logs()
+    assert run["output"] == {"a": 1, "b": 2, "c": 3, "seen_by_client": True}
+    requests = requests_of(stack, run["run_id"])
+    # a saved by a checkpoint and b's first try | b's retry hands b back | c and the end.
+    assert [r[0]["attempt"] for r in requests] == [0, 1, 0]
+    for request in requests:
+        hooks = [line["hook"] for line in request]
+        assert hooks[0] == "transform_input" and hooks[-1] == "before_response", hooks
+        counts = Counter(hooks)
+        assert all(counts[hook] == 1 for hook in (*RUN_HOOKS, "before_response")), hooks
+    steps = [
+        (line["hook"], line.get("step"), line.get("error"))
+        for r in requests
+        for line in r
+        if line["hook"] in ("wrap_step", "transform_output")
+    ]
+    # A checkpointed step's output is transformed before it is saved, so before the next
+    # step runs; the step that ends a request is transformed as it is answered.
+    assert steps == [
+        ("wrap_step", "a", None),
+        ("transform_output", "a", None),
+        ("wrap_step", "b", None),
+        ("transform_output", "b", "RuntimeError"),
+        ("wrap_step", "b", None),
+        ("transform_output", "b", None),
+        ("wrap_step", "c", None),
+        ("transform_output", "c", None),
+        ("transform_output", None, None),
+    ]
+    finished = [line for r in requests for line in r if line["hook"] == "finished"]
+    assert len(finished) == 1 and finished[0] is requests[-1][-2]

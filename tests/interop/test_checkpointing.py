@@ -8,11 +8,8 @@ function entry, step execution and reply to a ledger, which is what these tests 
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ import pytest
 
 from stepwise.protocol import hash_step_id
 from support.harness import REPO, AppProcess, Stack, wait_until
+from support.proxies import GatewayTimeoutProxy
 
 JS_DIR = REPO / "tests" / "interop" / "js"
 APP = "checkpoint.mjs"
@@ -173,74 +171,6 @@ def test_middleware_sees_two_calls_that_carry_the_job_and_request(stack: Stack) 
 
 
 # ---- a zombie call: dispatchValidation.test.ts ----------------------------------------------
-
-
-class GatewayTimeoutProxy:
-    """In front of the app: forwards every call, but answers the first with a 504 after 10 s
-    while the app is still running it (an edge proxy timing out), and keeps what the app
-    finally answered that first call."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.calls = 0
-        self.first_answer: tuple[int, bytes] | None = None
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                with proxy._lock:
-                    first = proxy.calls == 0
-                    proxy.calls += 1
-                if first:
-                    threading.Thread(target=proxy._keep_first, args=(self, body)).start()
-                    time.sleep(10)
-                    self._answer(504, {"content-type": "text/plain"}, b"Gateway Timeout")
-                    return
-                status, headers, answer = proxy._forward(self, body)
-                self._answer(status, headers, answer)
-
-            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def _forward(
-        self, request: http.server.BaseHTTPRequestHandler, body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
-        try:
-            headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-            conn.request("POST", request.path, body=body, headers=headers)
-            response = conn.getresponse()
-            skip = {"content-length", "transfer-encoding", "connection"}
-            kept = {k: v for k, v in response.getheaders() if k.lower() not in skip}
-            return response.status, kept, response.read()
-        finally:
-            conn.close()
-
-    def _keep_first(self, request: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
-        status, _, answer = self._forward(request, body)
-        self.first_answer = (status, answer)
-
-    def __enter__(self) -> GatewayTimeoutProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_call_that_timed_out_at_a_proxy_is_stopped_by_a_conflict(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The SDK: client, functions, step tools, and the framework-agnostic serve handler."""
 
+from .checkpoint import CheckpointConfig
 from .client import RetryPolicy, Stepwise
 from .context import Context, SyncContext
 from .defer import Defer, DeferHandle, Parent
@@ -29,6 +30,7 @@ from .triggers import TriggerCron, TriggerEvent
 __all__ = [
     "Batch",
     "CancelOn",
+    "CheckpointConfig",
     "Concurrency",
     "Context",
     "Debounce",

@@ -132,7 +132,7 @@ class AI:
             return await execution.replayed(call, "ai", inputs)
         opts = {"type": "step.ai.wrap", "input": _wrap_input(args, kwargs)}
         body = functools.partial(_call_for_json, fn, args, kwargs)
-        await execution.run_or_plan(call, body, opts, input=inputs)
+        return await execution.run_or_plan(call, body, opts, input=inputs)
 
 
 class SyncAI:

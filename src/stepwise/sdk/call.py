@@ -30,6 +30,7 @@ class _CallContext(BaseModel):
 
     run_id: Annotated[str, _none_to(str)] = ""
     fn_id: str | None = None
+    qi_id: str | None = None
     attempt: Annotated[int, _none_to(int)] = 0
     max_attempts: int | None = None
     disable_immediate_execution: Annotated[bool, _none_to(bool)] = False
@@ -69,6 +70,10 @@ class CallRequest:
     """Hashed IDs of completed steps in the order they completed (``ctx.stack.stack``)."""
     defers: dict[str, bool] | None = None
     """The run's defers the server has (hashed ID -> whether it can still be aborted)."""
+    fn_id: str | None = None
+    """The function's internal id on the server (``ctx.fn_id``): checkpoints echo it."""
+    queue_item: str | None = None
+    """The queue item this call comes from (``ctx.qi_id``): checkpoints echo it."""
 
     @classmethod
     def parse(cls, raw: object) -> CallRequest:
@@ -90,6 +95,8 @@ class CallRequest:
                 key: bool(value.get("abortable")) if isinstance(value, dict) else False
                 for key, value in body.defers.items()
             },
+            fn_id=body.ctx.fn_id or None,
+            queue_item=body.ctx.qi_id or None,
         )
 
     def with_state(self, events: list[dict[str, Any]], steps: dict[str, Any]) -> CallRequest:
@@ -107,6 +114,8 @@ class CallRequest:
             steps=steps,
             stack=self.stack or tuple(steps),
             defers=self.defers,
+            fn_id=self.fn_id,
+            queue_item=self.queue_item,
         )
 
     def typed_events(self) -> list[Event]:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from ..errors import ApiError, ConfigError, SendEventError
 from ..protocol import dumps, hash_signing_key, headers, loads, make_seed
+from .checkpoint import Checkpointing, check_checkpointing
 from .config import ClientConfig, resolve_config
 from .context import Context, SyncContext
 from .current import execution_var
@@ -121,6 +122,10 @@ class Stepwise:
     ``session_propagation`` (default ``INNGEST_SESSION_PROPAGATION``, else on): a run's
     sessions (``ctx.sessions``) go with the events it sends, the functions it invokes and
     the runs it defers, so all of them stay in the same sessions.
+
+    ``checkpointing`` (default on): sequential steps run inside one call request and are
+    saved through the server's checkpoint API, each before the next one runs; ``False``
+    turns it off, a ``CheckpointConfig`` tunes it. A function's own setting wins.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class Stepwise:
         transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,
         middleware: Iterable[Middleware] | None = None,
         session_propagation: bool | None = None,
+        checkpointing: Checkpointing = True,
     ) -> None:
         if not app_id:
             raise ConfigError("app_id must not be empty")
@@ -161,6 +167,7 @@ class Stepwise:
         self._transport = transport
         self._ssl_context: ssl.SSLContext | None = None
         self.send_retry = RetryPolicy()
+        self.checkpointing: Checkpointing | None = check_checkpointing(checkpointing, what="client")
         register_all(self.middleware, self, None)
 
     @property
@@ -194,6 +201,7 @@ class Stepwise:
         priority: Priority | None = None,
         singleton: Singleton | None = None,
         middleware: Iterable[Middleware] | None = None,
+        checkpointing: Checkpointing | None = None,
     ) -> FunctionDecorator:
         """Decorate a handler to make it a durable function with ID ``<app_id>-<fn_id>``.
 
@@ -211,6 +219,9 @@ class Stepwise:
         ``singleton`` or ``priority``, nor ``idempotency`` with ``rate_limit``.
 
         ``middleware``: this function's own, run inside (after) the client's.
+
+        ``checkpointing``: ``True``, ``False`` or a ``CheckpointConfig``; None takes the
+        client's (see ``Stepwise``). It changes how calls run, not the synced config.
         """
         check_option(timeouts, Timeouts, what="timeouts")
         if on_failure is not None and not callable(on_failure):
@@ -230,6 +241,7 @@ class Stepwise:
             batch_events=check_option(batch_events, Batch, what="batch_events"),
             priority=check_option(priority, Priority, what="priority"),
             singleton=check_option(singleton, Singleton, what="singleton"),
+            checkpointing=check_checkpointing(checkpointing, what="function"),
         )
         own = check_middleware(middleware, what="function")
         return FunctionDecorator(self, fn_id, normalize_triggers(trigger), options, on_failure, own)
@@ -374,26 +386,43 @@ class Stepwise:
         path: str,
         *,
         body: Any = None,
+        content: bytes | None = None,
         extra_headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> httpx.Response:
-        """Call the server API with Bearer auth, retrying once with the fallback key on 401/403."""
+        """Call the server API with Bearer auth, retrying once with the fallback key on 401/403.
+
+        ``body`` is sent as JSON (or ``content`` as it is); ``http``: a client to use and
+        leave open, else one is opened for this request.
+        """
+        if http is None:
+            async with self.async_http() as own:
+                return await self.api_request(
+                    method,
+                    path,
+                    body=body,
+                    content=content,
+                    extra_headers=extra_headers,
+                    params=params,
+                    http=own,
+                )
         url = self.config.api_base_url + path
         request_headers = {**self.base_headers(), **(extra_headers or {})}
-        content = None if body is None else dumps(body)
+        if body is not None:
+            content = dumps(body)
         keys: list[str | None] = list(self.config.signing_keys) or [None]
-        async with self.async_http() as http:
-            response: httpx.Response | None = None
-            for key in keys:
-                if key is not None:
-                    request_headers[headers.AUTHORIZATION] = f"Bearer {hash_signing_key(key)}"
-                response = await http.request(
-                    method, url, content=content, headers=request_headers, params=params
-                )
-                if response.status_code not in (401, 403):
-                    break
-            assert response is not None
-            return response
+        response: httpx.Response | None = None
+        for key in keys:
+            if key is not None:
+                request_headers[headers.AUTHORIZATION] = f"Bearer {hash_signing_key(key)}"
+            response = await http.request(
+                method, url, content=content, headers=request_headers, params=params
+            )
+            if response.status_code not in (401, 403):
+                break
+        assert response is not None
+        return response
 
     # -- signals -----------------------------------------------------------------------
 

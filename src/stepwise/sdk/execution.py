@@ -10,6 +10,11 @@ Once the handler has settled, ``Execution.run`` decides:
   answer ``[StepRun]`` (or ``StepError``/``StepFailed``);
 * otherwise: answer every new step (run-type ones as ``StepPlanned``) in one 206.
 
+With checkpointing (``checkpoint.py``) a step run now whose caller waits for it is not
+answered: its result is posted to the server and, once saved, handed to the caller, and
+the handler goes on to its next step in the same call. The call then ends as above, at
+the first step it cannot run at once, or with ``[RunComplete]`` when the function returns.
+
 A targeted call (``stepId=<hash>``) runs its target where user code reaches it and
 answers with that alone; other new steps just wait. Either way the waiting steps are
 then released with ``StepInterrupt`` (threads) or cancellation (tasks).
@@ -39,6 +44,7 @@ from ..errors import NonRetriableError, RetryAfterError, StepError
 from ..protocol import RUN_COMPLETE_ID, GeneratorOp, Opcode, StepIdCounter, dumps, loads
 from ..protocol.sessions import shared_sessions
 from .call import CallRequest
+from .checkpoint import Checkpointer, Flushed, stale_dispatch_error
 from .context import Context, SyncContext
 from .current import (
     Branch,
@@ -125,6 +131,8 @@ class _Ran:
     error: Exception | None = None
     metadata: list[dict[str, Any]] | None = None
     """Metadata the body set (``ctx.metadata``): it goes out on the step's op."""
+    op: GeneratorOp | None = None
+    """The op, once built (``transform_output`` runs once per step)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +190,7 @@ class Execution:
         function: Function,
         request: CallRequest,
         target_step: str | None,
+        checkpoints: Checkpointer | None = None,
     ) -> None:
         self.client = client
         self.function = function
@@ -191,6 +200,13 @@ class Execution:
         self.ran: list[_Ran] = []
         """Steps run during this call (the targeted or immediately run step)."""
         self.retry_at: datetime | None = None
+        self.checkpoints = checkpoints
+        """Set when this call checkpoints its steps (see the module docstring)."""
+        self._answer: CallResult | None = None
+        """An answer a checkpoint decided: a stale dispatch, or steps it could not save."""
+        self._resumable: dict[str, asyncio.Future[Any]] = {}
+        """Callers waiting at a new step outside any parallel branch, by hashed ID: what a
+        checkpointed step's result is handed to."""
         self.middleware = MiddlewareStack([*client.middleware, *function.middleware])
         events = request.typed_events()
         self.run_info = FunctionRun(
@@ -266,16 +282,23 @@ class Execution:
     def _with_lazy(self, result: CallResult) -> CallResult:
         """The function's own answer, with the defers it made: they ride on its end, as
         ``RunComplete`` (the return value) or the run's own error op."""
-        if not self._lazy or result.status not in (200, 500):
+        checkpointing = self.checkpoints is not None
+        if result.status not in (200, 500) or not (self._lazy or checkpointing):
             return result
+        held: list[GeneratorOp] = []
         if result.status == 200:
+            if self.checkpoints is not None:
+                # Steps still held (buffered_steps > 1) are saved with the run's end.
+                held, self.checkpoints.buffer = self.checkpoints.buffer, []
             end = GeneratorOp(
                 op=Opcode.RUN_COMPLETE, id=RUN_COMPLETE_ID, data=loads(result.body), has_data=True
             )
+        elif not self._lazy:
+            return result
         else:
             opcode = Opcode.STEP_FAILED if result.no_retry else Opcode.STEP_ERROR
             end = GeneratorOp(op=opcode, id=RUN_COMPLETE_ID, error=loads(result.body))
-        body = dumps([op.to_wire() for op in [*self._drain_lazy(), end]])
+        body = dumps([op.to_wire() for op in [*held, *self._drain_lazy(), end]])
         return CallResult(206, body, no_retry=result.no_retry, retry_at=result.retry_at)
 
     # -- what step tools call -------------------------------------------------------
@@ -379,8 +402,10 @@ class Execution:
         body: Callable[[], Awaitable[Any]],
         opts: dict[str, Any] | None = None,
         input: tuple[Any, ...] = (),
-    ) -> NoReturn:
-        """A new run-type step: run it now if it is the target, else plan it and wait."""
+    ) -> Any:
+        """A new run-type step: run it now if it is the target, else plan it and wait.
+
+        Returns only when a checkpoint saved the step's result: that result, as JSON."""
         step = _step_info(call, kind_of(Opcode.STEP_RUN, opts), input)
         if self.target_step is not None and call.hashed_id == self.target_step:
             await self.end_memoization()
@@ -389,9 +414,17 @@ class Execution:
             self._interrupt()
         planned = call.op(Opcode.STEP_PLANNED, opts=opts)
         execute = partial(self._run_step, call, step, body, opts)
-        await self.plan(call, planned, execute=execute, step=step)
+        return await self._register(call, planned, execute=execute, step=step)
 
     async def plan(
+        self, call: StepCall, op: GeneratorOp, *, input: tuple[Any, ...] = ()
+    ) -> NoReturn:
+        """Register a new step that needs the server (a sleep, a wait, an invoke...) and wait
+        until the call has its answer."""
+        await self._register(call, op, input=input)
+        raise StepInterrupt  # not reached: only a run-type step is handed a result
+
+    async def _register(
         self,
         call: StepCall,
         op: GeneratorOp,
@@ -399,8 +432,9 @@ class Execution:
         *,
         step: StepInfo | None = None,
         input: tuple[Any, ...] = (),
-    ) -> NoReturn:
-        """Register a new step's op and wait until the call has its answer.
+    ) -> Any:
+        """Register a new step's op and wait until the call has its answer (or, for a step
+        run and checkpointed, its result).
 
         A targeted call may only answer for its target, so other new steps register nothing.
         Registering runs no user code, so it need not wait for the memoization hooks; the
@@ -419,9 +453,9 @@ class Execution:
             if branch is not None:
                 for owner in branch.lineage():
                     owner.pending.append(call.hashed_id)
-        await self._wait_for_answer(branch)
+        return await self._wait_for_answer(branch, call.hashed_id)
 
-    async def _wait_for_answer(self, branch: Branch | None) -> NoReturn:
+    async def _wait_for_answer(self, branch: Branch | None, hashed_id: str | None = None) -> Any:
         self._blocked_count += 1
         self._progress.set()
         if branch is not None:
@@ -434,10 +468,12 @@ class Execution:
         if not self.function.is_async:
             # Only the handler's own thread gets here (its parallel branches stop instead).
             self._handler_thread_blocked = True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        await waiter  # resolved only by ``_release``, with StepInterrupt
-        raise StepInterrupt
+        if branch is None and hashed_id is not None and self.checkpoints is not None:
+            self._resumable[hashed_id] = waiter
+        # Resolved by ``_release`` with StepInterrupt, or with a checkpointed step's result.
+        return await waiter
 
     async def _run_step(
         self,
@@ -459,12 +495,81 @@ class Execution:
             step_metadata_var.reset(metadata_token)
         self._record(_Ran(call, step, opts, value=output, metadata=metadata))
 
+    async def _checkpoint_ran(self) -> bool:
+        """After a step ran at once in a checkpointing call: save its result and hand it to
+        its caller. False when the call answers instead: the step failed, its caller is a
+        parallel branch, this is a retry (it hands its one result back, so the next step
+        gets attempts of its own), or the checkpoint could not be made."""
+        checkpoints = self.checkpoints
+        assert checkpoints is not None
+        (ran,) = self.ran
+        waiter = self._resumable.pop(ran.call.hashed_id, None)
+        if waiter is None or ran.error is not None or self.request.attempt > 0:
+            return False
+        op = await self._step_op(ran)
+        if op.op is not Opcode.STEP_RUN:  # transform_output failed, or the value is not JSON
+            self.ran[0] = replace(ran, op=op)
+            return False
+        self.ran.clear()
+        flushed = await checkpoints.add(op, self._drain_lazy)
+        if flushed is Flushed.STALE:
+            self._answer = self._stale()
+            return False
+        if flushed is Flushed.FAILED:
+            self._answer = self._fallback(checkpoints)
+            return False
+        # Saved (or held, buffered_steps > 1): the caller goes on with the result a replay
+        # would give it.
+        try:
+            value = loads(dumps(ran.value))
+        except TypeError:
+            value = op.data
+        self._progress.clear()
+        self._handler_thread_blocked = False
+        waiter.set_result(value)
+        return True
+
+    async def _settle_checkpoints(self) -> CallResult | None:
+        """Wait for a flush the interval timer started: a 409 it got ends the call."""
+        if self.checkpoints is None:
+            return None
+        await self.checkpoints.settle()
+        return self._stale() if self.checkpoints.stale else None
+
+    def _stale(self) -> CallResult:
+        body = dumps(stale_dispatch_error(self.request.run_id))
+        return CallResult(status=400, body=body, no_retry=True)
+
+    def _fallback(self, checkpoints: Checkpointer) -> CallResult:
+        """The answer when steps could not be checkpointed: those steps, to save now."""
+        ops, checkpoints.buffer = checkpoints.buffer, []
+        body = dumps([op.to_wire() for op in [*ops, *self._drain_lazy()]])
+        return CallResult(status=206, body=body)
+
+    async def _flush_before_answer(self, *, with_lazy: bool = False) -> CallResult | None:
+        """Save held steps (and with ``with_lazy`` the defers made) before the call answers
+        something else; the answer to give instead when that fails."""
+        answer = await self._settle_checkpoints()
+        checkpoints = self.checkpoints
+        if answer is not None or checkpoints is None:
+            return answer
+        if not checkpoints.buffer and not (with_lazy and self._lazy):
+            return None
+        flushed = await checkpoints.flush(self._drain_lazy)
+        if flushed is Flushed.STALE:
+            return self._stale()
+        if flushed is Flushed.FAILED:
+            return self._fallback(checkpoints)
+        return None
+
     def _record(self, ran: _Ran) -> None:
         self.ran.append(ran)
         self._progress.set()
 
     async def _step_op(self, ran: _Ran) -> GeneratorOp:
         """The op reporting a step run in this call, once ``transform_output`` has seen it."""
+        if ran.op is not None:
+            return ran.op
         out = Output(
             data=ran.value, error=ran.error, step=ran.step, opcode=Opcode.STEP_RUN, opts=ran.opts
         )
@@ -576,6 +681,13 @@ class Execution:
     # -- running the handler ---------------------------------------------------------
 
     async def run(self) -> CallResult:
+        try:
+            return await self._answer_call()
+        finally:
+            if self.checkpoints is not None:
+                await self.checkpoints.close()
+
+    async def _answer_call(self) -> CallResult:
         self.loop = asyncio.get_running_loop()
         self.loop_token = anyio.lowlevel.current_token()
         try:
@@ -696,7 +808,8 @@ class Execution:
                 return
             if self._busy():
                 continue
-            await self._maybe_execute_now()
+            if await self._maybe_execute_now() and await self._checkpoint_ran():
+                continue  # the handler goes on to its next step
             return
 
     async def _next_progress(self, task: asyncio.Task[Any]) -> None:
@@ -721,17 +834,22 @@ class Execution:
                 quiet += 1
         self._progress.clear()
 
-    async def _maybe_execute_now(self) -> None:
-        """Immediate execution: the only new step is a run-type one, and the server allows it."""
+    async def _maybe_execute_now(self) -> bool:
+        """Immediate execution: the only new step is a run-type one, and the server allows it
+        (and, when checkpointing, the call has not run past its ``max_runtime``). True when
+        a checkpointing call ran it."""
         if self.target_step is not None or self.request.disable_immediate_execution:
-            return
+            return False
         if len(self._new_steps) != 1:
-            return
+            return False
         (new_step,) = self._new_steps.values()
         if new_step.execute is None:
-            return
+            return False
+        if self.checkpoints is not None and self.checkpoints.runtime_exceeded():
+            return False
         self._new_steps.clear()
         await asyncio.create_task(new_step.execute(), context=new_step.context)
+        return self.checkpoints is not None
 
     async def _release(self, task: asyncio.Task[Any]) -> None:
         """Stop user code still waiting at steps, and wait for the handler to end."""
@@ -749,16 +867,24 @@ class Execution:
     async def _result(self, task: asyncio.Task[Any]) -> CallResult:
         if self._hook_error is not None:
             raise self._hook_error
+        if self._answer is not None:
+            return self._answer
         if not task.done() or task.cancelled():
             return await self._ops_result()
         exc = task.exception()
         if exc is None:
             if self.ran or self._new_steps or self.target_step is not None:
                 return await self._ops_result()
+            answer = await self._settle_checkpoints()
+            if answer is not None:
+                return answer
             return await self._function_result(Output(data=task.result()))
         if isinstance(exc, Exception):
             if self.ran or self._new_steps:
                 return await self._ops_result()
+            answer = await self._flush_before_answer(with_lazy=True)
+            if answer is not None:
+                return answer
             return await self._function_result(Output(error=exc))
         if isinstance(exc, StepInterrupt | BranchStopped):
             return await self._ops_result()
@@ -782,6 +908,9 @@ class Execution:
         return self._with_lazy(result)
 
     async def _ops_result(self) -> CallResult:
+        answer = await self._flush_before_answer()
+        if answer is not None:
+            return answer
         if self.ran:
             ops = [await self._step_op(ran) for ran in self.ran]
         else:

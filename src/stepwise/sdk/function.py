@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from ..errors import ConfigError
 from ..protocol import DEFAULT_RETRIES, MAX_RETRIES
+from .checkpoint import Checkpointing
 from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
 from .options import CancelOn, Timeouts
 from .triggers import Trigger, TriggerEvent
@@ -56,6 +57,9 @@ class FunctionOptions:
     idempotency: str | None = None
     cancel_on: tuple[CancelOn, ...] | None = None
     timeouts: Timeouts | None = None
+    checkpointing: Checkpointing | None = None
+    """Whether calls run sequential steps in one request (None: the client's setting).
+    Not part of the synced config: it changes only how this SDK answers calls."""
 
     def __post_init__(self) -> None:
         if self.retries is not None and not (0 <= self.retries <= MAX_RETRIES):
@@ -120,6 +124,10 @@ class Function:
     @property
     def name(self) -> str:
         return self.options.name or self.fn_id
+
+    @property
+    def checkpointing(self) -> Checkpointing | None:
+        return self.options.checkpointing
 
     @property
     def max_attempts(self) -> int:

@@ -38,6 +38,7 @@ from ..protocol import (
     verify,
 )
 from .call import CallRequest, MalformedCallError
+from .checkpoint import checkpointer_for
 from .client import Stepwise
 from .execution import CallResult, Execution
 from .function import Function
@@ -328,27 +329,50 @@ class ServeHandler:
             return self._json(400, error, key, no_retry=True)
 
         step_id = params.get("stepId") or request_headers.get(headers.STEP_ID) or _DISCOVERY_STEP
-        work = self.execute(function, request, None if step_id == _DISCOVERY_STEP else step_id, key)
+        work = self.execute(
+            function,
+            request,
+            None if step_id == _DISCOVERY_STEP else step_id,
+            key,
+            request_headers=request_headers,
+        )
         if self.streams:
             return self._streamed(work, key)
         return await work
 
     async def execute(
-        self, function: Function, request: CallRequest, target_step: str | None, key: str | None
+        self,
+        function: Function,
+        request: CallRequest,
+        target_step: str | None,
+        key: str | None,
+        *,
+        request_headers: Mapping[str, str] | None = None,
     ) -> ServeResponse:
         """One call of ``function``, its answer framed (signed with ``key`` if given); a
-        durable endpoint's re-entry comes here too (``endpoint.py``)."""
+        durable endpoint's re-entry comes here too (``endpoint.py``). ``request_headers``:
+        those of a call from the server, which may checkpoint (``checkpoint.py``)."""
         if request.use_api:
             try:
                 request = await self._load_run_state(request)
             except (_RunStateError, httpx.HTTPError, ValueError) as exc:
                 error = {"code": "api_fetch_failed", "name": "ApiFetchError", "message": str(exc)}
                 return self._json(500, error, key, no_retry=False)
+        checkpoints = None
+        if request_headers is not None:
+            checkpoints = checkpointer_for(
+                self.client,
+                function,
+                request,
+                target_step=target_step,
+                request_headers=request_headers,
+            )
         execution = Execution(
             client=self.client,
             function=function,
             request=request,
             target_step=target_step,
+            checkpoints=checkpoints,
         )
         return self._call_response(await execution.run(), key)
 

@@ -127,7 +127,7 @@ class Step:
         if call.memoized:
             return await execution.replayed(call, "run", inputs)
         body = functools.partial(_call_user_fn, fn, args, kwargs)
-        await execution.run_or_plan(call, body, input=inputs)
+        return await execution.run_or_plan(call, body, input=inputs)
 
     async def sleep(self, step_id: str, duration: Duration) -> None:
         """Pause the run for ``duration`` ("1h30m", seconds, or a timedelta)."""
@@ -158,7 +158,7 @@ class Step:
             stamped = events_for_sending(events, propagate=execution.sessions, replace=True)
             return {"ids": await execution.client.send(stamped)}
 
-        await execution.run_or_plan(call, send, _SEND_EVENT_OPTS, input=(events,))
+        return _ids_of(await execution.run_or_plan(call, send, _SEND_EVENT_OPTS, input=(events,)))
 
     async def wait_for_event(
         self,

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol, cast
+from typing import Any, Protocol, cast
 
 from ..sdk.call import CallRequest
 from ..sdk.client import Stepwise
@@ -139,10 +139,10 @@ class TestExecution(Execution):
         body: StepBody,
         opts: dict[str, Any] | None = None,
         input: tuple[Any, ...] = (),
-    ) -> NoReturn:
+    ) -> Any:
         tool = self.tool_calls.get(call.hashed_id)
         hooked = self.hooks.step_body(call, body, tool, self.request.attempt)
-        await super().run_or_plan(call, hooked, opts, input)
+        return await super().run_or_plan(call, hooked, opts, input)
 
     def _function_error(self, exc: BaseException) -> CallResult:
         # The wire form is all a server would see; a test wants the exception itself.

@@ -1,4 +1,7 @@
-"""A Stepwise app whose middleware writes every hook it sees to the ledger."""
+"""A Stepwise app whose middleware writes every hook it sees to the ledger.
+
+Its client does not checkpoint, so that each step costs a request and the hooks of each
+request can be told apart; ``checkpointed`` does, and runs its steps in fewer requests."""
 
 from __future__ import annotations
 
@@ -79,6 +82,7 @@ client = stepwise.Stepwise(
     api_base_url=SERVER,
     event_api_base_url=SERVER,
     middleware=[Journal("client")],
+    checkpointing=False,
 )
 
 
@@ -124,7 +128,20 @@ async def fails(ctx: stepwise.Context) -> None:
     raise RuntimeError("always")
 
 
-app = asgi_app(client, [async_flow, sync_flow, fan, fails])
+@client.create_function(
+    fn_id="checkpointed",
+    trigger=stepwise.TriggerEvent(event="hooks/checkpointed"),
+    retries=2,
+    checkpointing=True,
+)
+async def checkpointed(ctx: stepwise.Context) -> dict[str, Any]:
+    a = await ctx.step.run("a", lambda: 1)
+    b = await ctx.step.run("b", flaky, ctx, a)
+    c = await ctx.step.run("c", lambda: 3)
+    return {"a": a, "b": b, "c": c}
+
+
+app = asgi_app(client, [async_flow, sync_flow, fan, fails, checkpointed])
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")

@@ -335,13 +335,16 @@ class Engine:
         the steps counted in the metrics (an unknown one counts nothing)."""
         now = now_ms()
         settled = steps_to_save(ops, now, body_bytes)
+        changes = defers_to_save(ops, now)
+        if changes:
+            faults.hit("commit.defers")  # as for an answer that adds or aborts defers
         saved = await self.store.checkpoint(
             Checkpoint(
                 run_id=run_id,
                 settled=settled,
                 started=HistoryEntry(HistoryKind.RUN_STARTED, now),
                 fence=dispatch.fence_of(queue_item, generation),
-                defers=defers_to_save(ops, now),
+                defers=changes,
             )
         )
         if saved is CheckpointOutcome.SAVED:

@@ -65,7 +65,7 @@ MAX_REDRIVES = 10
 _LAZY_OPS = defers.DEFER_OPS
 
 # SDKs that never checkpoint: a call of theirs adds no defer behind the executor's back.
-_NO_CHECKPOINTS = ("stepwise-py:", "inngest-py:")
+_NO_CHECKPOINTS = ("inngest-py:",)
 
 # Ops this server does not carry out; a step using one fails with a clear error.
 _UNSUPPORTED_OPS = {Opcode.SYNC_RUN_COMPLETE}
@@ -386,7 +386,13 @@ class Executor:
             # Only empty "None" ops: the reply neither advances nor ends the run.
             return self._redrive(out, state)
         known = {m.step_id for m in state.steps}
-        new_steps = sum(1 for op in real_ops if op.id not in known and op.op not in _LAZY_OPS)
+        # RunComplete ends the run: it is no step (a run of exactly MAX_STEPS steps that
+        # ends with it, as a checkpointing SDK's does, is within the limit).
+        new_steps = sum(
+            1
+            for op in real_ops
+            if op.id not in known and op.op not in _LAZY_OPS and op.op is not Opcode.RUN_COMPLETE
+        )
         if len(state.steps) + new_steps > MAX_STEPS:
             failure = Failure.of_server(
                 "StepLimitExceededError", f"the run has more than {MAX_STEPS} steps"
