@@ -24,6 +24,8 @@ client = stepwise.Stepwise(
     event_key="test-event-key",
     api_base_url=SERVER,
     event_api_base_url=SERVER,
+    # On by default, as in the SDK; "0" runs every step in a call of its own.
+    checkpointing=os.environ.get("STEPWISE_TEST_CHECKPOINTING", "1") != "0",
 )
 
 

@@ -7,7 +7,6 @@ the store commits atomically (or drops whole if the job's lease was lost).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -246,16 +245,22 @@ class Executor:
         outcome = self.handle_reply(job, state, spec, reply, answered, signal_owners=owners)
         sdk = reply.header(h.SDK) or ""
         if (
-            outcome.ending is not None
-            and self.store is not None
+            self.store is not None
+            and job.step_id == "step"
+            and not state.run.force_step_plan
             and not sdk.startswith(_NO_CHECKPOINTS)
         ):
-            # The run ends: its deferred runs start with it. Checkpoints posted during the
-            # call may have added defers since the state was read; the call has answered,
-            # so no more can come from it.
-            latest = await self.store.run_defers(state.run.id)
-            if latest != state.defers:
-                state = dataclasses.replace(state, defers=latest)
+            # A discovery call may have checkpointed steps and defers since the state was
+            # read: the answer is applied to the run as it is now (the step limit counts
+            # them; a run that ends starts the defers they added). The call has answered,
+            # so nothing more can come from it.
+            fresh = (await self.store.load_run_states([state.run.id])).get(state.run.id)
+            if (
+                fresh is not None
+                and not fresh.run.status.terminal  # ended meanwhile: the commit is refused
+                and (len(fresh.steps) != len(state.steps) or fresh.defers != state.defers)
+            ):
+                state = fresh
                 outcome = self.handle_reply(job, state, spec, reply, answered, signal_owners=owners)
         return outcome
 
