@@ -60,6 +60,9 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "payload",
         "generation",
         "faults",
+        "wait_key",
+        "wait_rank",
+        "wait_since",
     ],
     "idempotency": ["function_id", "key", "run_id", "expires_at"],
     "history": ["id", "run_id", "at", "kind", "step_id", "name", "attempt", "data"],
@@ -110,8 +113,8 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
 }
 # PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
 EXPECTED_VERSIONS = {
-    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-    "postgres": [9, 10, 11, 12, 13, 14, 15],
+    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17],
+    "postgres": [9, 10, 11, 12, 13, 14, 15, 17],
 }
 
 
