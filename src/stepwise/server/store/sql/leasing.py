@@ -124,10 +124,11 @@ def _throttle_turn(conn: Conn, throttle: list[Any], now: int) -> tuple[bool, int
     return True, gcra.next_allowed(new_tat, now, cap, period, burst=burst)
 
 
-def _lease_order(row: Any) -> tuple[int, int]:
-    """Due jobs in run_at order; at the same instant, the better-ranked waiter first."""
+def _lease_order(row: Any) -> int:
+    """Due jobs by rank: a waiter looked at again (or pointed at a throttle's turn) goes by
+    the rank it kept, not by when it was looked at again; any other job by its due time."""
     rank = row["wait_rank"]
-    return row["run_at"], row["run_at"] if rank is None else rank
+    return int(row["run_at"] if rank is None else rank)
 
 
 def lease(conn: Conn, now: int, limit: int, lease_ms: int, *, row_locks: str = "") -> list[Job]:
