@@ -101,6 +101,24 @@ async def test_a_parked_job_is_looked_at_again_later_the_longer_it_waits(world: 
     assert held.lease  # the slot was held all along
 
 
+async def test_a_cancelled_run_gives_the_slot_of_its_step_in_flight_to_the_best_waiter(
+    world: World,
+) -> None:
+    held, [_, high] = await blocker_and_waiters(world, concurrency=STEP_LIMIT)
+
+    await world.store.apply_changes(
+        [
+            RunChange(
+                run_id=str(held.run_id),
+                run_update=RunUpdate(status=RunStatus.CANCELLED, ended_at=T0 + 11),
+                end_run=True,
+            )
+        ]
+    )
+
+    assert [j.run_id for j in await due(world, T0 + 12)] == [high.id]
+
+
 async def test_a_wake_up_lost_with_a_cancelled_run_is_caught_by_the_next_look(
     world: World,
 ) -> None:

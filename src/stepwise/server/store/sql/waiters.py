@@ -75,8 +75,8 @@ def wake_for_run_slots(conn: Conn, run_id: str) -> None:
     conn.execute(
         _WAKE.format(
             ids=f"SELECT {best} FROM run_slots s WHERE s.run_id = ?"
-            f" UNION SELECT {best} FROM concurrency_slots s"
-            " WHERE s.job_id IN (SELECT id FROM jobs WHERE run_id = ?)"
+            f" UNION ALL SELECT {best} FROM jobs j JOIN concurrency_slots s ON s.job_id = j.id"
+            " WHERE j.run_id = ?"
         ),
         (run_id, run_id, run_id, run_id),
     )
