@@ -13,9 +13,17 @@ from typing import TYPE_CHECKING
 
 from _clock import MINUTE, T0
 from _flow import due, ingest_run
+from _steps import results
 
 from stepwise.server.flow.waiters import MIN_RECHECK_MS
-from stepwise.server.store.records import RunChange, RunStatus, RunUpdate, Throttle
+from stepwise.server.store.records import (
+    JobKind,
+    NewJob,
+    RunChange,
+    RunStatus,
+    RunUpdate,
+    Throttle,
+)
 
 if TYPE_CHECKING:
     from conftest import World
@@ -69,6 +77,26 @@ async def test_waiters_of_the_same_priority_go_in_the_order_they_came(world: Wor
         order.append(job.run_id)
 
     assert order == [high.id, *(r.id for r in plain)]
+
+
+async def test_the_next_step_of_an_older_run_goes_before_a_newer_run_starts(
+    world: World,
+) -> None:
+    older, _ = await ingest_run(world, concurrency=STEP_LIMIT)
+    [first_call] = await due(world, T0)
+    newer, _ = await ingest_run(world, at=T0 + 1, concurrency=STEP_LIMIT)
+    assert await due(world, T0 + 2) == []
+
+    # The older run's step settles at T0 + 5: its next call ranks as the run, from T0.
+    next_call = NewJob(run_id=older.id, kind=JobKind.CALL, run_at=T0 + 5, key="next")
+    await world.store.commit(
+        world.done(first_call, settled=results(("s1", 1)), continue_with=next_call)
+    )
+    [second] = await due(world, T0 + 6)
+
+    assert second.run_id == older.id
+    await world.store.commit(world.done(second))
+    assert [j.run_id for j in await due(world, T0 + 7)] == [newer.id]
 
 
 async def test_a_released_slot_wakes_one_waiter_and_leaves_the_others_parked(

@@ -46,6 +46,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "throttle",
         "run_concurrency",
         "original_run_id",
+        "queue_rank",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
     "jobs": [

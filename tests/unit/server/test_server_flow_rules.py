@@ -46,8 +46,16 @@ def test_the_spare_slots_of_a_key_are_never_negative() -> None:
 def test_a_waiter_keeps_the_rank_and_the_start_of_its_first_wait() -> None:
     assert waiters.rank(due_at=5_000, kept=None) == 5_000
     assert waiters.rank(due_at=9_000, kept=-595_000) == -595_000  # a priority run, parked again
+    assert waiters.rank(due_at=9_000, kept=-595_000, run_rank=1_000) == -595_000
     assert waiters.since(now=7_000, kept=None) == 7_000
     assert waiters.since(now=9_000, kept=7_000) == 7_000
+
+
+def test_a_step_of_a_run_ranks_as_its_run_unless_it_was_due_earlier() -> None:
+    # A run created at 1 s with a priority of 600 s ranks at -599 s, and so does its next step.
+    assert waiters.rank(due_at=70_000, kept=None, run_rank=-599_000) == -599_000
+    # A run with a negative priority is not held back once its step is due.
+    assert waiters.rank(due_at=70_000, kept=None, run_rank=601_000) == 70_000
 
 
 def test_a_parked_job_is_looked_at_again_later_the_longer_it_has_waited() -> None:

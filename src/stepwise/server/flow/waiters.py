@@ -1,11 +1,13 @@
 """Jobs waiting for a flow-control key: their place in line, and when they are looked at.
 
 A job refused at lease time (its concurrency key is full, or its throttle's turn has not
-come) is parked on the key that refused it. It keeps its rank: the time it was first due,
-which for a run's first call is moved earlier by the run's priority factor. The queue
-leases due jobs in ``run_at`` order, and a woken waiter is due at its rank, so waiters go
-in rank order: the highest priority first, then the one that has waited longest, as in
-the reference, where a queue item keeps its priority-adjusted score while it waits.
+come) is parked on the key that refused it, and keeps its rank while it waits. A step of a
+run ranks as its run does: when the run was created, moved earlier by the run's priority
+factor (the reference scores a run's queue items by the run's start less its factor, so
+that the steps of older runs go before newer runs start, and priority holds for every
+step); a job due before that, or of no run, ranks by when it was due. The lease takes due
+jobs by rank, and a woken waiter is due at its rank, so waiters go in rank order: the
+highest priority first, then the run that has waited longest.
 
 Waiters are woken by what frees their key, never by a poll:
 
@@ -30,9 +32,12 @@ MIN_RECHECK_MS = 1_000
 MAX_RECHECK_MS = 60_000
 
 
-def rank(due_at: int, kept: int | None) -> int:
-    """A waiter's place in line: the rank it kept from an earlier wait, else when it was due."""
-    return due_at if kept is None else kept
+def rank(due_at: int, kept: int | None, run_rank: int | None = None) -> int:
+    """A job's place in line: the rank it kept from an earlier wait; else its run's rank
+    (``run_rank``, None for a job that is not a step of a run) unless it was due earlier."""
+    if kept is not None:
+        return kept
+    return due_at if run_rank is None else min(due_at, run_rank)
 
 
 def since(now: int, kept: int | None) -> int:

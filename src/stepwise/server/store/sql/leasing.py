@@ -28,7 +28,8 @@ SKIP_LOCKED = " FOR UPDATE OF j SKIP LOCKED"
 
 _LEASE_SELECT = (
     f"SELECT {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))},"
-    " j.wait_rank, j.wait_since, r.concurrency, r.throttle, r.status, r.run_concurrency"
+    " j.wait_rank, j.wait_since, coalesce(r.queue_rank, r.created_at) AS run_rank,"
+    " r.concurrency, r.throttle, r.status, r.run_concurrency"
     " FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.run_at <= ? ORDER BY j.run_at LIMIT ?"
 )
 
@@ -124,11 +125,15 @@ def _throttle_turn(conn: Conn, throttle: list[Any], now: int) -> tuple[bool, int
     return True, gcra.next_allowed(new_tat, now, cap, period, burst=burst)
 
 
-def _lease_order(row: Any) -> int:
-    """Due jobs by rank: a waiter looked at again (or pointed at a throttle's turn) goes by
-    the rank it kept, not by when it was looked at again; any other job by its due time."""
-    rank = row["wait_rank"]
-    return int(row["run_at"] if rank is None else rank)
+# The jobs that run a run's steps: they take concurrency slots, and rank as their run does.
+_STEP_KINDS = frozenset({JobKind.CALL.value, JobKind.GATEWAY.value, JobKind.AI_GATEWAY.value})
+
+
+def _rank(row: Any) -> int:
+    """A due job's rank (``flow/waiters.py``): a waiter looked at again (or pointed at a
+    throttle's turn) goes by the rank it kept, not by when it was looked at again."""
+    run_rank = row["run_rank"] if row["kind"] in _STEP_KINDS else None
+    return waiters.rank(row["run_at"], row["wait_rank"], run_rank)
 
 
 def lease(conn: Conn, now: int, limit: int, lease_ms: int, *, row_locks: str = "") -> list[Job]:
@@ -152,15 +157,14 @@ def lease(conn: Conn, now: int, limit: int, lease_ms: int, *, row_locks: str = "
 
     def wait(job: Job, row: Any, key: str) -> None:
         since = waiters.since(now, row["wait_since"])
-        rank = waiters.rank(job.run_at, row["wait_rank"])
-        parked.append((job.id, key, rank, since, waiters.recheck_at(now, since)))
+        parked.append((job.id, key, _rank(row), since, waiters.recheck_at(now, since)))
 
-    for row in sorted(rows, key=_lease_order):
+    for row in sorted(rows, key=_rank):
         if len(jobs) >= limit:
             break
         job = job_from_row(row)
         limits = [(k, c) for k, c in load(row["concurrency"]) or []]
-        steps_run = job.kind in (JobKind.CALL, JobKind.GATEWAY, JobKind.AI_GATEWAY)
+        steps_run = job.kind.value in _STEP_KINDS
         if steps_run and limits:
             full = concurrency.full_key(limits, slots.step_counts(limits))
             if full is not None:
