@@ -111,11 +111,24 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "status",
         "created_at",
     ],
+    "endpoint_runs": [
+        "run_id",
+        "method",
+        "url",
+        "content_type",
+        "retries",
+        "token",
+        "stream_token",
+        "stream_seq",
+        "stream_bytes",
+        "created_at",
+    ],
+    "endpoint_streams": ["run_id", "seq", "chunk"],
 }
 # PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
 EXPECTED_VERSIONS = {
-    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17],
-    "postgres": [9, 10, 11, 12, 13, 14, 15, 17],
+    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
+    "postgres": [9, 10, 11, 12, 13, 14, 15, 16, 17],
 }
 
 

@@ -221,8 +221,11 @@ async def test_a_deadlocked_operation_is_tried_again(
     results = await asyncio.gather(writer.run(cross("x", "y")), writer.run(cross("y", "x")))
 
     assert results == ["x", "y"]
-    assert writer.retries == 1
-    assert sorted(calls) in (["x", "x", "y"], ["x", "y", "y"])
+    # One of the two is the deadlock's victim. On a loaded machine its second attempt may
+    # also wait out the lock timeout behind the winner's commit and be tried once more.
+    assert 1 <= writer.retries <= 3
+    assert len(calls) == 2 + writer.retries
+    assert calls.count("x") == 1 or calls.count("y") == 1
     # Both committed exactly once: the victim's first attempt was rolled back.
     assert sql(pg_uri, "SELECT key, tat FROM rate_limits ORDER BY key") == [("x", 2), ("y", 2)]
 

@@ -1,7 +1,7 @@
 """Wire formats shared by the SDK and the server. No I/O lives here."""
 
 from . import events, headers, sessions
-from .canonical import canonical_json, canonicalize_body, dumps, loads
+from .canonical import canonical_json, canonicalize_body, dumps, loads, reentry_body
 from .duration import (
     DurationError,
     format_duration,
@@ -68,6 +68,7 @@ __all__ = [
     "parse_opcode",
     "parse_ops",
     "parse_timestamp",
+    "reentry_body",
     "resolve_until",
     "sessions",
     "sign",

@@ -30,3 +30,21 @@ def canonicalize_body(body: bytes) -> bytes:
         return canonical_json(orjson.loads(body))
     except (orjson.JSONDecodeError, rfc8785.CanonicalizationError, TypeError, ValueError):
         return body
+
+
+def reentry_body(body: bytes) -> bytes:
+    """What a durable endpoint's re-entry is signed over. The server re-sends the client's
+    original body, which the JS SDK parses as JSON and verifies in canonical form (a JSON
+    string as the string itself); an empty body is signed as empty, anything else as sent."""
+    if not body.strip():
+        return b""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if isinstance(parsed, str):
+        return parsed.encode()
+    try:
+        return canonical_json(parsed)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        return body

@@ -13,6 +13,7 @@ PLATFORM = "x-inngest-platform"
 SYNC_KIND = "x-inngest-sync-kind"
 STEP_ID = "x-inngest-step-id"
 RUN_ID = "x-run-id"
+FORCE_STEP_PLAN = "x-inngest-force-step-plan"  # a durable endpoint's re-entry
 REQUEST_ID = "x-request-id"
 JOB_ID = "x-inngest-job-id"
 GENERATION_ID = "x-inngest-generation-id"

@@ -93,7 +93,9 @@ class CallRequest:
         )
 
     def with_state(self, events: list[dict[str, Any]], steps: dict[str, Any]) -> CallRequest:
-        """The same call with events and steps fetched from the server's API."""
+        """The same call with events and steps fetched from the server's API. A call that
+        gave no completion order (a durable endpoint's re-entry) takes the steps' order,
+        which the API gives in completion order."""
         return CallRequest(
             run_id=self.run_id,
             attempt=self.attempt,
@@ -103,7 +105,7 @@ class CallRequest:
             event=events[0] if events else self.event,
             events=events,
             steps=steps,
-            stack=self.stack,
+            stack=self.stack or tuple(steps),
             defers=self.defers,
         )
 

@@ -9,9 +9,10 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import httpx
+from starlette.responses import Response
 
 from ..errors import ApiError, ConfigError, SendEventError
 from ..protocol import dumps, hash_signing_key, headers, loads, make_seed
@@ -260,6 +261,38 @@ class Stepwise:
         )
         trigger = deferred_trigger(f"{self.app_id}-{fn_id}")
         return FunctionDecorator(self, fn_id, (trigger,), options, deferred=True)
+
+    # -- durable endpoints -------------------------------------------------------------
+
+    def endpoint(
+        self,
+        *,
+        fn_id: str | None = None,
+        retries: int = 3,
+        async_response: Literal["redirect", "token"] = "redirect",
+        redirect_url: str | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Awaitable[Response]]]:
+        """Make a Starlette or FastAPI route durable: its handler takes a ``ctx`` (typed
+        ``stepwise.Context``, or ``SyncContext`` for a ``def``) beside its own parameters, and
+        its steps are checkpointed to the server as they run in the request.
+
+        When the handler cannot finish in the request (a sleep, a wait, a failed step to
+        retry), the client gets a 302 to the run's output (or, with ``async_response=
+        "token"``, ``{"run_id", "token"}``; with ``redirect_url``, a 302 there with
+        ``runId`` and ``token``), and the server finishes the run by calling the route again.
+        ``fn_id`` names the function (by default the server names it by method and path);
+        ``retries`` is the run's retry budget. See docs/durable-endpoints.md.
+        """
+        # Imported here: the endpoint module builds on the serve handler, which imports this.
+        from .endpoint import durable_endpoint
+
+        return durable_endpoint(
+            self,
+            fn_id=fn_id,
+            retries=retries,
+            async_response=async_response,
+            redirect_url=redirect_url,
+        )
 
     # -- metadata ----------------------------------------------------------------------
 

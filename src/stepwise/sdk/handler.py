@@ -328,16 +328,16 @@ class ServeHandler:
             return self._json(400, error, key, no_retry=True)
 
         step_id = params.get("stepId") or request_headers.get(headers.STEP_ID) or _DISCOVERY_STEP
-        work = self._execute(
-            function, request, None if step_id == _DISCOVERY_STEP else step_id, key
-        )
+        work = self.execute(function, request, None if step_id == _DISCOVERY_STEP else step_id, key)
         if self.streams:
             return self._streamed(work, key)
         return await work
 
-    async def _execute(
+    async def execute(
         self, function: Function, request: CallRequest, target_step: str | None, key: str | None
     ) -> ServeResponse:
+        """One call of ``function``, its answer framed (signed with ``key`` if given); a
+        durable endpoint's re-entry comes here too (``endpoint.py``)."""
         if request.use_api:
             try:
                 request = await self._load_run_state(request)

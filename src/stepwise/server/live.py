@@ -5,6 +5,9 @@ stored), ``apps`` (the function set changed) — whenever this node commits such
 or another node sharing the database says it did. Listeners (``GET /v1/live``, a
 server-sent-events stream the dashboard's pages follow) get each topic at most once while
 they have not read it yet: a burst of commits is one message, not thousands.
+
+``StreamHub`` does the same for one durable endpoint's stream: a tee that appended to a
+run's stream on this node wakes that stream's subscribers here.
 """
 
 from __future__ import annotations
@@ -65,3 +68,27 @@ class _Listener:
         self.wake.clear()
         topics, self._pending = sorted(self._pending), set()
         return topics
+
+
+class StreamHub:
+    """Wakes this node's subscribers of a run's stream when a tee here appended to it."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+
+    def appended(self, run_id: str) -> None:
+        for event in self._waiting.get(run_id, ()):
+            event.set()
+
+    @contextmanager
+    def subscribe(self, run_id: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._waiting.setdefault(run_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiting = self._waiting.get(run_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiting[run_id]

@@ -18,7 +18,7 @@ from ..protocol import headers as h
 from .api.state import ServerState
 from .app import build_app
 from .config import ServerConfig
-from .engine.app_sync import SyncOutcome, sync_url, trusted_urls, urls_to_sync
+from .engine.app_sync import SyncOutcome, served_apps, sync_url, trusted_urls, urls_to_sync
 from .engine.engine import Engine
 from .engine.outbound import DestinationPolicy, OutboundClient
 from .store.base import Store
@@ -145,7 +145,7 @@ class Server:
                 if self.config.discovery and not self._known_urls:
                     await self._discover(probe)
                 # Without polling, keep retrying only until an app has synced.
-                if not self.config.poll and await self.engine.store.list_apps():
+                if not self.config.poll and await served_apps(self.engine):
                     return
                 await asyncio.sleep(self.config.poll_interval_s)
 

@@ -111,3 +111,34 @@ async def test_without_changes_the_registry_is_not_reloaded(
     await sync(second, "shop-notify")
     await known(first, "shop-notify")
     assert loads == 1
+
+
+async def test_a_reload_overtaken_by_a_sync_does_not_put_back_the_older_function_set(
+    nodes: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = nodes
+    store = first.store
+    listed = asyncio.Event()
+    release = asyncio.Event()
+    real_list = store.list_functions
+    calls = 0
+
+    async def slow_first_list() -> list[FunctionRecord]:
+        # The first reload reads the set before the sync commits, and is slow to apply it.
+        nonlocal calls
+        calls += 1
+        functions = await real_list()
+        if calls == 1:
+            listed.set()
+            await release.wait()
+        return functions
+
+    monkeypatch.setattr(store, "list_functions", slow_first_list)
+    stale = asyncio.create_task(first.reload_registry())
+    await listed.wait()
+    syncing = asyncio.create_task(sync(first, "shop-fulfil"))
+    await asyncio.sleep(0.1)
+    release.set()
+    await asyncio.gather(stale, syncing)
+
+    assert first.registry.get("shop-fulfil") is not None

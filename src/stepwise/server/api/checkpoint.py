@@ -43,7 +43,7 @@ class AsyncCheckpointBody(BaseModel):
     ts: int | None = None
 
 
-def _invalid(exc: ValidationError) -> ApiError:
+def invalid_checkpoint(exc: ValidationError) -> ApiError:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
     return ApiError(400, "invalid_checkpoint", f"{where}: {first['msg']}")
@@ -60,7 +60,7 @@ async def save_async(request: Request) -> Response:
     try:
         body = AsyncCheckpointBody.model_validate(raw)
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_checkpoint(exc) from None
     if body.run_id is not None and body.run_id.upper() != run_id:
         raise ApiError(
             400, "run_id_mismatch", f"the body names run {body.run_id!r}, the path {run_id!r}"

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import ApiError
+from ..engine.endpoints import is_endpoint
 from ..engine.executor import now_ms
 from ..engine.registry import FunctionSpec
 from ..store.records import FunctionStats, RunStatus, RunWindow
@@ -81,6 +82,12 @@ class InvokeBody(BaseModel):
 
 async def invoke_function(request: Request) -> Response:
     state, spec = await _function(request)
+    if is_endpoint(spec):
+        raise ApiError(
+            409,
+            "endpoint_function",
+            f"{spec.slug!r} is a durable endpoint: only a request to its handler starts a run",
+        )
     # The data becomes an event's: the same cap as one event.
     body = await read_optional_body(
         request,

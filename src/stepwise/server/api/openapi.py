@@ -17,6 +17,7 @@ from ...protocol.events import MAX_EVENT_NAME_LENGTH, RESERVED_PREFIX
 from ..engine.metadata import INNGEST_KINDS, MAX_UPDATES
 from ..store.records import HistoryKind, RunHold, RunStatus
 from .checkpoint import AsyncCheckpointBody
+from .endpoints import NewRunBody, StepsBody
 from .events import MAX_EVENT_TS, MIN_EVENT_TS
 from .metadata import MAX_INDEX
 from .rest import MAX_LIMIT
@@ -1017,6 +1018,7 @@ def _paths(*, dev: bool) -> dict[str, Schema]:
             }
         },
         **_function_paths(),
+        **_endpoint_paths(),
         "/v0/runs/{run_id}/batch": {
             "get": {
                 "tags": ["sdk"],
@@ -1252,7 +1254,133 @@ def _function_paths() -> dict[str, Schema]:
                         ),
                         "Stored, but no run started now.",
                     ),
+                    **_errors(400, 401, 404, 409, 413, 503),
+                },
+            }
+        },
+    }
+
+
+def _endpoint_paths() -> dict[str, Schema]:
+    """Durable endpoints: what an SDK posts from inside an HTTP handler, and what the
+    handler's client reads with the tokens it was given."""
+    run_id = _path_id("run_id", "run")
+    token = _query("token", _STRING, "The token the run's start answered with.", required=True)
+    response: Schema = {
+        "description": "The handler's response as it gave it (status, headers, body);"
+        " a run that had no such response: its output as JSON. If the run did not end"
+        ' within 5 minutes: ``{"status": "running", "message"}``.',
+        "content": {"*/*": {"schema": _ANY}},
+    }
+    output: Schema = {
+        "tags": ["sdk"],
+        "summary": "Wait for a durable endpoint's run to end and get its response",
+        "description": "Authorised by the token alone (the client holds no key).",
+        "security": [],
+        "parameters": [run_id, token],
+        "responses": {
+            "200": response,
+            **_errors(400, 401, 404, 503),
+            "500": _json(_ref("Error"), "The run failed or was cancelled: ``output`` says why."),
+        },
+    }
+    return {
+        "/v1/checkpoint": {
+            "post": {
+                "tags": ["sdk"],
+                "summary": "Start a durable endpoint's run with its first ops (the SDK calls"
+                " this from inside an HTTP handler)",
+                "operationId": "startEndpointRun",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": NewRunBody.model_json_schema()}},
+                },
+                "responses": {
+                    "200": _json(
+                        _object(
+                            {
+                                "data": _object(
+                                    {
+                                        "fn_id": _STRING,
+                                        "app_id": _STRING,
+                                        "run_id": _STRING,
+                                        "token": _STRING,
+                                        "realtime_token": _STRING,
+                                    }
+                                )
+                            }
+                        ),
+                        "Started (or started before by this same request).",
+                    ),
+                    **_errors(400, 401, 409, 413, 503),
+                },
+            }
+        },
+        "/v1/checkpoint/{run_id}/steps": {
+            "post": {
+                "tags": ["sdk"],
+                "summary": "Record a durable endpoint's next ops",
+                "operationId": "checkpointEndpointSteps",
+                "parameters": [run_id],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": StepsBody.model_json_schema()}},
+                },
+                "responses": {
+                    "200": _json(
+                        _object({"run_id": _STRING, "saved": {"type": "boolean"}}),
+                        "Saved; ``saved`` is false if the run had ended.",
+                    ),
+                    **_errors(400, 401, 404, 409, 413, 503),
+                },
+            }
+        },
+        "/v1/checkpoint/{run_id}/output": {"get": {**output, "operationId": "endpointOutput"}},
+        "/v1/http/runs/{run_id}/output": {"get": {**output, "operationId": "endpointHttpOutput"}},
+        "/v1/realtime/publish/tee": {
+            "post": {
+                "tags": ["sdk"],
+                "summary": "Relay a durable endpoint's stream (server-sent-event frames)",
+                "operationId": "teeEndpointStream",
+                "parameters": [
+                    _query(
+                        "channel",
+                        {"type": "string", "pattern": ULID},
+                        "The run.",
+                        required=True,
+                    )
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                "responses": {
+                    "200": _json(
+                        _object({"run_id": _STRING, "relayed": {"type": "integer"}}),
+                        "Relayed and kept.",
+                    ),
                     **_errors(400, 401, 404, 413, 503),
+                },
+            }
+        },
+        "/v1/realtime/sse": {
+            "get": {
+                "tags": ["sdk"],
+                "summary": "A durable endpoint's stream, from its first byte",
+                "description": "Authorised by the run's realtime token alone. Ends after"
+                " ``inngest.response``, or once the run ended and nothing came for 10 s;"
+                " a comment line every 15 s while quiet.",
+                "operationId": "endpointStream",
+                "security": [],
+                "parameters": [
+                    _query("token", _STRING, "The run's realtime token.", required=True)
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 503),
                 },
             }
         },

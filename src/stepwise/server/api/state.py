@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..config import ServerConfig
 from ..engine.engine import Engine
+from ..live import StreamHub
 from .authenticator import Authenticator
 
 
@@ -14,3 +15,5 @@ class ServerState:
     config: ServerConfig
     engine: Engine
     auth: Authenticator = field(default_factory=Authenticator)
+    # Subscribers of durable endpoints' streams on this node (``api/realtime.py``).
+    streams: StreamHub = field(default_factory=StreamHub)

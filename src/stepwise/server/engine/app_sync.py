@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ...errors import ApiError
 from ...protocol import SignatureError, verify
 from ...protocol import headers as h
-from ..store.records import AppSyncRecord
+from ..store.records import AppRecord, AppSyncRecord
+from .endpoints import is_endpoint_app
 from .engine import Engine
 from .outbound import OutboundError, OutboundResponse
 from .sync_config import check_url, sync_app
@@ -135,11 +136,17 @@ async def _sync_in_band(engine: Engine, response: OutboundResponse) -> tuple[str
     return None, answer.app_id
 
 
+async def served_apps(engine: Engine) -> list[AppRecord]:
+    """The apps that synced from a serve endpoint: not durable endpoints' apps, which
+    have none (the server only calls their handlers' URLs)."""
+    return [app for app in await engine.store.list_apps() if not is_endpoint_app(app)]
+
+
 async def trusted_urls(engine: Engine, flag_urls: tuple[str, ...]) -> set[str]:
     """URLs the server reaches without the outbound guard: its operator's ``-u`` URLs and
     those of apps that registered with the signing key (the server calls their functions
     there anyway)."""
-    return set(flag_urls) | {app.url for app in await engine.store.list_apps()}
+    return set(flag_urls) | {app.url for app in await served_apps(engine)}
 
 
 async def urls_to_sync(engine: Engine, flag_urls: tuple[str, ...]) -> list[str]:
@@ -175,7 +182,7 @@ async def sync_url(engine: Engine, url: str, *, guarded: bool, add: bool = False
         elif response.status >= 300:
             outcome = SyncOutcome.FAILED
             error = f"the app answered HTTP {response.status}: {_message(response.body)}"
-        elif url in {app.url for app in await engine.store.list_apps()}:
+        elif url in {app.url for app in await served_apps(engine)}:
             pass  # the app registered from this URL before it answered: synced
         elif h.SDK not in answer_headers:
             outcome = SyncOutcome.FAILED

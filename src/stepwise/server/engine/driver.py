@@ -16,7 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ... import protocol
 from ...protocol import headers as h
 from ..metrics import Metrics
-from ..store.records import RunState
+from ..store.records import EndpointRecord, RunState
 from .defers import defers_map
 from .outbound import DestinationPolicy, OutboundClient, OutboundError, OutboundResponse
 
@@ -168,10 +168,51 @@ class Driver:
         }
         if self.signing_key:
             headers[h.SIGNATURE] = protocol.sign(payload, self.signing_key)
+        return await self._send("POST", target_url(url, step_id), payload, headers, function_slug)
+
+    async def reenter(
+        self,
+        endpoint: EndpointRecord,
+        body: str,
+        *,
+        run_id: str,
+        step_id: str,
+        request_version: int,
+        job_id: str,
+        generation: int,
+        force_step_plan: bool,
+        function_slug: str,
+    ) -> SdkReply:
+        """Call a durable endpoint's handler again for its run: the original method, URL
+        and body, and the headers that tell the SDK this is the server re-entering run
+        ``run_id`` (``X-Run-ID`` with ``X-Inngest-Signature``, empty when the server signs
+        nothing). The JS SDK reads the run's events and steps from ``/v0/runs``."""
+        payload = b"" if endpoint.method in ("GET", "HEAD") else body.encode()
+        headers = {
+            h.RUN_ID: run_id,
+            h.SIGNATURE: "",
+            h.REQ_VERSION: str(request_version),
+            h.REQUEST_ID: protocol.new_ulid(),
+            h.JOB_ID: job_id,
+            h.GENERATION_ID: str(generation),
+        }
+        if endpoint.content_type:
+            headers["content-type"] = endpoint.content_type
+        if self.signing_key:
+            headers[h.SIGNATURE] = protocol.sign(protocol.reentry_body(payload), self.signing_key)
+        if force_step_plan:
+            headers[h.FORCE_STEP_PLAN] = "true"
+        if step_id != "step":
+            headers[h.STEP_ID] = step_id
+        return await self._send(endpoint.method, endpoint.url, payload, headers, function_slug)
+
+    async def _send(
+        self, method: str, url: str, payload: bytes, headers: dict[str, str], function_slug: str
+    ) -> SdkReply:
         sent = time.perf_counter()
         try:
-            async with self._client().post(
-                target_url(url, step_id), data=payload, headers=headers, allow_redirects=False
+            async with self._client().request(
+                method, url, data=payload, headers=headers, allow_redirects=False
             ) as response:
                 raw = await response.read()
                 status, reply_headers = response.status, response.headers

@@ -10,7 +10,8 @@ import uuid
 from typing import Any
 
 from ... import protocol
-from ...protocol import GeneratorOp
+from ...errors import ApiError
+from ...protocol import GeneratorOp, Opcode, dumps
 from .. import faults
 from ..live import LiveFeed
 from ..metrics import Metrics
@@ -20,6 +21,9 @@ from ..store.records import (
     CancellationRecord,
     Checkpoint,
     CheckpointOutcome,
+    EndpointOutcome,
+    EndpointRecord,
+    EndpointStart,
     EventRecord,
     FunctionRecord,
     HistoryEntry,
@@ -32,11 +36,11 @@ from ..store.records import (
     Settled,
     Transition,
 )
-from . import dispatch, lifecycle, pauses
+from . import dispatch, endpoints, lifecycle, pauses
 from .checkpoint import defers_to_save, steps_to_save
 from .cron import next_cron_ms
 from .driver import Driver
-from .executor import Executor, now_ms
+from .executor import MAX_STEP_OUTPUT, Executor, now_ms
 from .invocation import Invocation, held_reason, plan_invocation
 from .outbound import OutboundClient
 from .registry import Registry, spec_from_record
@@ -73,6 +77,7 @@ class Engine:
         self.registry = Registry()
         self._registry_version: int | None = None
         self._registry_changed = asyncio.Event()
+        self._registry_lock = asyncio.Lock()
         self._registry_poll_s = registry_poll_s
         self._registry_watch: asyncio.Task[None] | None = None
         self._retention_ms = retention_ms
@@ -138,9 +143,12 @@ class Engine:
 
     async def reload_registry(self) -> None:
         """Load the function set from the store, and remember which version it was."""
-        # The version first: a sync landing in between only makes the next poll reload again.
-        self._registry_version = await self.store.registry_version()
-        self.registry.replace_all(await self.store.list_functions())
+        # One reload at a time: the registry watch's reload, overtaken by a sync's, would
+        # otherwise put back the function set it read before that sync committed.
+        async with self._registry_lock:
+            # The version first: a sync landing in between only makes the next poll reload.
+            self._registry_version = await self.store.registry_version()
+            self.registry.replace_all(await self.store.list_functions())
         self.live.publish("apps")
 
     def _changed_elsewhere(self, topic: str) -> None:
@@ -343,6 +351,74 @@ class Engine:
                 self.metrics.steps_saved(spec.slug, settled)
         return saved
 
+    # ---- durable endpoints ----------------------------------------------------------
+    async def start_endpoint(
+        self,
+        *,
+        run_id: str,
+        event: dict[str, Any],
+        ops: list[GeneratorOp],
+        retries: int,
+        request_version: int,
+        body_bytes: int,
+        sdk: str = "",
+    ) -> tuple[EndpointOutcome, EndpointRecord | None, EndpointStart]:
+        """Create a durable endpoint's run with its first checkpoint (raises ``ApiError``
+        for what cannot be stored); the outcome, the endpoint stored, and what was planned."""
+        _check_outputs(ops, body_bytes)
+        owners = await self.executor.signal_owners(ops, run_id)
+        start = endpoints.plan_start(
+            self.executor,
+            run_id=run_id,
+            event=event,
+            ops=ops,
+            retries=retries,
+            request_version=request_version,
+            now=now_ms(),
+            body_bytes=body_bytes,
+            signal_owners=owners,
+            sdk=sdk,
+        )
+        faults.hit("endpoint.start")
+        outcome, endpoint = await self.store.start_endpoint_run(start)
+        if outcome is EndpointOutcome.CREATED:
+            faults.hit("endpoint.started")
+            known = self.registry.get(start.function.slug)
+            if known is None or known.record.config != start.function.config:
+                await self.reload_registry()
+            self.metrics.runs_started.labels(start.function.slug).inc()
+            state = endpoints.running_state(start.run, start.event, request_version)
+            self._committed(start.first, state, [])
+            self.live.publish("events")
+        return outcome, endpoint, start
+
+    async def endpoint_steps(
+        self, run_id: str, ops: list[GeneratorOp], body_bytes: int
+    ) -> CheckpointOutcome:
+        """Apply a durable endpoint's later checkpoint (raises ``ApiError``)."""
+        _check_outputs(ops, body_bytes)
+        state = await self.store.load_run_state(run_id)
+        if state is None:
+            return CheckpointOutcome.NO_RUN
+        endpoint = await self.store.get_endpoint(run_id)
+        if endpoint is None:
+            return CheckpointOutcome.NOT_ENDPOINT
+        if state.run.status.terminal:
+            return CheckpointOutcome.RUN_ENDED
+        spec = endpoints.endpoint_spec(
+            endpoint, self.registry.get(state.run.function_slug), state.run
+        )
+        owners = await self.executor.signal_owners(ops, run_id)
+        transition = endpoints.checkpoint_transition(
+            self.executor, state, spec, ops, now_ms(), body_bytes, owners
+        )
+        faults.hit("endpoint.steps")
+        saved = await self.store.save_endpoint_steps(transition)
+        if saved is CheckpointOutcome.SAVED:
+            faults.hit("endpoint.steps.saved")
+            self._committed(transition, state, [])
+        return saved
+
     async def send_signal(self, signal: str, data: Any) -> str | None:
         """Resume the run waiting for ``signal``; its run id, or None if nobody waits."""
         for _ in range(3):  # a waiter may be replaced between the read and the write
@@ -395,3 +471,17 @@ class Engine:
             if ids is not None:
                 return ids
         return [protocol.new_ulid() for _ in range(count)]
+
+
+def _check_outputs(ops: list[GeneratorOp], body_bytes: int) -> None:
+    """A handler goes on with a step's result once it is saved: one the server cannot keep
+    is refused (the SDK then fails the client's request), not saved as a failed step."""
+    if body_bytes <= MAX_STEP_OUTPUT:
+        return
+    for op in ops:
+        if op.op in (Opcode.STEP_RUN, Opcode.STEP) and len(dumps(op.data)) > MAX_STEP_OUTPUT:
+            raise ApiError(
+                413,
+                "step_output_too_large",
+                f"the output of step {op.id} is over {MAX_STEP_OUTPUT} bytes",
+            )

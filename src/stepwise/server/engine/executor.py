@@ -22,6 +22,7 @@ from ...protocol import headers as h
 from ..store.base import Store
 from ..store.records import (
     DeferChange,
+    EndpointRecord,
     EventRecord,
     HistoryEntry,
     HistoryKind,
@@ -39,7 +40,7 @@ from ..store.records import (
     Settled,
     Transition,
 )
-from . import ai_gateway, defers, lifecycle, metadata, pauses
+from . import ai_gateway, defers, endpoints, lifecycle, metadata, pauses
 from .backoff import parse_retry_after, retry_delay_ms
 from .calls import next_call
 from .cron import next_cron_ms
@@ -176,6 +177,18 @@ class Executor:
         if job.kind is JobKind.RUN_TIMEOUT:
             return self.jobs.run_timeout(job, state, now)
         spec = self.registry.get(state.run.function_slug)
+        endpoint: EndpointRecord | None = None
+        if self.store is not None and (spec is None or endpoints.is_endpoint(spec)):
+            # A durable endpoint's run: the server calls the handler's own URL.
+            endpoint = await self.store.get_endpoint(state.run.id)
+            if endpoint is not None:
+                spec = endpoints.endpoint_spec(endpoint, spec, state.run)
+            elif spec is not None:
+                # A durable endpoint's function runs only from a request to its handler.
+                failure = Failure.of_server(
+                    "NotSupportedError", f"{spec.slug} is a durable endpoint: it has no run here"
+                )
+                return self._finish(_Outcome(job, state.run.id, now), state, failure=failure)
         if spec is None:
             failure = Failure.of_server(
                 "Error", f"could not find function with ID: {state.run.function_slug}"
@@ -191,36 +204,44 @@ class Executor:
                 f"the run's step results take {state.state_bytes} bytes, over the {MAX_RUN_STATE}-byte limit",
             )
             return self._finish(_Outcome(job, state.run.id, now), state, failure=failure)
-        body = build_call_body(
-            state,
-            step_id=job.step_id,
-            attempt=job.attempt,
-            max_attempts=spec.max_attempts,
-            force_step_plan=state.run.force_step_plan,
-            fn_id=spec.id,
-            queue_item=queue_item_ref(job.id),
-        )
-        reply = await self.driver.call(
-            spec.url,
-            body,
-            run_id=state.run.id,
-            step_id=job.step_id,
-            request_version=state.run.request_version,
-            job_id=queue_item_ref(job.id),
-            generation=job.generation,
-            function_slug=spec.slug,
-        )
+        if endpoint is not None:
+            reply = await self.driver.reenter(
+                endpoint,
+                endpoints.request_body(state),
+                run_id=state.run.id,
+                step_id=job.step_id,
+                request_version=state.run.request_version,
+                job_id=queue_item_ref(job.id),
+                generation=job.generation,
+                force_step_plan=state.run.force_step_plan,
+                function_slug=spec.slug,
+            )
+        else:
+            body = build_call_body(
+                state,
+                step_id=job.step_id,
+                attempt=job.attempt,
+                max_attempts=spec.max_attempts,
+                force_step_plan=state.run.force_step_plan,
+                fn_id=spec.id,
+                queue_item=queue_item_ref(job.id),
+            )
+            reply = await self.driver.call(
+                spec.url,
+                body,
+                run_id=state.run.id,
+                step_id=job.step_id,
+                request_version=state.run.request_version,
+                job_id=queue_item_ref(job.id),
+                generation=job.generation,
+                function_slug=spec.slug,
+            )
         # A signal wait in "fail" mode fails the run if another run holds the signal; the
         # store refuses the pause if someone takes it between this read and the commit.
         owners: dict[str, Pause] = {}
         signal_wait = reply.status == 206 and b"WaitForSignal" in reply.raw
-        if self.store is not None and signal_wait and reply.signature_error is None:
-            for op in _ops_or_empty(reply.body):
-                signal = (op.opts or {}).get("signal")
-                if op.op is Opcode.WAIT_FOR_SIGNAL and isinstance(signal, str):
-                    owner = await self.store.pause_for_signal(signal)
-                    if owner is not None and owner.run_id != state.run.id:
-                        owners[signal] = owner
+        if signal_wait and reply.signature_error is None:
+            owners = await self.signal_owners(_ops_or_empty(reply.body), state.run.id)
         answered = now_ms()
         outcome = self.handle_reply(job, state, spec, reply, answered, signal_owners=owners)
         sdk = reply.header(h.SDK) or ""
@@ -242,6 +263,34 @@ class Executor:
         """The server kept failing on this run's job: fail the run, visibly, with why."""
         failure = Failure.of_server("InternalServerError", message)
         return self._finish(_Outcome(job, state.run.id, now_ms()), state, failure=failure)
+
+    async def signal_owners(self, ops: list[GeneratorOp], run_id: str) -> dict[str, Pause]:
+        """The other runs that hold the signals these ops want to wait for."""
+        owners: dict[str, Pause] = {}
+        if self.store is None:
+            return owners
+        for op in ops:
+            signal = (op.opts or {}).get("signal")
+            if op.op is Opcode.WAIT_FOR_SIGNAL and isinstance(signal, str):
+                owner = await self.store.pause_for_signal(signal)
+                if owner is not None and owner.run_id != run_id:
+                    owners[signal] = owner
+        return owners
+
+    def apply_ops(
+        self,
+        job: Job,
+        state: RunState,
+        spec: FunctionSpec,
+        ops: list[GeneratorOp],
+        now: int,
+        body_bytes: int,
+        signal_owners: dict[str, Pause],
+    ) -> Transition:
+        """``ops`` as the answer of ``job``'s call (a 206 with no retry headers): what a
+        durable endpoint's checkpoint carries."""
+        out = _Outcome(job, state.run.id, now)
+        return self._apply_ops(out, state, spec, ops, False, None, signal_owners, body_bytes)
 
     # ---- replies ---------------------------------------------------------------
     def handle_reply(
@@ -573,6 +622,12 @@ class Executor:
         target = self.registry.get(function_id)
         if target is None:
             return {"name": "Error", "message": f"could not find function with ID: {function_id}"}
+        if endpoints.is_endpoint(target):
+            return {
+                "name": "Error",
+                "message": f"{function_id} is a durable endpoint: invoke it"
+                " with a request to its handler",
+            }
         now, run_id = out.now, state.run.id
         try:
             expires = pauses.expiry(opts.get("timeout"), now, default=pauses.MAX_WAIT)

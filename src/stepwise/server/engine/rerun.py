@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..store.records import HistoryEntry, HistoryKind, NewRun, RunState, Settled
+from .endpoints import is_endpoint
 from .registry import Registry
 from .scheduler import Scheduler
 
@@ -81,6 +82,12 @@ def plan_rerun(
             "function_not_found",
             f"the function {run.function_slug!r} of run {run.id} is no longer synced:"
             " there is nothing to rerun it with",
+        )
+    if is_endpoint(spec):
+        raise RerunRefused(
+            409,
+            "endpoint_run",
+            f"run {run.id} is a durable endpoint's: only a request to its handler starts one",
         )
     by_id = {event.internal_id: event for event in original.events}
     if not run.event_ids or any(event_id not in by_id for event_id in run.event_ids):

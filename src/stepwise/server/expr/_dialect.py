@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import cel
-
 from ._functions import CLOCK_FUNCTIONS, HELPERS
 from ._syntax import Binary, Ident, Lit, Node, calls, emit, free_names, parse, transform
 from ._values import (
@@ -46,6 +44,10 @@ class _Plan:
 
 @lru_cache(maxsize=CACHE_SIZE)
 def _plan(source: str) -> _Plan:
+    # Imported on first use: the binding's package also loads its command line (rich,
+    # typer, prompt_toolkit), a third of a second that a server without expressions skips.
+    import cel
+
     try:
         raw = cel.compile(source)
     except Exception as exc:  # the binding raises plain exceptions for syntax errors

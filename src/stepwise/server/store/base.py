@@ -13,6 +13,9 @@ from .records import (
     Checkpoint,
     CheckpointOutcome,
     DeferRecord,
+    EndpointOutcome,
+    EndpointRecord,
+    EndpointStart,
     EventRecord,
     FunctionRecord,
     FunctionStats,
@@ -27,6 +30,7 @@ from .records import (
     RunFilter,
     RunRecord,
     RunState,
+    StreamOutcome,
     Transition,
 )
 
@@ -117,6 +121,33 @@ class Store(Protocol):
         a dispatch that is stale (``engine/dispatch.py``); otherwise the fenced job's
         attempt count restarts at 0. No job is added: the SDK goes on in the open call.
         """
+
+    # ---- durable endpoints ----------------------------------------------------------
+    async def start_endpoint_run(
+        self, start: EndpointStart
+    ) -> tuple[EndpointOutcome, EndpointRecord | None]:
+        """Create a durable endpoint's run with its first checkpoint, atomically: the app and
+        function as needed, the event, the run (Running, no job), its endpoint row, and
+        ``start.first`` applied. A run id already stored writes nothing: REPEATED (with the
+        stored endpoint) when it was this same start (same event data), else RUN_EXISTS;
+        FUNCTION_TAKEN if the function's slug belongs to another app."""
+
+    async def save_endpoint_steps(self, transition: Transition) -> CheckpointOutcome:
+        """Apply a durable endpoint's later checkpoint (a transition of ``NO_JOB``)
+        atomically, only while its run is active; nothing is written otherwise (NO_RUN,
+        NOT_ENDPOINT, RUN_ENDED)."""
+
+    async def get_endpoint(self, run_id: str) -> EndpointRecord | None:
+        """The endpoint row of a durable endpoint's run; None for any other run."""
+
+    async def append_stream(
+        self, run_id: str, chunks: list[bytes], max_bytes: int
+    ) -> StreamOutcome:
+        """Add chunks, in order, to the end of a durable endpoint's stream; nothing if the
+        stream would then hold more than ``max_bytes`` (FULL) or the run is not one."""
+
+    async def read_stream(self, run_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` (seq, chunk) of a run's stream numbered above ``after``, in order."""
 
     async def release_after_fault(self, job: Job, run_at: int) -> bool:
         """The server failed handling ``job``: unlease it, due at ``run_at``, one more fault

@@ -238,6 +238,9 @@ class NewRun:
     # given, as if settled before its first call), written with the run or not at all.
     original_run_id: str | None = None
     seed_steps: tuple[Settled, ...] = ()
+    # A run its caller already runs (a durable endpoint's handler): created Running at
+    # this time, with no first call; the server calls it only once it goes async.
+    started_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +503,69 @@ class CheckpointOutcome(enum.StrEnum):
     NO_RUN = "no_run"
     RUN_ENDED = "run_ended"  # nothing written: the run already ended
     STALE = "stale"  # nothing written: the dispatch was superseded
+    NOT_ENDPOINT = "not_endpoint"  # nothing written: the run is not a durable endpoint's
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRecord:
+    """A durable endpoint's run (JS SDK 4.x ``inngest.endpoint()``): a run an SDK started
+    inside an HTTP handler, and how the server goes on with it once it goes async.
+
+    The server re-enters the run with ``method`` on ``url`` (the handler's URL with the
+    original query), sending the original body (the run's event's ``data.body``) as
+    ``content_type``. ``retries`` is the run's retry budget. ``token`` lets the original
+    client read the run's output, ``stream_token`` its stream: each grants only what the
+    rows beside it hold, so they are kept as they are (an idempotent retry of the start
+    gets them again). ``stream_seq`` and ``stream_bytes`` count the stream's chunks.
+    """
+
+    run_id: str
+    method: str
+    url: str
+    content_type: str
+    retries: int
+    token: str
+    stream_token: str
+    created_at: int
+    stream_seq: int = 0
+    stream_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStart:
+    """A durable endpoint's run and what its first checkpoint changes, written together.
+
+    ``app`` and ``function`` are created as needed (an endpoint has no sync): an app
+    already stored under ``app.name`` is kept, and ``function`` replaces a function of
+    the same slug only in that app. ``run`` is created Running (``NewRun.started_at``)
+    with ``event``, its history starting with ``RunStarted``; ``first`` is the transition
+    of the handler's first checkpoint, for a call that has no job (``NO_JOB``).
+    """
+
+    app: AppRecord
+    function: FunctionRecord
+    event: EventRecord
+    run: NewRun
+    endpoint: EndpointRecord
+    first: Transition
+
+
+class EndpointOutcome(enum.StrEnum):
+    CREATED = "created"
+    REPEATED = "repeated"  # the same start again (its answer was lost): nothing written
+    RUN_EXISTS = "run_exists"  # another run has this id: nothing written
+    FUNCTION_TAKEN = "function_taken"  # another app's function has the slug: nothing written
+
+
+class StreamOutcome(enum.StrEnum):
+    APPENDED = "appended"
+    NOT_ENDPOINT = "not_endpoint"  # no durable endpoint's run has this id
+    FULL = "full"  # the run's stream would pass its limit: nothing written
+
+
+# The job of a transition that answers no job: a durable endpoint's handler runs inside
+# its client's request, and its checkpoints are the answers of a call nobody queued.
+NO_JOB = 0
 
 
 class LeaseLost(Exception):

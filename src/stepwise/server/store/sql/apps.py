@@ -22,7 +22,7 @@ def cron_key(slug: str, expr: str) -> str:
     return f"cron:{slug}:{expr}"
 
 
-def _upsert_app(conn: Conn, app: AppRecord) -> tuple[AppRecord, bool]:
+def upsert_app(conn: Conn, app: AppRecord) -> tuple[AppRecord, bool]:
     row = conn.execute(
         "SELECT id, checksum, created_at FROM apps WHERE name = ?", (app.name,)
     ).fetchone()
@@ -66,7 +66,7 @@ def sync_app(
 ) -> tuple[AppRecord, bool]:
     """Upsert an app, replace its function set and its cron jobs; (stored app, modified)."""
     conn.lock(f"app:{app.name}")
-    stored, modified = _upsert_app(conn, app)
+    stored, modified = upsert_app(conn, app)
     old_slugs = {
         row["slug"]
         for row in conn.execute(

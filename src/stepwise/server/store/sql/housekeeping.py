@@ -97,7 +97,17 @@ def purge_finished(conn: Conn, before: int, limit: int) -> int:
             f" (SELECT id FROM jobs WHERE run_id IN ({ids}))",
             run_ids,
         )
-        for table in ("jobs", "pauses", "open_steps", "run_slots", "history", "steps", "defers"):
+        for table in (
+            "jobs",
+            "pauses",
+            "open_steps",
+            "run_slots",
+            "history",
+            "steps",
+            "defers",
+            "endpoint_runs",
+            "endpoint_streams",
+        ):
             conn.execute(f"DELETE FROM {table} WHERE run_id IN ({ids})", run_ids)
         conn.execute(f"DELETE FROM runs WHERE id IN ({ids})", run_ids)
     events = _purge_events(conn, before, limit)

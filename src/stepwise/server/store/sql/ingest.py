@@ -212,17 +212,18 @@ def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
     skip = run.skip_reason or _flow_skip(conn, run)
     conn.execute(
         "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
-        " created_at, ended_at, cron, correlation_id, skip_reason, singleton_key, concurrency,"
-        " throttle, run_concurrency, original_run_id, queue_rank)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, started_at, ended_at, cron, correlation_id, skip_reason, singleton_key,"
+        " concurrency, throttle, run_concurrency, original_run_id, queue_rank)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run.id,
             run.function_id,
             run.function_slug,
             run.event_ids[0],
             dump(list(run.event_ids)),
-            (RunStatus.SKIPPED if skip else RunStatus.SCHEDULED).value,
+            _first_status(run, skip).value,
             run.created_at,
+            None if skip else run.started_at,
             run.created_at if skip else None,
             run.cron,
             run.correlation_id,
@@ -241,6 +242,8 @@ def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
     )
     if skip:
         return True  # visible through the API with its reason; it never runs
+    if run.started_at is not None:
+        return True  # its caller runs it (a durable endpoint): no call until it goes async
     start = run.start_at if run.start_at is not None else run.created_at
     insert_job(conn, NewJob(run_id=run.id, kind=JobKind.CALL, run_at=start))
     for job in run.jobs:
@@ -249,6 +252,12 @@ def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
         insert_pause(conn, pause)
     _seed_steps(conn, run)
     return True
+
+
+def _first_status(run: NewRun, skip: str | None) -> RunStatus:
+    if skip:
+        return RunStatus.SKIPPED
+    return RunStatus.SCHEDULED if run.started_at is None else RunStatus.RUNNING
 
 
 def _seed_steps(conn: Conn, run: NewRun) -> None:

@@ -22,6 +22,9 @@ from ..records import (
     Checkpoint,
     CheckpointOutcome,
     DeferRecord,
+    EndpointOutcome,
+    EndpointRecord,
+    EndpointStart,
     EventRecord,
     FunctionRecord,
     FunctionStats,
@@ -36,6 +39,7 @@ from ..records import (
     RunFilter,
     RunRecord,
     RunState,
+    StreamOutcome,
     Transition,
 )
 from . import (
@@ -43,6 +47,7 @@ from . import (
     apps,
     cancellations,
     defers,
+    endpoints,
     event_fates,
     function_stats,
     housekeeping,
@@ -181,6 +186,32 @@ class SqlStore(abc.ABC):
 
     async def checkpoint(self, checkpoint: Checkpoint) -> CheckpointOutcome:
         return await self._write(lambda conn: transitions.save_checkpoint(conn, checkpoint))
+
+    # ---- durable endpoints ----------------------------------------------------------
+    async def start_endpoint_run(
+        self, start: EndpointStart
+    ) -> tuple[EndpointOutcome, EndpointRecord | None]:
+        return await self._write(
+            lambda conn: endpoints.start_endpoint_run(conn, start), wake=("jobs", "registry")
+        )
+
+    async def save_endpoint_steps(self, transition: Transition) -> CheckpointOutcome:
+        return await self._write(
+            lambda conn: endpoints.save_endpoint_steps(conn, transition), wake=JOBS
+        )
+
+    async def get_endpoint(self, run_id: str) -> EndpointRecord | None:
+        return await self._read(lambda conn: endpoints.get_endpoint(conn, run_id))
+
+    async def append_stream(
+        self, run_id: str, chunks: list[bytes], max_bytes: int
+    ) -> StreamOutcome:
+        return await self._write(
+            lambda conn: endpoints.append_stream(conn, run_id, chunks, max_bytes)
+        )
+
+    async def read_stream(self, run_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return await self._read(lambda conn: endpoints.read_stream(conn, run_id, after, limit))
 
     async def release_after_fault(self, job: Job, run_at: int) -> bool:
         return await self._write(

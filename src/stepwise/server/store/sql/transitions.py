@@ -7,6 +7,7 @@ from typing import Any
 from ...engine import dispatch
 from ...flow import fanin
 from ..records import (
+    NO_JOB,
     Checkpoint,
     CheckpointOutcome,
     HistoryEntry,
@@ -148,6 +149,14 @@ def apply_transition(conn: Conn, t: Transition) -> list[bool]:
         raise
     _held(fenced, t.job_id)
     return applied
+
+
+def apply_without_job(conn: Conn, t: Transition) -> None:
+    """Apply the transition of a call that has no job (``NO_JOB``): a durable endpoint's
+    checkpoint. There is no lease to fence and no job to keep or retry; the caller has
+    locked the run and checked that it is active."""
+    assert t.job_id == NO_JOB and t.retry_at is None and t.reschedule_at is None
+    _apply(conn, t)
 
 
 def _held(fenced: Cursor, job_id: int) -> None:
