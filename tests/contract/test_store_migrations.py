@@ -46,6 +46,7 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "throttle",
         "run_concurrency",
         "original_run_id",
+        "queue_rank",
     ],
     "steps": ["run_id", "step_id", "seq", "memo"],
     "jobs": [
@@ -60,6 +61,9 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
         "payload",
         "generation",
         "faults",
+        "wait_key",
+        "wait_rank",
+        "wait_since",
     ],
     "idempotency": ["function_id", "key", "run_id", "expires_at"],
     "history": ["id", "run_id", "at", "kind", "step_id", "name", "attempt", "data"],
@@ -123,8 +127,8 @@ EXPECTED_SCHEMA: dict[str, list[str]] = {
 }
 # PostgreSQL's first migration is SQLite's schema after its ninth: later ones share numbers.
 EXPECTED_VERSIONS = {
-    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
-    "postgres": [9, 10, 11, 12, 13, 14, 15, 16],
+    "sqlite": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
+    "postgres": [9, 10, 11, 12, 13, 14, 15, 16, 17],
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from _clock import HOUR, MINUTE, T0
+from _flow import ingest_run
 
 from stepwise.server.store.records import NewPause, PauseKind, PlannedStep, QueueStats
 
@@ -27,7 +28,7 @@ def pause(run_id: str, step: str, kind: PauseKind) -> NewPause:
 
 async def test_an_empty_store_has_nothing_due_and_every_pause_kind_at_zero(world: World) -> None:
     assert await world.store.queue_stats(T0) == QueueStats(
-        due_jobs=0, oldest_due_at=None, pauses=dict.fromkeys(PauseKind, 0)
+        due_jobs=0, oldest_due_at=None, waiting_jobs=0, pauses=dict.fromkeys(PauseKind, 0)
     )
 
 
@@ -65,3 +66,14 @@ async def test_pauses_are_counted_by_kind(world: World) -> None:
         PauseKind.CANCEL: 0,
     }
     assert stats.due_jobs == 0  # waiting runs hold pauses, not due jobs
+
+
+async def test_jobs_refused_a_concurrency_slot_are_waiting_not_due(world: World) -> None:
+    limit = (("step:fn|key|a", 1),)
+    for n in range(3):
+        await ingest_run(world, at=T0 + n, concurrency=limit)
+    assert len(await world.store.lease_due_jobs(T0 + 5, 10, MINUTE)) == 1
+
+    stats = await world.store.queue_stats(T0 + 5)
+
+    assert (stats.due_jobs, stats.waiting_jobs) == (0, 2)

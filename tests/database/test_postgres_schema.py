@@ -97,13 +97,13 @@ async def test_both_backends_expose_the_same_tables_columns_and_indexes(
 
 def test_migrating_an_empty_database_applies_every_version_once(pg_empty_uri: str) -> None:
     newest = [version for version, _ in migrations()]
-    assert newest == [9, 10, 11, 12, 13, 14, 15, 16]
+    assert newest == [9, 10, 11, 12, 13, 14, 15, 16, 17]
 
     assert migrate_uri(pg_empty_uri) == newest
     assert migrate_uri(pg_empty_uri) == []
 
     versions = _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version")
-    assert versions == [(9,), (10,), (11,), (12,), (13,), (14,), (15,), (16,)]
+    assert versions == [(9,), (10,), (11,), (12,), (13,), (14,), (15,), (16,), (17,)]
     assert "runs" in pg_columns(pg_empty_uri)
 
 
@@ -127,7 +127,7 @@ def test_nodes_starting_at_once_migrate_once(pg_empty_uri: str) -> None:
         t.join()
 
     assert errors == []
-    assert sorted(applied) == [[]] * (runners - 1) + [[9, 10, 11, 12, 13, 14, 15, 16]]
+    assert sorted(applied) == [[]] * (runners - 1) + [[9, 10, 11, 12, 13, 14, 15, 16, 17]]
     assert _pg(pg_empty_uri, "SELECT version FROM schema_version ORDER BY version") == [
         (9,),
         (10,),
@@ -137,6 +137,7 @@ def test_nodes_starting_at_once_migrate_once(pg_empty_uri: str) -> None:
         (14,),
         (15,),
         (16,),
+        (17,),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_singleton_skips_while_a_run_with_the_same_key_is_active(stack: Stack) -
 @pytest.fixture
 def one_worker(tmp_path: Path) -> Iterator[Stack]:
     # One worker: under a backlog, the order runs start in is exactly the queue's order.
-    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=10) as s:
+    with Stack(tmp_path, "flow_app", server_args=["--queue-workers", "1"], functions=11) as s:
         yield s
 
 
@@ -92,6 +93,67 @@ def test_higher_priority_starts_first_under_a_backlog(one_worker: Stack) -> None
         e["data"]["p"] for e in executions(stack, "prioritized") if not e["data"].get("blocker")
     ]
     assert order == [100] * 5 + [0] * 5, order
+
+
+def queued_starts(stack: Stack, group: str) -> list[dict[str, Any]]:
+    return [
+        e["data"]
+        for e in executions(stack, "queued-start")
+        if e["data"]["group"] == group and not e["data"].get("blocker")
+    ]
+
+
+def send_behind_a_blocker(stack: Stack, group: str, blocker_s: float) -> list[str]:
+    """A run holding the group's one slot, then three low and three high priority runs."""
+    blocker = stack.server.send(
+        "flow/queued", {"group": group, "p": 0, "blocker": True, "seconds": blocker_s}
+    )
+    wait_until(
+        lambda: any(e["data"]["group"] == group for e in executions(stack, "queued-start")),
+        timeout=10,
+        what="the blocker to take the slot",
+    )
+    waiting = stack.server.send_events(
+        [{"name": "flow/queued", "data": {"group": group, "p": 0, "i": i}} for i in range(3)]
+        + [{"name": "flow/queued", "data": {"group": group, "p": 100, "i": i}} for i in range(3)]
+    )
+    return [blocker, *waiting]
+
+
+def test_higher_priority_runs_take_a_freed_concurrency_slot_first(stack: Stack) -> None:
+    events = send_behind_a_blocker(stack, "prio", blocker_s=1.0)
+    for event_id in events:
+        assert stack.server.wait_for_run(event_id, timeout=30)["status"] == "Completed"
+    assert [d["p"] for d in queued_starts(stack, "prio")] == [100] * 3 + [0] * 3
+    # Runs of the same priority take the slot in the order they came.
+    assert [d["i"] for d in queued_starts(stack, "prio")] == [0, 1, 2] * 2
+
+
+def test_runs_waiting_for_a_slot_keep_their_place_when_the_server_is_killed(
+    tmp_path: Path,
+) -> None:
+    """Killed as the slot's holder commits (the commit that wakes the best waiter): the
+    waiters and their ranks are in the database; after the restart every run completes,
+    and the freed slot still goes to the high-priority runs first."""
+    stack = Stack(tmp_path, "flow_app", server_args=["--retry-interval", "1"], functions=11)
+    stack.server.env["STEPWISE_FAULTS"] = "commit.call=crash"
+    with stack:
+        events = send_behind_a_blocker(stack, "crash", blocker_s=1.0)
+        proc = stack.server.proc
+        assert proc is not None
+        wait_until(lambda: proc.poll() is not None, timeout=30, what="the crash at the commit")
+        ranks = stack.server.query(
+            "SELECT j.wait_rank, e.data FROM jobs j JOIN runs r ON r.id = j.run_id"
+            " JOIN events e ON e.internal_id = r.event_id WHERE j.wait_key IS NOT NULL"
+        )
+        by_priority = sorted(ranks)
+        assert [json.loads(data)["p"] for _, data in by_priority] == [100] * 3 + [0] * 3
+
+        del stack.server.env["STEPWISE_FAULTS"]
+        stack.server.start_and_wait()
+        for event_id in events:
+            assert stack.server.wait_for_run(event_id, timeout=60)["status"] == "Completed"
+        assert [d["p"] for d in queued_starts(stack, "crash")] == [100] * 3 + [0] * 3
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:

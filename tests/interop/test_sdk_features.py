@@ -692,11 +692,6 @@ def test_streamed_replies(
 # ---- a server bug found here, not fixed yet ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a step blocked by a concurrency limit is put back at now + 250 ms "
-    "(store/sql/leasing.py), losing the earlier start that priority gave it",
-)
 def test_priority_orders_runs_waiting_for_a_concurrency_slot(tmp_path: Path) -> None:
     """Priority and concurrency together (the SDKs' usual pairing): a run holds the one
     slot, a low and a high priority run queue behind it; the high one must go first."""

@@ -75,8 +75,14 @@ class Metrics:
         )
         self.due_jobs = Gauge(
             "stepwise_queue_due_jobs",
-            "Jobs due now that no worker holds (waiting for a worker or a concurrency slot),"
-            " on every node sharing the database.",
+            "Jobs due now that no worker holds (waiting for a worker), on every node sharing"
+            " the database.",
+            registry=r,
+        )
+        self.waiting_jobs = Gauge(
+            "stepwise_queue_waiting_jobs",
+            "Jobs waiting for a concurrency slot or a throttle turn, on every node sharing the"
+            " database.",
             registry=r,
         )
         self.oldest_due_age = Gauge(
@@ -130,6 +136,7 @@ class Metrics:
     def exposition(self, stats: QueueStats, now: int) -> bytes:
         """The text format, with the gauges set from ``stats`` read at ``now`` (ms)."""
         self.due_jobs.set(stats.due_jobs)
+        self.waiting_jobs.set(stats.waiting_jobs)
         age = 0.0 if stats.oldest_due_at is None else max(now - stats.oldest_due_at, 0) / 1000
         self.oldest_due_age.set(age)
         for kind, count in stats.pauses.items():

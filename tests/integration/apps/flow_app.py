@@ -107,6 +107,25 @@ async def bounded(ctx: stepwise.Context) -> int:
 
 
 @client.create_function(
+    fn_id="queued",
+    trigger=stepwise.TriggerEvent(event="flow/queued"),
+    concurrency=[stepwise.Concurrency(limit=1, key="event.data.group")],
+    priority=stepwise.Priority(run="event.data.p"),
+)
+async def queued(ctx: stepwise.Context) -> int:
+    """One step at a time per group: the runs behind it wait for the slot, by priority."""
+
+    async def work() -> int:
+        record(ctx, "queued-start")
+        await asyncio.sleep(float(ctx.event.data.get("seconds", 0)))
+        record(ctx, "queued-end")
+        return 1
+
+    await ctx.step.run("work", work)
+    return int(ctx.event.data["p"])
+
+
+@client.create_function(
     fn_id="run-bounded",
     trigger=stepwise.TriggerEvent(event="flow/run-bounded"),
     run_concurrency=stepwise.Concurrency(limit=2, key="event.data.tenant"),
@@ -170,6 +189,7 @@ app = asgi_app(
         single_cancel,
         prioritized,
         bounded,
+        queued,
         run_bounded,
         throttled,
         debounced,

@@ -2,27 +2,67 @@
 
 from __future__ import annotations
 
-from stepwise.server.flow import batching, concurrency, debounce, gcra, idempotency, singleton
+from stepwise.server.flow import (
+    batching,
+    concurrency,
+    debounce,
+    gcra,
+    idempotency,
+    singleton,
+    waiters,
+)
 
 
 # ---- concurrency ---------------------------------------------------------------------------
 def test_a_step_is_admitted_only_while_every_key_has_a_free_slot() -> None:
     limits = [("acct:1", 2), ("fn", 5)]
-    assert concurrency.admits(limits, {"acct:1": 1, "fn": 4})
-    assert not concurrency.admits(limits, {"acct:1": 2, "fn": 0})
-    assert not concurrency.admits(limits, {"acct:1": 0, "fn": 5})
-    assert concurrency.admits([], {})
+    assert concurrency.full_key(limits, {"acct:1": 1, "fn": 4}) is None
+    assert concurrency.full_key(limits, {"acct:1": 2, "fn": 0}) == "acct:1"
+    assert concurrency.full_key(limits, {"acct:1": 0, "fn": 5}) == "fn"
+    assert concurrency.full_key(limits, {"acct:1": 2, "fn": 5}) == "acct:1"  # the first
+    assert concurrency.full_key([], {}) is None
 
 
 def test_a_starting_run_takes_the_run_slots_it_does_not_hold() -> None:
     limits = [("a", 1), ("b", 3)]
-    assert concurrency.run_slots_needed(limits, set(), {"a": 0, "b": 2}) == ["a", "b"]
+    assert concurrency.full_key(limits, {"a": 0, "b": 2}) is None
+    assert concurrency.run_slots_needed(limits, set()) == ["a", "b"]
     # A retried start keeps the slot it took, even when that key is now full.
-    assert concurrency.run_slots_needed(limits, {"a"}, {"a": 1, "b": 0}) == ["b"]
+    assert concurrency.full_key(limits, {"a": 1, "b": 0}, held={"a"}) is None
+    assert concurrency.run_slots_needed(limits, {"a"}) == ["b"]
 
 
-def test_a_starting_run_takes_no_slot_when_any_limit_is_full() -> None:
-    assert concurrency.run_slots_needed([("a", 1), ("b", 3)], set(), {"a": 0, "b": 3}) is None
+def test_a_starting_run_is_held_back_by_the_first_full_limit() -> None:
+    assert concurrency.full_key([("a", 1), ("b", 3)], {"a": 0, "b": 3}, held=set()) == "b"
+
+
+def test_the_spare_slots_of_a_key_are_never_negative() -> None:
+    assert concurrency.spare(3, 1) == 2
+    assert concurrency.spare(3, 3) == 0
+    assert concurrency.spare(1, 2) == 0  # a lowered limit, with more slots held than it allows
+
+
+# ---- waiting for a key ----------------------------------------------------------------------
+def test_a_waiter_keeps_the_rank_and_the_start_of_its_first_wait() -> None:
+    assert waiters.rank(due_at=5_000, kept=None) == 5_000
+    assert waiters.rank(due_at=9_000, kept=-595_000) == -595_000  # a priority run, parked again
+    assert waiters.rank(due_at=9_000, kept=-595_000, run_rank=1_000) == -595_000
+    assert waiters.since(now=7_000, kept=None) == 7_000
+    assert waiters.since(now=9_000, kept=7_000) == 7_000
+
+
+def test_a_step_of_a_run_ranks_as_its_run_unless_it_was_due_earlier() -> None:
+    # A run created at 1 s with a priority of 600 s ranks at -599 s, and so does its next step.
+    assert waiters.rank(due_at=70_000, kept=None, run_rank=-599_000) == -599_000
+    # A run with a negative priority is not held back once its step is due.
+    assert waiters.rank(due_at=70_000, kept=None, run_rank=601_000) == 70_000
+
+
+def test_a_parked_job_is_looked_at_again_later_the_longer_it_has_waited() -> None:
+    now = 100_000
+    assert waiters.recheck_at(now, now) == now + waiters.MIN_RECHECK_MS
+    assert waiters.recheck_at(now, now - 8_000) == now + 8_000
+    assert waiters.recheck_at(now, now - 3_600_000) == now + waiters.MAX_RECHECK_MS
 
 
 # ---- throttle (GCRA with a burst) -----------------------------------------------------------

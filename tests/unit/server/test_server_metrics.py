@@ -65,9 +65,12 @@ def test_two_servers_in_one_process_keep_their_own_counts() -> None:
 def test_the_oldest_due_age_is_in_seconds_and_zero_when_nothing_is_due() -> None:
     metrics = Metrics()
     pauses = dict.fromkeys(PauseKind, 0)
-    metrics.exposition(QueueStats(due_jobs=3, oldest_due_at=NOW - 2_500, pauses=pauses), NOW)
+    stats = QueueStats(due_jobs=3, oldest_due_at=NOW - 2_500, waiting_jobs=4, pauses=pauses)
+    metrics.exposition(stats, NOW)
     assert sample(metrics, "stepwise_queue_due_jobs") == 3
     assert sample(metrics, "stepwise_queue_oldest_due_age_seconds") == 2.5
+    assert sample(metrics, "stepwise_queue_waiting_jobs") == 4
 
-    metrics.exposition(QueueStats(due_jobs=0, oldest_due_at=None, pauses=pauses), NOW)
+    stats = QueueStats(due_jobs=0, oldest_due_at=None, waiting_jobs=0, pauses=pauses)
+    metrics.exposition(stats, NOW)
     assert sample(metrics, "stepwise_queue_oldest_due_age_seconds") == 0

@@ -627,8 +627,11 @@ class AppSyncRecord:
 class QueueStats:
     """The queue as a metrics scrape sees it, counted over every node sharing the store."""
 
-    due_jobs: int  # due now and not held by a live lease (waiting for a worker or a slot)
+    due_jobs: int  # due now and not held by a live lease (waiting for a worker)
     oldest_due_at: int | None  # when the longest-waiting of them fell due
+    # Parked on a flow-control key: refused a concurrency slot or a throttle turn, waiting
+    # for the key to free (``flow/waiters.py``).
+    waiting_jobs: int
     pauses: dict[PauseKind, int]  # pauses stored, by kind (every kind present, 0 if none)
 
 

@@ -213,8 +213,8 @@ def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
     conn.execute(
         "INSERT INTO runs (id, function_id, function_slug, event_id, event_ids, status,"
         " created_at, started_at, ended_at, cron, correlation_id, skip_reason, singleton_key,"
-        " concurrency, throttle, run_concurrency, original_run_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " concurrency, throttle, run_concurrency, original_run_id, queue_rank)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run.id,
             run.function_id,
@@ -237,6 +237,7 @@ def create_run(conn: Conn, run: NewRun, claims: Claims | None = None) -> bool:
             else None,
             dump_text([list(c) for c in run.run_concurrency]) if run.run_concurrency else None,
             run.original_run_id,
+            run.start_at if run.start_at is not None else run.created_at,
         ),
     )
     if skip:

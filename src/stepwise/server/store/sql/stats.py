@@ -16,9 +16,12 @@ def queue_stats(conn: Conn, now: int) -> QueueStats:
     pauses = dict.fromkeys(PauseKind, 0)
     for row in conn.execute("SELECT kind, count(*) AS n FROM pauses GROUP BY kind").fetchall():
         pauses[PauseKind(row["kind"])] = int(row["n"])
+    # On the partial index of waiters: only the parked jobs are read.
+    waiting = conn.execute("SELECT count(*) AS n FROM jobs WHERE wait_key IS NOT NULL").fetchone()
     oldest = due["oldest"]
     return QueueStats(
         due_jobs=int(due["n"]),
         oldest_due_at=None if oldest is None else int(oldest),
+        waiting_jobs=int(waiting["n"]),
         pauses=pauses,
     )

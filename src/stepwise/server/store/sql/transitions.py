@@ -36,10 +36,13 @@ from .steps import (
     send_settle,
     settle,
 )
+from .waiters import wake_for_run_slots
 
 
 def end_run(conn: Conn, run_id: str, keep_job: int | None = None) -> None:
-    """A run ended: none of its jobs or pauses may act any more, and its slots are free."""
+    """A run ended: none of its jobs or pauses may act any more, and its slots are free
+    (the best waiter of each of their keys is woken)."""
+    wake_for_run_slots(conn, run_id)
     conn.execute("DELETE FROM run_slots WHERE run_id = ?", (run_id,))
     conn.execute(
         "DELETE FROM concurrency_slots WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?)",
