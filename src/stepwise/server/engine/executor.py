@@ -7,6 +7,7 @@ the store commits atomically (or drops whole if the job's lease was lost).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -251,16 +252,20 @@ class Executor:
             and not sdk.startswith(_NO_CHECKPOINTS)
         ):
             # A discovery call may have checkpointed steps and defers since the state was
-            # read: the answer is applied to the run as it is now (the step limit counts
-            # them; a run that ends starts the defers they added). The call has answered,
-            # so nothing more can come from it.
+            # read: the answer is applied with the steps and defers as they are now (the
+            # step limit counts them; a run that ends starts the defers they added). The
+            # run itself stays as dispatched: a checkpoint that started it does not arm
+            # its finish timeout, the answer does. The call has answered, so nothing more
+            # can come from it.
             fresh = (await self.store.load_run_states([state.run.id])).get(state.run.id)
             if (
                 fresh is not None
                 and not fresh.run.status.terminal  # ended meanwhile: the commit is refused
                 and (len(fresh.steps) != len(state.steps) or fresh.defers != state.defers)
             ):
-                state = fresh
+                state = dataclasses.replace(
+                    state, steps=fresh.steps, state_bytes=fresh.state_bytes, defers=fresh.defers
+                )
                 outcome = self.handle_reply(job, state, spec, reply, answered, signal_owners=owners)
         return outcome
 
