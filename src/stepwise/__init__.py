@@ -1,5 +1,7 @@
 """Stepwise: durable execution for Python, speaking the Inngest protocol."""
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .errors import (
     ApiError,
@@ -12,43 +14,98 @@ from .errors import (
     StepError,
     StepwiseError,
 )
-from .sdk import (
-    Batch,
-    CancelOn,
-    CheckpointConfig,
-    Concurrency,
-    Context,
-    Debounce,
-    DeferHandle,
-    Dependencies,
-    Deps,
-    Event,
-    FetchResponse,
-    Function,
-    FunctionRun,
-    LoggerMiddleware,
-    Middleware,
-    Output,
-    Parent,
-    Priority,
-    RateLimit,
-    RunInput,
-    SendInput,
-    SendOutput,
-    ServeHandler,
-    Singleton,
-    Step,
-    StepInfo,
-    StepMemo,
-    Stepwise,
-    SyncContext,
-    SyncStep,
-    Throttle,
-    Timeouts,
-    TriggerCron,
-    TriggerEvent,
-    fetch,
-)
+
+if TYPE_CHECKING:
+    from .sdk import (
+        Batch,
+        CancelOn,
+        CheckpointConfig,
+        Concurrency,
+        Context,
+        Debounce,
+        DeferHandle,
+        Dependencies,
+        Deps,
+        Event,
+        FetchResponse,
+        Function,
+        FunctionRun,
+        LoggerMiddleware,
+        Middleware,
+        Output,
+        Parent,
+        Priority,
+        RateLimit,
+        RunInput,
+        SendInput,
+        SendOutput,
+        ServeHandler,
+        Singleton,
+        Step,
+        StepInfo,
+        StepMemo,
+        Stepwise,
+        SyncContext,
+        SyncStep,
+        Throttle,
+        Timeouts,
+        TriggerCron,
+        TriggerEvent,
+        fetch,
+    )
+else:
+    # The SDK is loaded when one of its names is first used: the server imports this
+    # package too (``stepwise.server``), and never needs the SDK (a third of a second
+    # at every start).
+    _SDK_NAMES = frozenset(
+        {
+            "Batch",
+            "CancelOn",
+            "CheckpointConfig",
+            "Concurrency",
+            "Context",
+            "Debounce",
+            "DeferHandle",
+            "Dependencies",
+            "Deps",
+            "Event",
+            "FetchResponse",
+            "Function",
+            "FunctionRun",
+            "LoggerMiddleware",
+            "Middleware",
+            "Output",
+            "Parent",
+            "Priority",
+            "RateLimit",
+            "RunInput",
+            "SendInput",
+            "SendOutput",
+            "ServeHandler",
+            "Singleton",
+            "Step",
+            "StepInfo",
+            "StepMemo",
+            "Stepwise",
+            "SyncContext",
+            "SyncStep",
+            "Throttle",
+            "Timeouts",
+            "TriggerCron",
+            "TriggerEvent",
+            "fetch",
+        }
+    )
+
+    def __getattr__(name: str) -> object:
+        if name in _SDK_NAMES:
+            from . import sdk
+
+            value = getattr(sdk, name)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module 'stepwise' has no attribute {name!r}")
+
 
 __all__ = [
     "ApiError",
