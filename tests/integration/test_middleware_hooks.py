@@ -14,6 +14,9 @@ import pytest
 
 from support.harness import Stack
 
+# The SDK's middleware is under test, not the store: one backend is enough.
+pytestmark = pytest.mark.backends("sqlite")
+
 RUN_HOOKS = (
     "transform_input",
     "before_memoization",

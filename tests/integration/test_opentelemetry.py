@@ -20,6 +20,9 @@ import stepwise
 from stepwise.ext.opentelemetry import OpenTelemetryMiddleware
 from support.harness import Stack, wait_until
 
+# The SDK's middleware is under test, not the store: one backend is enough.
+pytestmark = pytest.mark.backends("sqlite")
+
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:

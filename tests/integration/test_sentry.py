@@ -14,6 +14,9 @@ import pytest
 from stepwise.ext.sentry import trace_id_of
 from support.harness import Stack
 
+# The SDK's middleware is under test, not the store: one backend is enough.
+pytestmark = pytest.mark.backends("sqlite")
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Stack]:

@@ -10,6 +10,9 @@ import pytest
 
 from support.harness import Stack
 
+# The SDK's middleware is under test, not the store: one backend is enough.
+pytestmark = pytest.mark.backends("sqlite")
+
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
