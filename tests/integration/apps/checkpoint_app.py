@@ -69,7 +69,9 @@ async def off(ctx: stepwise.Context) -> list[int]:
     return [await ctx.step.run(name, lambda name=name: ran(ctx, name) or 1) for name in "abc"]
 
 
-@on("cp/crash", retries=2)
+# Retried every second (the server runs with --retry-interval 1) while the killed app
+# restarts, which can take several seconds on a loaded machine.
+@on("cp/crash", retries=10)
 async def crash(ctx: stepwise.Context) -> list[str]:
     out = []
     for name in ("s1", "s2", "s3"):
