@@ -57,48 +57,9 @@ else:
     # The SDK is loaded when one of its names is first used: the server imports this
     # package too (``stepwise.server``), and never needs the SDK (a third of a second
     # at every start).
-    _SDK_NAMES = frozenset(
-        {
-            "Batch",
-            "CancelOn",
-            "CheckpointConfig",
-            "Concurrency",
-            "Context",
-            "Debounce",
-            "DeferHandle",
-            "Dependencies",
-            "Deps",
-            "Event",
-            "FetchResponse",
-            "Function",
-            "FunctionRun",
-            "LoggerMiddleware",
-            "Middleware",
-            "Output",
-            "Parent",
-            "Priority",
-            "RateLimit",
-            "RunInput",
-            "SendInput",
-            "SendOutput",
-            "ServeHandler",
-            "Singleton",
-            "Step",
-            "StepInfo",
-            "StepMemo",
-            "Stepwise",
-            "SyncContext",
-            "SyncStep",
-            "Throttle",
-            "Timeouts",
-            "TriggerCron",
-            "TriggerEvent",
-            "fetch",
-        }
-    )
-
     def __getattr__(name: str) -> object:
-        if name in _SDK_NAMES:
+        # Only names not defined above reach here: those of __all__ are the SDK's.
+        if name in __all__:
             from . import sdk
 
             value = getattr(sdk, name)
